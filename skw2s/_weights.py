@@ -1,0 +1,276 @@
+"""Binary AdaBoost weight arithmetic (ALGORITHMS.md, Algorithm 2).
+
+Pure numpy: no model and no torch in here, so every step is cheap to test.
+Labels live in {-1, +1} inside the math; a learner's mistakes are passed as
+a boolean/0-1 ``incorrect`` array.
+"""
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+EPS = np.finfo(np.float64).eps
+"""Errors are clipped to ``[EPS, 1 - EPS]`` before taking logs (about 2.2e-16)."""
+
+_FLOOR = np.finfo(np.float64).tiny
+"""Positive weights are never allowed to underflow below this (about 2.2e-308)."""
+
+
+def check_sample_weight(sample_weight, n):
+    """Validate sample weights and return them as float64.
+
+    Parameters
+    ----------
+    sample_weight : array-like of shape (n,) or None
+        Non-negative weights; None means uniform weights ``1/n``.
+    n : int
+        Expected number of samples.
+
+    Returns
+    -------
+    ndarray of shape (n,), float64
+        A copy of the weights (not normalised unless ``sample_weight`` is None).
+
+    Raises
+    ------
+    ValueError
+        If the weights have the wrong shape or length, contain NaN or inf,
+        are negative, or are all zero.
+    """
+    n = int(n)
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}.")
+    if sample_weight is None:
+        return np.full(n, 1.0 / n)
+    w = np.array(sample_weight, dtype=np.float64)
+    if w.ndim != 1 or w.shape[0] != n:
+        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}.")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("sample_weight contains NaN or inf.")
+    if np.any(w < 0):
+        raise ValueError("sample_weight contains negative values.")
+    if not np.any(w > 0):
+        raise ValueError("sample_weight is all zero.")
+    return w
+
+
+def normalize_weights(w):
+    """Scale weights so that they sum to 1.
+
+    Parameters
+    ----------
+    w : array-like
+        Non-negative weights.
+
+    Returns
+    -------
+    ndarray, float64
+        ``w / w.sum()``.
+
+    Raises
+    ------
+    ValueError
+        If the sum is not finite and positive.
+    """
+    w = np.asarray(w, dtype=np.float64)
+    total = w.sum()
+    if not (np.isfinite(total) and total > 0):
+        raise ValueError(f"Weights cannot be normalised: their sum is {total}.")
+    return w / total
+
+
+def _as_distribution(w):
+    """Normalise non-negative ``w`` without overflow, keeping positives >= ``_FLOOR``."""
+    pos = w > 0
+    new = w / w.max()
+    new /= new.sum()
+    new[pos] = np.maximum(new[pos], _FLOOR)
+    return new
+
+
+def _weighted_error(w, incorrect):
+    """Return ``sum(w * incorrect) / sum(w)`` computed without overflow."""
+    w = w / w.max()
+    return float(np.clip(np.dot(w, incorrect) / w.sum(), 0.0, 1.0))
+
+
+def _check_incorrect(incorrect):
+    """Validate a 1-D mistake indicator (or soft mistake) with values in [0, 1]."""
+    inc = np.asarray(incorrect, dtype=np.float64)
+    if inc.ndim != 1:
+        raise ValueError(f"incorrect must be 1-D, got shape {inc.shape}.")
+    if not np.all((inc >= 0) & (inc <= 1)):
+        raise ValueError("incorrect must lie in [0, 1] (0 = right, 1 = wrong).")
+    return inc
+
+
+def _reweight(w, log_factor):
+    """Return ``w * exp(log_factor)`` normalised, computed in log space.
+
+    Weights that are zero stay exactly zero; positive weights stay at least
+    ``_FLOOR``. Returns None if the result is not a finite distribution.
+    """
+    pos = w > 0
+    logw = np.full(w.shape, -np.inf)
+    logw[pos] = np.log(w[pos]) + log_factor[pos]
+    logw -= logw[pos].max()
+    new = np.exp(logw)
+    total = new.sum()
+    if not (np.isfinite(total) and total > 0):
+        return None
+    new /= total
+    new[pos] = np.maximum(new[pos], _FLOOR)
+    new[~pos] = 0.0
+    return new
+
+
+@dataclass(frozen=True)
+class BoostStep:
+    """Result of one binary AdaBoost round.
+
+    Attributes
+    ----------
+    sample_weight : ndarray
+        Weights for the next round (normalised, float64).
+    alpha : float or None
+        Learner weight; None when the round is rejected.
+    error : float
+        Weighted error of the learner, before clipping.
+    stop_reason : str or None
+        None to continue; ``"perfect"`` (error 0: learner kept, stop);
+        ``"error>=1/2"`` (round rejected, stop); ``"non-finite weights"``.
+    """
+
+    sample_weight: np.ndarray
+    alpha: float | None
+    error: float
+    stop_reason: str | None
+
+
+def adaboost_step(sample_weight, incorrect, *, learning_rate=1.0):
+    """Run the weight arithmetic of one binary AdaBoost round.
+
+    ``eps = sum(D * incorrect) / sum(D)``,
+    ``alpha = learning_rate * 1/2 * log((1 - eps_c) / eps_c)`` with ``eps_c``
+    clipped to ``[EPS, 1 - EPS]``, and ``D' = D * exp(-alpha * y * h) / Z``,
+    i.e. ``D * exp(+alpha)`` on mistakes and ``D * exp(-alpha)`` elsewhere.
+
+    Parameters
+    ----------
+    sample_weight : array-like of shape (n,)
+        Current non-negative weights ``D_t``.
+    incorrect : array-like of shape (n,)
+        1 (or True) where the learner is wrong, 0 where it is right.
+    learning_rate : float, default=1.0
+        Positive shrinkage applied to ``alpha``.
+
+    Returns
+    -------
+    BoostStep
+        Next weights, ``alpha``, the error and why to stop (if at all). A
+        rejected round (``error >= 1/2``) returns the input weights normalised.
+
+    Warns
+    -----
+    RuntimeWarning
+        If the updated weights stop being finite (``stop_reason`` is
+        ``"non-finite weights"`` and the input weights are returned).
+    """
+    inc = _check_incorrect(incorrect)
+    w = check_sample_weight(sample_weight, inc.shape[0])
+    if not (np.isfinite(learning_rate) and learning_rate > 0):
+        raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate}.")
+    w = _as_distribution(w)
+    error = _weighted_error(w, inc)
+    if error >= 0.5:
+        return BoostStep(w, None, error, "error>=1/2")
+    eps_c = np.clip(error, EPS, 1 - EPS)
+    alpha = float(learning_rate * 0.5 * np.log((1 - eps_c) / eps_c))
+    new = _reweight(w, alpha * (2 * inc - 1))
+    if new is None:
+        warnings.warn("Sample weights are not finite; stopping.", RuntimeWarning, stacklevel=2)
+        return BoostStep(w, None, error, "non-finite weights")
+    return BoostStep(new, alpha, error, "perfect" if error == 0 else None)
+
+
+def _check_votes_alphas(votes, alphas, ndim):
+    """Validate stacked per-round outputs against a 1-D ``alphas`` of length T."""
+    votes = np.asarray(votes, dtype=np.float64)
+    alphas = np.asarray(alphas, dtype=np.float64)
+    if votes.ndim != ndim or alphas.ndim != 1 or votes.shape[0] != alphas.shape[0]:
+        raise ValueError(
+            f"Expected a {ndim}-D array with one row per alpha, got shapes "
+            f"{votes.shape} and {alphas.shape}."
+        )
+    if not np.all(np.isfinite(alphas)) or np.any(alphas < 0) or not np.any(alphas > 0):
+        raise ValueError("alphas must be finite, non-negative and not all zero.")
+    return votes, alphas
+
+
+def adaboost_decision(votes, alphas):
+    """Return the AdaBoost decision function ``sum_t alpha_t * h_t(x)``.
+
+    Parameters
+    ----------
+    votes : array-like of shape (T, n)
+        Per-round predictions in {-1, +1}.
+    alphas : array-like of shape (T,)
+        Learner weights.
+
+    Returns
+    -------
+    ndarray of shape (n,)
+        Positive values predict +1, negative values -1.
+    """
+    votes, alphas = _check_votes_alphas(votes, alphas, 2)
+    if not np.all(np.abs(votes) == 1):
+        raise ValueError("votes must be in {-1, +1}.")
+    return alphas @ votes
+
+
+def staged_soft_pseudo_labels(proba, alphas):
+    """Yield the soft pseudo-labels of each prefix ``t = 1..T`` of the ensemble.
+
+    Parameters
+    ----------
+    proba : array-like of shape (T, n, 2)
+        Per-round class probabilities.
+    alphas : array-like of shape (T,)
+        Learner weights.
+
+    Yields
+    ------
+    ndarray of shape (n, 2)
+        ``sum_{s<=t} alpha_s p_s / sum_{s<=t} alpha_s``, rows summing to 1.
+    """
+    proba, alphas = _check_votes_alphas(proba, alphas, 3)
+    if proba.shape[2] != 2 or not np.all(np.isfinite(proba)) or np.any(proba < 0):
+        raise ValueError("proba must have shape (T, n, 2) with finite, non-negative values.")
+    acc = np.zeros(proba.shape[1:])
+    for a, p in zip(alphas, proba):
+        acc += a * p
+        total = acc.sum(axis=1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            yield np.where(total > 0, acc / total, 0.5)
+
+
+def soft_pseudo_labels(proba, alphas):
+    """Return the alpha-weighted mean of the rounds' class probabilities.
+
+    Parameters
+    ----------
+    proba : array-like of shape (T, n, 2)
+        Per-round class probabilities.
+    alphas : array-like of shape (T,)
+        Learner weights.
+
+    Returns
+    -------
+    ndarray of shape (n, 2)
+        Normalised ``sum_t alpha_t p_t``; rows sum to 1 (a row whose
+        weighted mass is zero becomes ``[0.5, 0.5]``).
+    """
+    for out in staged_soft_pseudo_labels(proba, alphas):
+        pass
+    return out

@@ -1,0 +1,568 @@
+"""Question-answering datasets, binarisation and prompt formatting.
+
+Every loader returns a :class:`pandas.DataFrame` in one shared schema, one row
+per question:
+
+========  =========  =====================================================
+column    type       meaning
+========  =========  =====================================================
+id        str        question id (unique within a dataset)
+question  str        the question text
+choices   list[str]  the answer options, in a fixed order
+answer    int        index of the correct option in ``choices``
+support   str        a context paragraph, ``""`` when the dataset has none
+========  =========  =====================================================
+
+On disk the same schema is stored as JSON Lines, one object per line, in
+``<data_dir>/<dataset>/{train,validation,test}.jsonl`` where ``<dataset>`` is
+``sciq``, ``quartz``, ``arc_easy`` or ``arc_challenge``. The data directory is
+taken from the ``data_dir`` argument, else from the ``SKW2S_DATA_DIR``
+environment variable. ``data_dir`` may also point directly at one dataset's
+folder. When neither is given, the data are downloaded from the Hugging Face hub
+with :func:`datasets.load_dataset` and normalised to the same schema.
+
+Prompt formatting lives in this module only: :func:`format_classification`
+for the binary SciQ task of Burns et al. (``"Q: {question} A: {answer}"``), and
+:func:`format_prompt` / :func:`format_completion` for multiple-choice and
+generation tasks. :func:`to_multiple_choice` and :func:`to_classification`
+turn a loaded frame into the inputs the estimators take.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.utils import check_random_state
+
+__all__ = [
+    "DATASETS",
+    "SPLITS",
+    "binarize_sciq",
+    "format_classification",
+    "format_completion",
+    "format_prompt",
+    "load_arc",
+    "load_arc_metadata",
+    "load_dataset",
+    "load_quartz",
+    "load_sciq",
+    "to_classification",
+    "to_multiple_choice",
+]
+
+SPLITS = ("train", "validation", "test")
+COLUMNS = ("id", "question", "choices", "answer", "support")
+ENV_VAR = "SKW2S_DATA_DIR"
+_ARC_SUBSETS = {"easy": "ARC-Easy", "challenge": "ARC-Challenge"}
+_HOW_TO = (
+    f"Pass data_dir= (the folder holding sciq/, quartz/, arc_easy/, ...) or set "
+    f"the {ENV_VAR} environment variable."
+)
+
+
+# ----------------------------------------------------------------------------
+# Validation helpers
+# ----------------------------------------------------------------------------
+def _check_option(name, value, allowed):
+    if value not in allowed:
+        allowed_str = ", ".join(repr(a) for a in allowed)
+        raise ValueError(
+            f"The {name!r} parameter must be one of {{{allowed_str}}}. Got {value!r} instead."
+        )
+
+
+def _check_record(record, where):
+    """Validate one record of the shared schema; ``where`` names its location."""
+    if not isinstance(record, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}.")
+    missing = [c for c in COLUMNS if c not in record]
+    if missing:
+        raise ValueError(f"{where}: missing field(s) {missing}; required fields are {list(COLUMNS)}.")
+    for field in ("id", "question", "support"):
+        if not isinstance(record[field], str):
+            raise ValueError(
+                f"{where}: field {field!r} must be a string, got {type(record[field]).__name__}."
+            )
+    choices = record["choices"]
+    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
+        raise ValueError(f"{where}: field 'choices' must be a list of strings, got {choices!r}.")
+    if not choices:
+        raise ValueError(f"{where}: field 'choices' is empty.")
+    answer = record["answer"]
+    if isinstance(answer, bool) or not isinstance(answer, int):
+        raise ValueError(f"{where}: field 'answer' must be an int, got {type(answer).__name__}.")
+    if not 0 <= answer < len(choices):
+        raise ValueError(
+            f"{where}: answer index {answer} is out of range for {len(choices)} choices."
+        )
+
+
+def _frame(records):
+    df = pd.DataFrame.from_records(
+        [{c: r[c] for c in COLUMNS} for r in records], columns=list(COLUMNS)
+    )
+    df["answer"] = df["answer"].astype(np.int64)
+    return df
+
+
+def _read_jsonl(path):
+    """Read a JSONL file in the shared schema, validating every line."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: invalid JSON ({exc.msg}).") from exc
+            _check_record(record, where)
+            records.append(record)
+    return _frame(records)
+
+
+# ----------------------------------------------------------------------------
+# Locating files
+# ----------------------------------------------------------------------------
+def _resolve_dir(data_dir):
+    """Return the data directory from ``data_dir`` or the environment, or None."""
+    if data_dir is None:
+        data_dir = os.environ.get(ENV_VAR) or None
+        source = f"the {ENV_VAR} environment variable"
+    else:
+        source = "data_dir"
+    if data_dir is None:
+        return None
+    path = Path(data_dir).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"Data directory {str(path)!r} (from {source}) does not exist. {_HOW_TO}")
+    return path
+
+
+def _find_file(root, folder, filename):
+    """Find ``filename`` in ``root/folder`` or, failing that, in ``root`` itself."""
+    candidates = [root / folder / filename, root / filename]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = " or ".join(repr(str(c)) for c in candidates)
+    raise FileNotFoundError(f"Could not find {filename!r}: looked for {tried}. {_HOW_TO}")
+
+
+def _load_local_or_hub(folder, split, data_dir, hub_loader):
+    root = _resolve_dir(data_dir)
+    if root is None:
+        return hub_loader()
+    return _read_jsonl(_find_file(root, folder, f"{split}.jsonl"))
+
+
+# ----------------------------------------------------------------------------
+# Hugging Face hub normalisation
+# ----------------------------------------------------------------------------
+def _hub_load(path, name, split):
+    import datasets  # imported lazily: only the hub path needs it
+
+    if name is None:
+        return datasets.load_dataset(path, split=split)
+    return datasets.load_dataset(path, name, split=split)
+
+
+def _sciq_answer_position(row_id, n_choices):
+    # Same placement as the offline copy in shared/data (see its SOURCE.md), so
+    # both routes give identical frames: a per-row seed from sha256 of the id.
+    return int(hashlib.sha256(row_id.encode("utf-8")).hexdigest(), 16) % n_choices
+
+
+def _normalise_sciq(rows, split):
+    records = []
+    for i, row in enumerate(rows):
+        row_id = f"sciq-{split}-{i:05d}"
+        distractors = [row["distractor1"], row["distractor2"], row["distractor3"]]
+        k = _sciq_answer_position(row_id, len(distractors) + 1)
+        choices = distractors[:k] + [row["correct_answer"]] + distractors[k:]
+        records.append(
+            {
+                "id": row_id,
+                "question": row["question"],
+                "choices": choices,
+                "answer": k,
+                "support": row.get("support") or "",
+            }
+        )
+    return records
+
+
+def _label_index(labels, key, row_id):
+    labels = [str(label).strip() for label in labels]
+    key = str(key).strip()
+    if key not in labels:
+        raise ValueError(f"Row {row_id!r}: answerKey {key!r} is not one of the labels {labels}.")
+    return labels.index(key)
+
+
+def _normalise_labelled(rows, support_field):
+    """Normalise rows with ``choices: {text, label}`` and ``answerKey`` (QuaRTz, ARC)."""
+    records = []
+    for row in rows:
+        question = row["question"]
+        if isinstance(question, dict):  # raw AI2 files nest the stem
+            question = question["stem"]
+        choices = row["choices"]
+        records.append(
+            {
+                "id": str(row["id"]),
+                "question": question,
+                "choices": list(choices["text"]),
+                "answer": _label_index(choices["label"], row["answerKey"], row["id"]),
+                "support": (row.get(support_field) or "") if support_field else "",
+            }
+        )
+    return records
+
+
+def _hub_frame(records, source):
+    for i, record in enumerate(records, start=1):
+        _check_record(record, f"{source}, row {i}")
+    return _frame(records)
+
+
+# ----------------------------------------------------------------------------
+# Loaders
+# ----------------------------------------------------------------------------
+def load_sciq(split="train", data_dir=None):
+    """Load SciQ (Welbl et al., 2017) in the shared schema.
+
+    Parameters
+    ----------
+    split : {"train", "validation", "test"}, default="train"
+        Which split to load (11679 / 1000 / 1000 questions).
+    data_dir : str or path-like, default=None
+        Folder holding ``sciq/{split}.jsonl``, or the ``sciq`` folder itself.
+        When None, the ``SKW2S_DATA_DIR`` environment variable is used; when
+        that is unset too, ``allenai/sciq`` is loaded from the Hugging Face hub.
+
+    Returns
+    -------
+    df : pandas.DataFrame
+        Columns ``id, question, choices, answer, support``.
+
+    Notes
+    -----
+    The hub copy stores the correct answer apart from three distractors and has
+    no ids. Rows get ``id = "sciq-{split}-{index:05d}"`` and the correct answer
+    is inserted at position ``k = int(sha256(id), 16) % 4`` among the
+    distractors (kept in order). This per-row seeded placement is
+    deterministic, spreads the answer evenly over the four positions and matches
+    the offline JSONL files.
+    """
+    _check_option("split", split, SPLITS)
+
+    def hub():
+        rows = _hub_load("allenai/sciq", None, split)
+        return _hub_frame(_normalise_sciq(rows, split), f"allenai/sciq[{split}]")
+
+    return _load_local_or_hub("sciq", split, data_dir, hub)
+
+
+def load_quartz(split="train", data_dir=None):
+    """Load QuaRTz (Tafjord et al., 2019) in the shared schema.
+
+    Parameters
+    ----------
+    split : {"train", "validation", "test"}, default="train"
+        Which split to load (2696 / 384 / 784 questions).
+    data_dir : str or path-like, default=None
+        Folder holding ``quartz/{split}.jsonl``, or the ``quartz`` folder
+        itself. When None, ``SKW2S_DATA_DIR`` is used; when that is unset too,
+        ``allenai/quartz`` is loaded from the Hugging Face hub.
+
+    Returns
+    -------
+    df : pandas.DataFrame
+        Columns ``id, question, choices, answer, support``. ``choices`` are the
+        two options in label order (A, B); ``support`` is the background
+        paragraph (``para``).
+    """
+    _check_option("split", split, SPLITS)
+
+    def hub():
+        rows = _hub_load("allenai/quartz", None, split)
+        return _hub_frame(_normalise_labelled(rows, "para"), f"allenai/quartz[{split}]")
+
+    return _load_local_or_hub("quartz", split, data_dir, hub)
+
+
+def load_arc(subset="easy", split="train", data_dir=None):
+    """Load the AI2 Reasoning Challenge (Clark et al., 2018) in the shared schema.
+
+    Parameters
+    ----------
+    subset : {"easy", "challenge"}, default="easy"
+        ARC-Easy or ARC-Challenge.
+    split : {"train", "validation", "test"}, default="train"
+        Which split to load (ARC-Easy: 2251 / 570 / 2376 questions).
+    data_dir : str or path-like, default=None
+        Folder holding ``arc_easy/`` (``arc_challenge/`` for the challenge
+        set), or that folder itself. When None, ``SKW2S_DATA_DIR`` is used; when
+        that is unset too, ``allenai/ai2_arc`` (config ``ARC-Easy`` or
+        ``ARC-Challenge``) is loaded from the Hugging Face hub.
+
+    Returns
+    -------
+    df : pandas.DataFrame
+        Columns ``id, question, choices, answer, support``. ``support`` is
+        always ``""``. Answer keys given as letters (A-E) or digits (1-5) are
+        both mapped to the index of the matching label.
+    """
+    _check_option("subset", subset, tuple(_ARC_SUBSETS))
+    _check_option("split", split, SPLITS)
+    config = _ARC_SUBSETS[subset]
+
+    def hub():
+        rows = _hub_load("allenai/ai2_arc", config, split)
+        return _hub_frame(_normalise_labelled(rows, None), f"allenai/ai2_arc/{config}[{split}]")
+
+    return _load_local_or_hub(f"arc_{subset}", split, data_dir, hub)
+
+
+def load_arc_metadata(data_dir=None, *, subset="easy"):
+    """Load per-question ARC metadata (school grade, exam, year).
+
+    Useful as a precomputed difficulty signal: the school grade orders
+    questions from easy to hard.
+
+    Parameters
+    ----------
+    data_dir : str or path-like, default=None
+        Folder holding ``arc_easy/metadata.jsonl`` (or that folder itself).
+        When None, ``SKW2S_DATA_DIR`` is used. The hub has no such file, so one
+        of the two is required.
+    subset : {"easy", "challenge"}, default="easy"
+        Which ARC set's metadata to read.
+
+    Returns
+    -------
+    metadata : pandas.DataFrame
+        Indexed by ``id``, with columns ``split`` (str), ``set`` (str),
+        ``grade`` (int, US school grade), ``exam_name`` (str) and ``year``
+        (str, as in the source: a few are ``"?"`` or ranges like
+        ``"2013-2014"``). Covers all three splits.
+    """
+    _check_option("subset", subset, tuple(_ARC_SUBSETS))
+    root = _resolve_dir(data_dir)
+    if root is None:
+        raise FileNotFoundError(f"ARC metadata is only available offline. {_HOW_TO}")
+    path = _find_file(root, f"arc_{subset}", "metadata.jsonl")
+    required = ("id", "split", "set", "schoolGrade", "examName", "year")
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}, line {lineno}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: invalid JSON ({exc.msg}).") from exc
+            missing = [c for c in required if c not in record]
+            if missing:
+                raise ValueError(f"{where}: missing field(s) {missing}.")
+            grade = record["schoolGrade"]
+            if isinstance(grade, bool) or not isinstance(grade, int):
+                raise ValueError(f"{where}: field 'schoolGrade' must be an int, got {grade!r}.")
+            records.append(record)
+    df = pd.DataFrame.from_records(records, columns=list(required))
+    df = df.rename(columns={"schoolGrade": "grade", "examName": "exam_name"})
+    df["grade"] = df["grade"].astype(np.int64)
+    df["year"] = df["year"].astype(str)
+    return df.set_index("id")
+
+
+DATASETS = {
+    "sciq": load_sciq,
+    "quartz": load_quartz,
+    "arc_easy": lambda split="train", data_dir=None: load_arc("easy", split, data_dir),
+    "arc_challenge": lambda split="train", data_dir=None: load_arc("challenge", split, data_dir),
+}
+"""Dataset name -> loader taking ``(split="train", data_dir=None)``."""
+
+
+def load_dataset(name, split="train", data_dir=None):
+    """Load a dataset by name.
+
+    Parameters
+    ----------
+    name : {"sciq", "quartz", "arc_easy", "arc_challenge"}
+        Key of :data:`DATASETS`.
+    split : {"train", "validation", "test"}, default="train"
+        Which split to load.
+    data_dir : str or path-like, default=None
+        See :func:`load_sciq`.
+
+    Returns
+    -------
+    df : pandas.DataFrame
+        Columns ``id, question, choices, answer, support``.
+    """
+    _check_option("name", name, tuple(DATASETS))
+    return DATASETS[name](split=split, data_dir=data_dir)
+
+
+# ----------------------------------------------------------------------------
+# Formatting
+# ----------------------------------------------------------------------------
+def format_classification(question, answer):
+    """Format a (question, candidate answer) pair for binary classification.
+
+    Parameters
+    ----------
+    question : str
+    answer : str
+
+    Returns
+    -------
+    text : str
+        ``"Q: {question} A: {answer}"`` (Burns et al., 2023).
+    """
+    return f"Q: {question} A: {answer}"
+
+
+def format_prompt(question, support=None, *, use_support=False):
+    """Format a multiple-choice or generation prompt.
+
+    Parameters
+    ----------
+    question : str
+    support : str, default=None
+        Context paragraph.
+    use_support : bool, default=False
+        Prefix ``"Context: {support}\\n"`` when True and ``support`` is non-empty.
+
+    Returns
+    -------
+    prompt : str
+        ``"Question: {question}\\nAnswer:"``, optionally with the context line.
+    """
+    prompt = f"Question: {question}\nAnswer:"
+    if use_support and support:
+        prompt = f"Context: {support}\n{prompt}"
+    return prompt
+
+
+def format_completion(choice):
+    """Format an answer option as the completion that follows a prompt.
+
+    Parameters
+    ----------
+    choice : str
+
+    Returns
+    -------
+    completion : str
+        ``" " + choice``: the space separates it from the prompt's ``"Answer:"``.
+    """
+    return " " + choice
+
+
+# ----------------------------------------------------------------------------
+# Task construction
+# ----------------------------------------------------------------------------
+def _check_frame(df, columns, func):
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{func} expects a pandas DataFrame, got {type(df).__name__}.")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{func}: the DataFrame is missing column(s) {missing}.")
+
+
+def binarize_sciq(df, random_state=None):
+    """Turn multiple-choice questions into a balanced binary task (Burns et al.).
+
+    Each question gives one example: with probability 1/2 it is paired with its
+    correct answer (label 1), otherwise with one distractor drawn uniformly
+    (label 0).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Frame in the shared schema, typically from :func:`load_sciq`.
+    random_state : int, RandomState instance or None, default=None
+        Controls the label and distractor draws. Pass an int for reproducible
+        output.
+
+    Returns
+    -------
+    binarized : pandas.DataFrame
+        Columns ``id, question, answer_text, label, text`` (one row per input
+        row, same order, fresh index) where ``text`` is
+        ``format_classification(question, answer_text)``.
+    """
+    _check_frame(df, ("id", "question", "choices", "answer"), "binarize_sciq")
+    rng = check_random_state(random_state)
+    rows = []
+    for row_id, question, choices, answer in zip(df["id"], df["question"], df["choices"], df["answer"]):
+        choices = list(choices)
+        answer = int(answer)
+        distractors = choices[:answer] + choices[answer + 1 :]
+        if not distractors:
+            raise ValueError(f"Question {row_id!r} has no distractor to pair with label 0.")
+        if rng.random_sample() < 0.5:
+            label, answer_text = 1, choices[answer]
+        else:
+            label, answer_text = 0, distractors[rng.randint(len(distractors))]
+        rows.append((row_id, question, answer_text, label, format_classification(question, answer_text)))
+    out = pd.DataFrame(rows, columns=["id", "question", "answer_text", "label", "text"])
+    out["label"] = out["label"].astype(np.int64)
+    return out
+
+
+def to_multiple_choice(df, *, use_support=False):
+    """Build the multiple-choice input of the generation estimators.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Frame in the shared schema.
+    use_support : bool, default=False
+        Put the ``support`` paragraph in the prompt (see :func:`format_prompt`).
+
+    Returns
+    -------
+    X : pandas.DataFrame
+        Columns ``prompt`` (from :func:`format_prompt`) and ``choices`` (the
+        raw option strings as lists; estimators apply :func:`format_completion`
+        when scoring them). Same index order as ``df``, fresh index.
+    y : numpy.ndarray of shape (n_samples,), dtype int64
+        Index of the correct option.
+    """
+    _check_frame(df, ("question", "choices", "answer"), "to_multiple_choice")
+    supports = df["support"] if "support" in df.columns else [None] * len(df)
+    prompts = [
+        format_prompt(q, s, use_support=use_support) for q, s in zip(df["question"], supports)
+    ]
+    X = pd.DataFrame({"prompt": prompts, "choices": [list(c) for c in df["choices"]]})
+    y = np.asarray(df["answer"], dtype=np.int64)
+    return X, y
+
+
+def to_classification(df_binarized):
+    """Build the input of the binary classifiers from :func:`binarize_sciq` output.
+
+    Parameters
+    ----------
+    df_binarized : pandas.DataFrame
+        Frame with columns ``text`` and ``label``.
+
+    Returns
+    -------
+    X : list of str
+        The ``text`` column.
+    y : numpy.ndarray of shape (n_samples,), dtype int64
+        The ``label`` column.
+    """
+    _check_frame(df_binarized, ("text", "label"), "to_classification")
+    return list(df_binarized["text"]), np.asarray(df_binarized["label"], dtype=np.int64)

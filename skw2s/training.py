@@ -1,0 +1,461 @@
+"""Fine-tuning core: weighted supervised training of causal LMs and classifiers.
+
+Training goes through Hugging Face :class:`~transformers.Trainer`, so ``accelerate launch`` or
+``torchrun`` scale it to several processes or GPUs with no code of ours. What we add is the loss:
+
+- **causal LM (SFT)**: cross-entropy on answer tokens only. Each answer token carries a
+  non-negative weight (a count: a token sampled twice by boosting counts twice; zero masks it
+  out). The batch loss is ``sum(w * ce) / sum(w)``.
+- **classification**: cross-entropy of the last-non-pad-token head, weighted per example. The
+  weights are rescaled to mean 1 over the training set, and the batch loss is
+  ``sum(w * ce) / batch_size``.
+
+Modes:
+
+- ``"full"``: every parameter trains;
+- ``"lora"``: low-rank adapters (peft) on the attention projections; a classifier's head trains
+  too. The returned model is a ``peft`` model; call ``merge_and_unload()`` for a plain one;
+- ``"head"`` (classification only): the LM is frozen; features of the last non-pad token are
+  extracted once and the linear head is trained on them (full batch, Adam). This bypasses
+  ``Trainer``: it is a few milliseconds of work once the features exist.
+
+The Trainer seeds torch globally from ``random_state`` (it calls ``transformers.set_seed``), so a
+seeded fit is reproducible on the same machine and device.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "MODES",
+    "EncodedExample",
+    "encode_sft",
+    "extract_features",
+    "train_causal_lm",
+    "train_classifier",
+    "train_head",
+]
+
+MODES = ("full", "lora", "head")
+DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass
+class EncodedExample:
+    """One prompt+answer sequence: ``input_ids`` and the index where the answer starts."""
+
+    input_ids: list
+    answer_start: int
+
+    @property
+    def n_answer_tokens(self) -> int:
+        return len(self.input_ids) - self.answer_start
+
+
+def encode_sft(tokenizer, prompts, answers, *, max_length=512, append_eos=True, warn=True):
+    """Tokenise prompt/answer pairs for teacher-forced training or scoring.
+
+    The answer is tokenised on its own and appended to the prompt's tokens, so the answer
+    token boundaries do not depend on the prompt. When the pair is longer than
+    ``max_length`` the prompt is cut from the left (its end stays next to the answer) and a
+    warning is raised once. An answer that alone exceeds ``max_length - 1`` is cut from the
+    right.
+
+    Parameters
+    ----------
+    tokenizer : transformers tokenizer
+    prompts, answers : sequence of str
+    max_length : int, default=512
+    append_eos : bool, default=True
+        Append the EOS token to each answer, so that the model learns to stop.
+
+    Returns
+    -------
+    list of EncodedExample
+    """
+    if len(prompts) != len(answers):
+        raise ValueError(f"Got {len(prompts)} prompts but {len(answers)} answers.")
+    prompt_ids = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(list(answers), add_special_tokens=False)["input_ids"]
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    out, truncated = [], 0
+    for i, (p, a) in enumerate(zip(prompt_ids, answer_ids)):
+        a = list(a) + ([tokenizer.eos_token_id] if append_eos else [])
+        if not a:
+            raise ValueError(f"Answer {i} is empty: every example needs at least one answer token.")
+        a = a[: max_length - 1]
+        p = bos + list(p)
+        room = max_length - len(a)
+        if len(p) > room:
+            truncated += 1
+            p = p[len(p) - room :]
+        out.append(EncodedExample(p + a, len(p)))
+    if truncated and warn:
+        warnings.warn(
+            f"{truncated} prompt(s) were longer than max_length={max_length} with their answer "
+            "and were truncated from the left. Raise max_length to keep them whole.",
+            stacklevel=2,
+        )
+    return out
+
+
+def _pad(sequences, value, side="right"):
+    import torch
+
+    width = max(len(s) for s in sequences)
+    rows = []
+    for s in sequences:
+        fill = [value] * (width - len(s))
+        rows.append(list(s) + fill if side == "right" else fill + list(s))
+    return torch.tensor(rows)
+
+
+class _SFTCollator:
+    def __init__(self, pad_id):
+        self.pad_id = pad_id
+
+    def __call__(self, items):
+        import torch
+
+        ids = _pad([it["input_ids"] for it in items], self.pad_id)
+        mask = _pad([[1] * len(it["input_ids"]) for it in items], 0)
+        weights = _pad([it["token_weight"] for it in items], 0.0).to(torch.float32)
+        return {"input_ids": ids, "attention_mask": mask, "token_weight": weights}
+
+
+class _ClsCollator:
+    def __init__(self, pad_id):
+        self.pad_id = pad_id
+
+    def __call__(self, items):
+        import torch
+
+        return {
+            "input_ids": _pad([it["input_ids"] for it in items], self.pad_id),
+            "attention_mask": _pad([[1] * len(it["input_ids"]) for it in items], 0),
+            "labels": torch.tensor([it["label"] for it in items]),
+            "sample_weight": torch.tensor([it["weight"] for it in items], dtype=torch.float32),
+        }
+
+
+def _weighted_trainer_class():
+    import torch
+    from transformers import Trainer
+
+    class WeightedTrainer(Trainer):
+        """Trainer whose loss uses per-token (SFT) or per-example (classification) weights."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = dict(inputs)
+            if "token_weight" in inputs:
+                weight = inputs.pop("token_weight")
+                outputs = model(**inputs)
+                logits = outputs.logits[:, :-1].float()
+                target = inputs["input_ids"][:, 1:]
+                w = weight[:, 1:]
+                ce = torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.size(-1)), target.reshape(-1), reduction="none"
+                ).view_as(w)
+                loss = (ce * w).sum() / w.sum().clamp_min(1e-12)
+            else:
+                weight = inputs.pop("sample_weight")
+                labels = inputs.pop("labels")
+                outputs = model(**inputs)
+                ce = torch.nn.functional.cross_entropy(
+                    outputs.logits.float(), labels, reduction="none"
+                )
+                loss = (ce * weight).sum() / weight.numel()
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedTrainer
+
+
+def _training_args(*, lr, n_epochs, batch_size, random_state, device, verbose, output_dir):
+    from transformers import TrainingArguments
+
+    seed = 0 if random_state is None else int(random_state)
+    return TrainingArguments(
+        output_dir=output_dir,
+        learning_rate=lr,
+        num_train_epochs=n_epochs,
+        per_device_train_batch_size=batch_size,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        weight_decay=0.0,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        save_strategy="no",
+        logging_strategy="no",
+        disable_tqdm=not verbose,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        use_cpu=str(device) == "cpu",
+    )
+
+
+def _apply_lora(model, *, task_type, lora_r, lora_alpha, target_modules):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=lora_r,
+        lora_alpha=lora_alpha if lora_alpha is not None else 2 * lora_r,
+        lora_dropout=0.0,
+        target_modules=list(target_modules or DEFAULT_LORA_TARGETS),
+        task_type=task_type,
+    )
+    return get_peft_model(model, config)
+
+
+def _run_trainer(model, dataset, collator, **kwargs):
+    from datasets import Dataset
+    from transformers import PrinterCallback
+
+    with tempfile.TemporaryDirectory(prefix="skw2s-train-") as tmp:
+        args = _training_args(output_dir=tmp, device=model.device, **kwargs)
+        trainer = _weighted_trainer_class()(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(dataset),
+            data_collator=collator,
+        )
+        trainer.remove_callback(PrinterCallback)  # metrics go to the logger, not stdout
+        result = trainer.train()
+    model.eval()
+    logger.info("Training finished: %s", result.metrics)
+    return result.metrics
+
+
+def _check_mode(mode, allowed):
+    if mode not in allowed:
+        raise ValueError(f"Unknown mode {mode!r}: use one of {', '.join(map(repr, allowed))}.")
+
+
+def train_causal_lm(
+    model,
+    tokenizer,
+    encoded,
+    token_weights=None,
+    *,
+    mode="full",
+    lr=5e-5,
+    n_epochs=1,
+    batch_size=8,
+    random_state=None,
+    lora_r=16,
+    lora_alpha=None,
+    lora_target_modules=None,
+    verbose=0,
+):
+    """Supervised fine-tuning with the loss on (weighted) answer tokens only.
+
+    Parameters
+    ----------
+    model : transformers causal LM
+    tokenizer : transformers tokenizer
+    encoded : list of EncodedExample
+        From :func:`encode_sft`.
+    token_weights : list of array-like, optional
+        One non-negative weight per answer token of each example (``n_answer_tokens`` long);
+        a count of how often boosting drew the token, or any weight. Zero excludes a token;
+        examples whose weights are all zero are dropped. Default: all ones.
+    mode : {"full", "lora"}, default="full"
+    lr, n_epochs, batch_size, random_state
+        Optimisation settings (linear decay, no warm-up).
+    lora_r, lora_alpha, lora_target_modules
+        LoRA settings (``mode="lora"``); ``lora_alpha`` defaults to ``2 * lora_r``.
+    verbose : int, default=0
+        Show the Trainer's progress bar when positive.
+
+    Returns
+    -------
+    model
+        The trained model (a ``peft`` model in LoRA mode), in eval mode.
+    """
+    _check_mode(mode, ("full", "lora"))
+    rows = []
+    for i, ex in enumerate(encoded):
+        w = np.ones(ex.n_answer_tokens) if token_weights is None else np.asarray(token_weights[i])
+        if w.shape != (ex.n_answer_tokens,):
+            raise ValueError(
+                f"token_weights[{i}] has shape {w.shape}; expected ({ex.n_answer_tokens},)."
+            )
+        if not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(f"token_weights[{i}] must be finite and non-negative.")
+        if w.sum() == 0:
+            continue
+        full = [0.0] * ex.answer_start + [float(v) for v in w]
+        rows.append({"input_ids": list(ex.input_ids), "token_weight": full})
+    if not rows:
+        raise ValueError("No answer token has a positive weight: nothing to train on.")
+    if mode == "lora":
+        model = _apply_lora(
+            model,
+            task_type="CAUSAL_LM",
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            target_modules=lora_target_modules,
+        )
+    model.train()
+    _run_trainer(
+        model,
+        rows,
+        _SFTCollator(tokenizer.pad_token_id),
+        lr=lr,
+        n_epochs=n_epochs,
+        batch_size=batch_size,
+        random_state=random_state,
+        verbose=verbose,
+    )
+    return model
+
+
+def _tokenize_texts(tokenizer, texts, max_length):
+    return tokenizer(list(texts), truncation=True, max_length=max_length, add_special_tokens=True)[
+        "input_ids"
+    ]
+
+
+def train_classifier(
+    model,
+    tokenizer,
+    texts,
+    labels,
+    sample_weight=None,
+    *,
+    mode="full",
+    lr=5e-5,
+    n_epochs=1,
+    batch_size=8,
+    max_length=256,
+    random_state=None,
+    lora_r=16,
+    lora_alpha=None,
+    lora_target_modules=None,
+    verbose=0,
+):
+    """Fine-tune a sequence-classification LM with per-example weights.
+
+    ``labels`` are integer class indices. ``sample_weight`` (default: ones) is rescaled to
+    mean 1; examples with zero weight are dropped. ``mode="head"`` trains only the head on
+    frozen features (see :func:`train_head`). Other parameters as in
+    :func:`train_causal_lm`. Returns the trained model in eval mode.
+    """
+    _check_mode(mode, MODES)
+    labels = np.asarray(labels, dtype=np.int64)
+    n = len(labels)
+    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+        raise ValueError("sample_weight must be finite, non-negative, one per example, not all 0.")
+    if mode == "head":
+        features = extract_features(
+            model, tokenizer, texts, batch_size=batch_size, max_length=max_length
+        )
+        return train_head(
+            model, features, labels, w, lr=lr, n_epochs=n_epochs, random_state=random_state
+        )
+    w = w / w.mean()
+    ids = _tokenize_texts(tokenizer, texts, max_length)
+    rows = [
+        {"input_ids": list(ids[i]), "label": int(labels[i]), "weight": float(w[i])}
+        for i in range(n)
+        if w[i] > 0
+    ]
+    if mode == "lora":
+        model = _apply_lora(
+            model,
+            task_type="SEQ_CLS",
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            target_modules=lora_target_modules,
+        )
+    model.train()
+    _run_trainer(
+        model,
+        rows,
+        _ClsCollator(tokenizer.pad_token_id),
+        lr=lr,
+        n_epochs=n_epochs,
+        batch_size=batch_size,
+        random_state=random_state,
+        verbose=verbose,
+    )
+    return model
+
+
+def classification_head(model):
+    """The linear head of a sequence-classification model (``score`` or ``classifier``)."""
+    for name in ("score", "classifier"):
+        head = getattr(model, name, None)
+        if head is not None:
+            return head
+    raise ValueError(f"{type(model).__name__} has no `score` or `classifier` head.")
+
+
+def extract_features(model, tokenizer, texts, *, batch_size=16, max_length=256):
+    """Hidden state of the last non-pad token of each text, from the frozen model's body.
+
+    Returns a float32 numpy array of shape ``(len(texts), hidden_size)``: exactly what the
+    model's linear head sees.
+    """
+    import torch
+
+    body = model.base_model
+    ids = _tokenize_texts(tokenizer, texts, max_length)
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(ids), batch_size):
+            chunk = ids[start : start + batch_size]
+            input_ids = _pad(chunk, tokenizer.pad_token_id).to(model.device)
+            mask = _pad([[1] * len(c) for c in chunk], 0).to(model.device)
+            hidden = body(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            last = mask.sum(dim=1) - 1
+            out.append(hidden[torch.arange(len(chunk)), last].float().cpu())
+    return torch.cat(out).numpy()
+
+
+def train_head(model, features, labels, sample_weight=None, *, lr=1e-2, n_epochs=100, random_state=None):
+    """Train the model's linear head on precomputed features with a weighted loss.
+
+    Full-batch Adam for ``n_epochs`` steps, seeded through a local generator; the head is
+    updated in place (the rest of the model is untouched) and the model is returned.
+    """
+    import torch
+
+    head = classification_head(model)
+    x = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=head.weight.device)
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=head.weight.device)
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    w = torch.as_tensor(w / w.sum(), dtype=torch.float32, device=head.weight.device)
+    generator = torch.Generator().manual_seed(0 if random_state is None else int(random_state))
+    with torch.no_grad():
+        init = torch.randn(head.weight.shape, generator=generator) * 0.01
+        head.weight.copy_(init.to(head.weight))
+        if head.bias is not None:
+            head.bias.zero_()
+    params = [p for p in head.parameters()]
+    original = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.Adam(params, lr=lr)
+    scale = x.std().clamp_min(1e-6)
+    for _ in range(int(n_epochs)):
+        optimizer.zero_grad()
+        logits = torch.nn.functional.linear(x / scale, head.weight, head.bias)
+        loss = (torch.nn.functional.cross_entropy(logits, y, reduction="none") * w).sum()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        head.weight.div_(scale)
+    for p, flag in zip(params, original):
+        p.requires_grad_(flag)
+    model.eval()
+    return model

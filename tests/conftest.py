@@ -1,0 +1,69 @@
+"""Shared fixtures: seeds, tiny random-weight models, the offline data directory."""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    random.seed(0)
+    np.random.seed(0)
+    try:
+        import torch
+
+        torch.manual_seed(0)
+    except ImportError:  # pragma: no cover
+        pass
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory) -> str:
+    """Path of a tiny random-weight causal LM (Llama architecture, byte-level BPE)."""
+    from skw2s.testing import tiny_causal_lm
+
+    return tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_other_vocab(tmp_path_factory) -> str:
+    """A second tiny LM whose tokenizer has a different vocabulary."""
+    from skw2s.testing import tiny_causal_lm
+
+    return tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm-other"), vocab_size=300, seed=1)
+
+
+def _find_data_dir():
+    env = os.environ.get("SKW2S_DATA_DIR")
+    candidates = [Path(env)] if env else []
+    here = Path(__file__).resolve()
+    candidates += [here.parents[1].parent / "shared" / "data", here.parents[2] / "shared" / "data"]
+    for path in candidates:
+        if (path / "sciq" / "train.jsonl").exists():
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The offline QA data (SKW2S_DATA_DIR or ../shared/data); skips when absent."""
+    path = _find_data_dir()
+    if path is None:
+        pytest.skip("offline data not found: set SKW2S_DATA_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> str:
+    """The converted offline SmolLM2-135M checkpoint; skips when its package is missing."""
+    from skw2s.models import resolve_model_path
+
+    try:
+        return resolve_model_path("smollm2-135m")
+    except ImportError as exc:
+        pytest.skip(str(exc))

@@ -1,0 +1,375 @@
+"""Tests for skw2s.datasets, on the real offline copies in shared/data."""
+
+import json
+import os
+import re
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from skw2s import datasets as ds
+from skw2s.datasets import (
+    DATASETS,
+    binarize_sciq,
+    format_classification,
+    format_completion,
+    format_prompt,
+    load_arc,
+    load_arc_metadata,
+    load_dataset,
+    load_quartz,
+    load_sciq,
+    to_classification,
+    to_multiple_choice,
+)
+
+COUNTS = {
+    "sciq": {"train": 11679, "validation": 1000, "test": 1000},
+    "quartz": {"train": 2696, "validation": 384, "test": 784},
+    "arc_easy": {"train": 2251, "validation": 570, "test": 2376},
+}
+COLUMNS = ["id", "question", "choices", "answer", "support"]
+
+
+def _candidate_dirs():
+    env = os.environ.get("SKW2S_DATA_DIR")
+    if env:
+        yield Path(env)
+    here = Path(__file__).resolve()
+    # <repo>/../shared/data, i.e. shared/ beside the clone (/work/main -> /work/shared/data)
+    yield here.parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    for path in _candidate_dirs():
+        if (path / "sciq" / "train.jsonl").is_file():
+            return path
+    pytest.skip("offline QA data not found; set SKW2S_DATA_DIR to shared/data")
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch):
+    # Each test says where the data are; the env var is set only where tested.
+    monkeypatch.delenv("SKW2S_DATA_DIR", raising=False)
+
+
+@pytest.fixture(scope="session")
+def sciq_train(data_dir):
+    return load_sciq("train", data_dir=data_dir)
+
+
+# ----------------------------------------------------------------------------
+# Loading the real data
+# ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(COUNTS))
+@pytest.mark.parametrize("split", ["train", "validation", "test"])
+def test_row_counts_and_schema(data_dir, sciq_train, name, split):
+    if name == "sciq" and split == "train":
+        df = sciq_train
+    else:
+        df = load_dataset(name, split=split, data_dir=data_dir)
+    assert len(df) == COUNTS[name][split]
+    assert list(df.columns) == COLUMNS
+    assert df["answer"].dtype == np.int64
+    assert df["id"].is_unique
+    for col in ("id", "question", "support"):
+        assert all(isinstance(v, str) for v in df[col])
+    assert all(isinstance(c, list) and c and all(isinstance(s, str) for s in c) for c in df["choices"])
+    n_choices = df["choices"].map(len).to_numpy()
+    assert ((df["answer"].to_numpy() >= 0) & (df["answer"].to_numpy() < n_choices)).all()
+
+
+def test_dataset_specific_shapes(data_dir, sciq_train):
+    assert (sciq_train["choices"].map(len) == 4).all()
+    # the correct answer is spread over the four positions, not always first
+    assert sciq_train["answer"].value_counts().min() > 2500
+    quartz = load_quartz("validation", data_dir=data_dir)
+    assert (quartz["choices"].map(len) == 2).all()
+    assert (quartz["support"] != "").all()
+    arc = load_arc("easy", "validation", data_dir=data_dir)
+    assert (arc["support"] == "").all()
+    assert arc.loc[arc["id"] == "MCAS_2000_4_6", "answer"].item() == 0  # answerKey A
+
+
+def test_loaders_agree_with_load_dataset(data_dir):
+    a = load_arc("easy", "validation", data_dir=data_dir)
+    b = DATASETS["arc_easy"](split="validation", data_dir=data_dir)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_data_dir_may_be_dataset_folder(data_dir):
+    df = load_quartz("validation", data_dir=data_dir / "quartz")
+    assert len(df) == 384
+
+
+def test_env_var(data_dir, monkeypatch):
+    monkeypatch.setenv("SKW2S_DATA_DIR", str(data_dir))
+    assert len(load_quartz("validation")) == 384
+    assert len(load_dataset("arc_easy", split="validation")) == 570
+
+
+def test_env_var_missing_dir(tmp_path, monkeypatch):
+    missing = tmp_path / "nope"
+    monkeypatch.setenv("SKW2S_DATA_DIR", str(missing))
+    with pytest.raises(FileNotFoundError, match="SKW2S_DATA_DIR") as info:
+        load_sciq("test")
+    assert str(missing) in str(info.value)
+
+
+def test_arc_metadata(data_dir):
+    meta = load_arc_metadata(data_dir=data_dir)
+    assert meta.index.name == "id"
+    assert len(meta) == sum(COUNTS["arc_easy"].values())
+    assert meta["grade"].dtype == np.int64
+    assert set(meta["grade"]) <= set(range(3, 10))
+    assert {"split", "set", "exam_name", "year"} <= set(meta.columns)
+    test = load_arc("easy", "test", data_dir=data_dir)
+    assert set(test["id"]) <= set(meta.index)
+    assert meta.loc["Mercury_7220990", "grade"] == 8
+
+
+def test_arc_metadata_needs_data_dir():
+    with pytest.raises(FileNotFoundError, match="SKW2S_DATA_DIR"):
+        load_arc_metadata()
+
+
+# ----------------------------------------------------------------------------
+# Errors
+# ----------------------------------------------------------------------------
+def test_bad_split_subset_name(data_dir):
+    with pytest.raises(ValueError, match=r"'split'.*'train', 'validation', 'test'.*'dev'"):
+        load_sciq("dev", data_dir=data_dir)
+    with pytest.raises(ValueError, match=r"'subset'.*'easy', 'challenge'.*'hard'"):
+        load_arc("hard", data_dir=data_dir)
+    with pytest.raises(ValueError, match=r"'name'.*'sciq'.*'arc_challenge'.*'squad'"):
+        load_dataset("squad", data_dir=data_dir)
+    with pytest.raises(ValueError, match="'valid'"):
+        load_dataset("quartz", split="valid", data_dir=data_dir)
+
+
+def test_missing_dir_and_file(tmp_path):
+    missing = tmp_path / "does_not_exist"
+    with pytest.raises(FileNotFoundError) as info:
+        load_sciq(data_dir=missing)
+    msg = str(info.value)
+    assert str(missing) in msg and "data_dir=" in msg and "SKW2S_DATA_DIR" in msg
+    # existing folder without the file (e.g. ARC-Challenge not downloaded)
+    with pytest.raises(FileNotFoundError) as info:
+        load_arc("challenge", "test", data_dir=tmp_path)
+    msg = str(info.value)
+    assert str(tmp_path / "arc_challenge" / "test.jsonl") in msg and "SKW2S_DATA_DIR" in msg
+
+
+GOOD = {"id": "q1", "question": "Why?", "choices": ["a", "b"], "answer": 1, "support": ""}
+
+
+@pytest.mark.parametrize(
+    "bad_line, problem",
+    [
+        ('{"id": "q2", "question": ', "invalid JSON"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "answer"}), "missing field"),
+        (json.dumps({**GOOD, "answer": 2}), "out of range"),
+        (json.dumps({**GOOD, "answer": -1}), "out of range"),
+        (json.dumps({**GOOD, "answer": "1"}), "must be an int"),
+        (json.dumps({**GOOD, "choices": []}), "empty"),
+        (json.dumps({**GOOD, "choices": "ab"}), "list of strings"),
+        (json.dumps({**GOOD, "question": None}), "'question' must be a string"),
+        ("[1, 2]", "JSON object"),
+    ],
+)
+def test_malformed_jsonl(tmp_path, bad_line, problem):
+    folder = tmp_path / "sciq"
+    folder.mkdir()
+    path = folder / "train.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "id": "q0"}) + "\n" + bad_line + "\n")
+    with pytest.raises(ValueError, match=problem) as info:
+        load_sciq("train", data_dir=tmp_path)
+    msg = str(info.value)
+    assert str(path) in msg
+    assert "line 3" in msg
+
+
+def test_small_valid_file_and_blank_lines(tmp_path):
+    path = tmp_path / "validation.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n\n")
+    df = load_quartz("validation", data_dir=tmp_path)
+    assert df.to_dict("records") == [GOOD]
+
+
+# ----------------------------------------------------------------------------
+# Hugging Face hub normalisation (fake load_dataset, no network)
+# ----------------------------------------------------------------------------
+def _sciq_hub_rows(data_dir, split):
+    name = {"train": "train", "validation": "valid", "test": "test"}[split]
+    with zipfile.ZipFile(data_dir / "sciq" / "raw" / "SciQ.zip") as z:
+        return json.loads(z.read(f"SciQ dataset-2 3/{name}.json"))
+
+
+def _to_hub_labelled(raw_row, keep=()):
+    """Raw AI2 JSONL row -> the flattened HF hub row (question str, choices {text, label})."""
+    choices = raw_row["question"]["choices"]
+    row = {
+        "id": raw_row["id"],
+        "question": raw_row["question"]["stem"],
+        "choices": {"text": [c["text"] for c in choices], "label": [c["label"] for c in choices]},
+        "answerKey": raw_row["answerKey"],
+    }
+    row.update({k: raw_row[k] for k in keep})
+    return row
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    calls = []
+    tables = {}
+
+    def fake_load_dataset(path, name=None, *, split=None, **kwargs):
+        calls.append((path, name, split))
+        return datasets.Dataset.from_list(tables[(path, name, split)])
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    return tables, calls
+
+
+def test_hub_sciq_matches_offline_files(data_dir, fake_hub):
+    tables, calls = fake_hub
+    tables[("allenai/sciq", None, "validation")] = _sciq_hub_rows(data_dir, "validation")
+    hub = load_sciq("validation")
+    assert calls == [("allenai/sciq", None, "validation")]
+    offline = load_sciq("validation", data_dir=data_dir)
+    pd.testing.assert_frame_equal(hub, offline)
+
+
+def test_hub_sciq_shuffle_is_deterministic(fake_hub):
+    tables, _ = fake_hub
+    rows = [
+        {"question": f"q{i}", "distractor1": "d1", "distractor2": "d2", "distractor3": "d3",
+         "correct_answer": "right", "support": ""}
+        for i in range(40)
+    ]
+    tables[("allenai/sciq", None, "test")] = rows
+    a, b = load_sciq("test"), load_sciq("test")
+    pd.testing.assert_frame_equal(a, b)
+    assert all(c[k] == "right" for c, k in zip(a["choices"], a["answer"]))
+    assert all(sorted(c) == ["d1", "d2", "d3", "right"] for c in a["choices"])
+    assert a["answer"].nunique() > 1
+    assert list(a["id"][:2]) == ["sciq-test-00000", "sciq-test-00001"]
+
+
+def test_hub_quartz_matches_offline_files(data_dir, fake_hub):
+    tables, calls = fake_hub
+    # test split: raw/dev.jsonl has a one-item upstream typo fixed offline (see quartz/SOURCE.md)
+    raw = [json.loads(line) for line in open(data_dir / "quartz" / "raw" / "test.jsonl")]
+    tables[("allenai/quartz", None, "test")] = [_to_hub_labelled(r, keep=("para",)) for r in raw]
+    hub = load_quartz("test")
+    assert calls == [("allenai/quartz", None, "test")]
+    pd.testing.assert_frame_equal(hub, load_quartz("test", data_dir=data_dir))
+
+
+def test_hub_arc_matches_offline_files(data_dir, fake_hub):
+    tables, calls = fake_hub
+    raw = [json.loads(line) for line in open(data_dir / "arc_easy" / "raw" / "ARC-Easy-Dev.jsonl")]
+    tables[("allenai/ai2_arc", "ARC-Easy", "validation")] = [_to_hub_labelled(r) for r in raw]
+    hub = load_arc("easy", "validation")
+    assert calls == [("allenai/ai2_arc", "ARC-Easy", "validation")]
+    pd.testing.assert_frame_equal(hub, load_arc("easy", "validation", data_dir=data_dir))
+
+
+def test_hub_arc_digit_and_letter_keys(fake_hub):
+    tables, _ = fake_hub
+    tables[("allenai/ai2_arc", "ARC-Challenge", "train")] = [
+        {"id": "a", "question": "Q1", "choices": {"text": ["w", "x", "y"], "label": ["1", "2", "3"]},
+         "answerKey": "3"},
+        {"id": "b", "question": "Q2", "choices": {"text": ["w", "x", "y", "z", "v"],
+                                                  "label": ["A", "B", "C", "D", "E"]}, "answerKey": "B"},
+    ]
+    df = load_dataset("arc_challenge", split="train")
+    assert df["answer"].tolist() == [2, 1]
+    assert df["choices"].tolist() == [["w", "x", "y"], ["w", "x", "y", "z", "v"]]
+    assert df["support"].tolist() == ["", ""]
+    assert df["answer"].dtype == np.int64
+
+
+def test_hub_bad_answer_key(fake_hub):
+    tables, _ = fake_hub
+    tables[("allenai/ai2_arc", "ARC-Easy", "test")] = [
+        {"id": "a", "question": "Q", "choices": {"text": ["w", "x"], "label": ["A", "B"]}, "answerKey": "C"},
+    ]
+    with pytest.raises(ValueError, match="answerKey 'C'"):
+        load_arc("easy", "test")
+
+
+# ----------------------------------------------------------------------------
+# Binarisation and task construction
+# ----------------------------------------------------------------------------
+def test_binarize_sciq(sciq_train):
+    b = binarize_sciq(sciq_train, random_state=0)
+    assert list(b.columns) == ["id", "question", "answer_text", "label", "text"]
+    assert len(b) == len(sciq_train)
+    assert b["label"].dtype == np.int64
+    assert set(b["label"]) == {0, 1}
+    assert abs(b["label"].mean() - 0.5) < 0.02
+    assert (b["id"].to_numpy() == sciq_train["id"].to_numpy()).all()
+    correct = [c[a] for c, a in zip(sciq_train["choices"], sciq_train["answer"])]
+    for text, lab, right, choices in zip(b["answer_text"], b["label"], correct, sciq_train["choices"]):
+        assert text in choices
+        if lab == 1:
+            assert text == right
+        else:
+            assert text != right
+    assert b["text"].iloc[0] == f"Q: {b['question'].iloc[0]} A: {b['answer_text'].iloc[0]}"
+
+
+def test_binarize_sciq_reproducible(data_dir):
+    df = load_sciq("validation", data_dir=data_dir)
+    pd.testing.assert_frame_equal(binarize_sciq(df, random_state=3), binarize_sciq(df, random_state=3))
+    assert not binarize_sciq(df, random_state=3).equals(binarize_sciq(df, random_state=4))
+    rng = np.random.RandomState(5)
+    pd.testing.assert_frame_equal(binarize_sciq(df, random_state=rng), binarize_sciq(df, random_state=5))
+
+
+def test_binarize_needs_distractor():
+    df = pd.DataFrame([{"id": "x", "question": "q", "choices": ["only"], "answer": 0, "support": ""}])
+    with pytest.raises(ValueError, match="no distractor"):
+        binarize_sciq(df, random_state=0)
+
+
+def test_to_classification(data_dir):
+    b = binarize_sciq(load_sciq("test", data_dir=data_dir), random_state=0)
+    X, y = to_classification(b)
+    assert isinstance(X, list) and len(X) == 1000 and all(s.startswith("Q: ") for s in X)
+    assert y.dtype == np.int64 and y.shape == (1000,)
+
+
+def test_to_multiple_choice(data_dir):
+    df = load_quartz("validation", data_dir=data_dir)
+    X, y = to_multiple_choice(df)
+    assert list(X.columns) == ["prompt", "choices"]
+    assert X.shape == (384, 2) and y.shape == (384,) and y.dtype == np.int64
+    assert X["prompt"].iloc[0] == f"Question: {df['question'].iloc[0]}\nAnswer:"
+    assert X["choices"].iloc[0] == df["choices"].iloc[0]
+    np.testing.assert_array_equal(y, df["answer"].to_numpy())
+    Xs, _ = to_multiple_choice(df, use_support=True)
+    assert Xs["prompt"].iloc[0].startswith(f"Context: {df['support'].iloc[0]}\nQuestion: ")
+    # ARC has no support: the context line is left out
+    Xa, ya = to_multiple_choice(load_arc("easy", "validation", data_dir=data_dir), use_support=True)
+    assert Xa.shape == (570, 2) and ya.shape == (570,)
+    assert all(p.startswith("Question: ") for p in Xa["prompt"])
+
+
+def test_formatting():
+    assert format_classification("Why?", "Because") == "Q: Why? A: Because"
+    assert format_prompt("Why?") == "Question: Why?\nAnswer:"
+    assert format_prompt("Why?", "Ctx") == "Question: Why?\nAnswer:"
+    assert format_prompt("Why?", "Ctx", use_support=True) == "Context: Ctx\nQuestion: Why?\nAnswer:"
+    assert format_prompt("Why?", "", use_support=True) == "Question: Why?\nAnswer:"
+    assert format_completion("yes") == " yes"
+
+
+def test_module_docstring_documents_schema():
+    assert re.search(r"id\s.*question\s.*choices\s.*answer\s.*support", ds.__doc__, re.S)
