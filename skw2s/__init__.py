@@ -4,6 +4,16 @@ Implements EnsemW2S (arXiv 2410.04571) as scikit-learn estimators that wrap Hugg
 models. ``import skw2s`` is cheap: torch and transformers load when a model is first needed.
 """
 
+from .difficulty import DifficultySplitter
+from .metrics import make_pgr_scorer, pgr_score
+from .pipeline import WeakToStrongPipeline
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "DifficultySplitter",
+    "WeakToStrongPipeline",
+    "__version__",
+    "make_pgr_scorer",
+    "pgr_score",
+]

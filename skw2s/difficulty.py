@@ -1,0 +1,222 @@
+"""Difficulty ratings and the easy/hard split (appendix E of the paper).
+
+Each example's difficulty is the error a model makes on it when it was *not* trained on it:
+n-fold cross-validation over the labelled pool, one clone of the estimator per fold. The folds
+are independent and run in parallel with joblib. Low difficulty is easy (weak training data),
+high difficulty is hard (student training data and the test set).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.model_selection import KFold
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from ._cache import fingerprint
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DifficultySplitter", "per_example_error", "take_rows"]
+
+
+def take_rows(X, indices):
+    """Rows ``indices`` of ``X`` (a list, an array, a Series or a DataFrame), same kind back."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if isinstance(X, (pd.DataFrame, pd.Series)):
+        return X.iloc[indices].reset_index(drop=True)
+    if isinstance(X, np.ndarray):
+        return X[indices]
+    return [X[i] for i in indices]
+
+
+def per_example_error(estimator, X, y):
+    """Each example's error under a fitted estimator, in [0, 1].
+
+    Uses, in order of preference, the estimator's ``sample_error(X, y)``; ``1 - p(gold)`` from
+    ``predict_proba`` (the gold column is found through ``classes_`` when the estimator has it,
+    else ``y`` is the column index, as for multiple-choice generators); or the 0/1 error of
+    ``predict``.
+    """
+    if hasattr(estimator, "sample_error"):
+        return np.asarray(estimator.sample_error(X, y), dtype=np.float64)
+    y = np.asarray(y)
+    if hasattr(estimator, "predict_proba"):
+        proba = np.asarray(estimator.predict_proba(X), dtype=np.float64)
+        if hasattr(estimator, "classes_"):
+            column = np.searchsorted(estimator.classes_, y)
+        else:
+            column = y.astype(np.int64)
+        return 1.0 - proba[np.arange(len(y)), column]
+    return (np.asarray(estimator.predict(X)) != y).astype(np.float64)
+
+
+def _fold_error(estimator, X, y, train, test):
+    model = clone(estimator).fit(take_rows(X, train), take_rows(y, train))
+    return test, per_example_error(model, take_rows(X, test), take_rows(y, test))
+
+
+class DifficultySplitter(TransformerMixin, BaseEstimator):
+    """Rate each example's difficulty by cross-validation and split the pool into easy and hard.
+
+    Parameters
+    ----------
+    estimator : estimator object, default=None
+        Cloned and fitted once per fold; an example's difficulty is the error of the fold model
+        that did not see it (see :func:`per_example_error`). Not needed when ``difficulty`` is
+        given.
+    n_splits : int, default=5
+        Number of cross-validation folds.
+    easy_fraction : float, default=0.5
+        Share of the pool rated easy by :meth:`split` (the least difficult examples).
+    difficulty : array-like or callable, default=None
+        Precomputed difficulty instead of cross-validation: an array with one value per row,
+        or a callable ``difficulty(X) -> array`` (for example ARC's school grade looked up by
+        question id, or external ratings). Higher is harder.
+    n_jobs : int, default=None
+        Folds run in parallel with joblib (``None`` means 1).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the fold assignment and the tie-breaking of equal difficulties.
+
+    Attributes
+    ----------
+    difficulty_ : ndarray of shape (n_samples,)
+        The difficulty of each row seen in ``fit``.
+    threshold_ : float
+        Rows with difficulty above it are hard (ties are split at random, seeded).
+    easy_mask_ : ndarray of bool, shape (n_samples,)
+        True for the rows :meth:`split` calls easy.
+    n_features_in_ : int
+        Always 1 (the rows are texts); set for scikit-learn compatibility.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> splitter = DifficultySplitter(difficulty=np.array([3, 1, 2, 0]))
+    >>> easy, hard = splitter.fit(["a", "b", "c", "d"]).split()
+    >>> easy.tolist(), hard.tolist()
+    ([1, 3], [0, 2])
+    """
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        n_splits=5,
+        easy_fraction=0.5,
+        difficulty=None,
+        n_jobs=None,
+        random_state=None,
+    ):
+        self.estimator = estimator
+        self.n_splits = n_splits
+        self.easy_fraction = easy_fraction
+        self.difficulty = difficulty
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def _validate(self, n):
+        if not (isinstance(self.easy_fraction, (float, int)) and 0 < self.easy_fraction < 1):
+            raise ValueError(
+                "The 'easy_fraction' parameter of DifficultySplitter must be a float in the "
+                f"range (0, 1). Got {self.easy_fraction!r} instead."
+            )
+        if self.difficulty is None:
+            if self.estimator is None:
+                raise ValueError(
+                    "DifficultySplitter needs an 'estimator' to rate difficulty by "
+                    "cross-validation, or a precomputed 'difficulty'."
+                )
+            if not isinstance(self.n_splits, (int, np.integer)) or self.n_splits < 2:
+                raise ValueError(
+                    "The 'n_splits' parameter of DifficultySplitter must be an int in the range "
+                    f"[2, inf). Got {self.n_splits!r} instead."
+                )
+            if self.n_splits > n:
+                raise ValueError(
+                    f"Cannot make n_splits={self.n_splits} folds out of {n} examples: "
+                    "lower n_splits or give more data."
+                )
+        easy = int(round(self.easy_fraction * n))
+        if easy == 0 or easy == n:
+            raise ValueError(
+                f"easy_fraction={self.easy_fraction} of {n} examples leaves the "
+                f"{'easy' if easy == 0 else 'hard'} side empty."
+            )
+
+    def fit(self, X, y=None):
+        """Rate the difficulty of every row of ``X`` (labels ``y`` needed for cross-validation)."""
+        n = len(X)
+        if n == 0:
+            raise ValueError("DifficultySplitter needs at least one example; got an empty X.")
+        self._validate(n)
+        if self.difficulty is not None:
+            values = self.difficulty(X) if callable(self.difficulty) else self.difficulty
+            difficulty = np.asarray(values, dtype=np.float64).reshape(-1)
+            if difficulty.shape != (n,) or not np.all(np.isfinite(difficulty)):
+                raise ValueError(
+                    f"The precomputed difficulty must hold one finite number per row ({n}); "
+                    f"got shape {difficulty.shape}."
+                )
+        else:
+            if y is None or len(y) != n:
+                raise ValueError("Cross-validated difficulty needs labels y, one per row of X.")
+            folds = KFold(self.n_splits, shuffle=True, random_state=self.random_state)
+            logger.info("Rating difficulty of %d examples with %d folds", n, self.n_splits)
+            results = Parallel(n_jobs=self.n_jobs)(
+                delayed(_fold_error)(self.estimator, X, y, train, test)
+                for train, test in folds.split(np.zeros(n))
+            )
+            difficulty = np.empty(n, dtype=np.float64)
+            for test, err in results:
+                difficulty[test] = err
+        self.difficulty_ = difficulty
+        rng = check_random_state(self.random_state)
+        order = np.lexsort((rng.permutation(n), difficulty))  # ties broken at random
+        n_easy = int(round(self.easy_fraction * n))
+        self.easy_mask_ = np.zeros(n, dtype=bool)
+        self.easy_mask_[order[:n_easy]] = True
+        self.threshold_ = float(difficulty[order[n_easy - 1]])
+        self.n_features_in_ = 1
+        self._fit_fingerprint = fingerprint(len(X), _row_keys(X))
+        return self
+
+    def transform(self, X):
+        """The difficulty of each row, shape ``(n_samples, 1)``; no row is added or dropped.
+
+        Difficulty is cross-validated on the fitted data, so ``X`` must be the data seen in
+        ``fit``.
+        """
+        check_is_fitted(self)
+        if fingerprint(len(X), _row_keys(X)) != self._fit_fingerprint:
+            raise ValueError(
+                "DifficultySplitter.transform rates only the data it was fitted on "
+                "(difficulty is cross-validated); call fit_transform on new data."
+            )
+        return self.difficulty_.reshape(-1, 1)
+
+    def fit_transform(self, X, y=None, **fit_params):
+        return self.fit(X, y).difficulty_.reshape(-1, 1)
+
+    def split(self, X=None, y=None):
+        """Return ``(easy_indices, hard_indices)`` of the fitted rows, each sorted."""
+        check_is_fitted(self)
+        return np.flatnonzero(self.easy_mask_), np.flatnonzero(~self.easy_mask_)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = True
+        return tags
+
+
+def _row_keys(X):
+    if isinstance(X, pd.DataFrame):
+        return pd.util.hash_pandas_object(X.astype(str), index=False).to_numpy()
+    return [str(x) for x in (X.tolist() if isinstance(X, np.ndarray) else X)]

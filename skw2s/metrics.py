@@ -1,0 +1,88 @@
+"""Performance gap recovered (PGR) and helpers to report it.
+
+PGR (Burns et al. 2023) measures how much of the gap between the weak supervisor and the strong
+ceiling a student recovers::
+
+    PGR = (acc(student) - acc(weak)) / (acc(ceiling) - acc(weak))
+
+It is undefined when the ceiling equals the weak score, and it can be huge or negative when
+the gap is small: always report the accuracies beside it.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+__all__ = ["make_pgr_scorer", "mean_sem", "pgr_score"]
+
+
+def pgr_score(weak, student, ceiling):
+    """Performance gap recovered by ``student`` between ``weak`` and ``ceiling``.
+
+    Parameters
+    ----------
+    weak, student, ceiling : float or array-like
+        Scores (accuracies) of the weak supervisor, the weak-to-strong student and the strong
+        ceiling trained on gold labels. Arrays are broadcast element-wise.
+
+    Returns
+    -------
+    pgr : float or ndarray
+        NaN, with a warning, where ``ceiling == weak``.
+
+    Examples
+    --------
+    >>> pgr_score(0.6, 0.7, 0.8)
+    0.5
+    """
+    weak, student, ceiling = (np.asarray(v, dtype=np.float64) for v in (weak, student, ceiling))
+    gap = ceiling - weak
+    undefined = np.isclose(gap, 0.0, rtol=0.0, atol=1e-12)
+    if np.any(undefined):
+        warnings.warn(
+            "PGR is undefined where the ceiling equals the weak score (no gap to recover); "
+            "returning NaN there. Report the accuracies instead, or pick a weaker weak model.",
+            stacklevel=2,
+        )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pgr = np.where(undefined, np.nan, (student - weak) / np.where(undefined, 1.0, gap))
+    return float(pgr) if pgr.ndim == 0 else pgr
+
+
+def make_pgr_scorer(weak_score, ceiling_score):
+    """A scorer ``scorer(estimator, X, y) -> PGR`` for ``GridSearchCV`` and ``cross_val_score``.
+
+    The reference scores must be known in advance (for example measured once on the same
+    evaluation data). The student's score is ``estimator.score(X, y)``.
+
+    Parameters
+    ----------
+    weak_score, ceiling_score : float
+        Accuracy of the weak supervisor and of the strong ceiling.
+
+    Returns
+    -------
+    scorer : callable
+    """
+    for name, value in (("weak_score", weak_score), ("ceiling_score", ceiling_score)):
+        if not np.isfinite(value):
+            raise ValueError(f"{name} must be a finite number; got {value!r}.")
+
+    def pgr_scorer(estimator, X, y):
+        return pgr_score(weak_score, estimator.score(X, y), ceiling_score)
+
+    pgr_scorer.weak_score = weak_score
+    pgr_scorer.ceiling_score = ceiling_score
+    return pgr_scorer
+
+
+def mean_sem(values):
+    """Mean and standard error of the mean (``nan`` SEM for fewer than two finite values)."""
+    arr = np.asarray(values, dtype=np.float64)
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return float("nan"), float("nan")
+    sem = float(arr.std(ddof=1) / np.sqrt(arr.size)) if arr.size > 1 else float("nan")
+    return float(arr.mean()), sem

@@ -1,0 +1,191 @@
+"""WeakToStrongPipeline on fast numeric estimators (the protocol) and, in
+test_pipeline_llm.py, on tiny LMs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from sklearn.ensemble import AdaBoostClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
+
+from skw2s.difficulty import DifficultySplitter
+from skw2s.pipeline import WeakToStrongPipeline
+
+
+def _data(n=400, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.randn(n, 5)
+    y = (X[:, 0] + 0.5 * X[:, 1] - 0.25 * X[:, 2] + 0.2 * rng.randn(n) > 0).astype(int)
+    return X, y
+
+
+def _pipe(**kw):
+    weak = AdaBoostClassifier(DecisionTreeClassifier(max_depth=1), n_estimators=4)
+    return WeakToStrongPipeline(weak=weak, strong=LogisticRegression(), random_state=0, **kw)
+
+
+def test_protocol_and_report():
+    X, y = _data()
+    pipe = _pipe(test_size=0.4).fit(X, y)
+    n = len(X)
+    parts = [pipe.easy_indices_, pipe.hard_train_indices_, pipe.test_indices_]
+    assert sum(map(len, parts)) == n
+    assert len(set(np.concatenate(parts))) == n
+    assert len(pipe.easy_indices_) == n // 2 and len(pipe.test_indices_) == 80
+    assert len(pipe.pseudo_labels_) == len(pipe.hard_train_indices_)
+    report = pipe.report_
+    assert list(report.columns) == ["model", "round", "accuracy", "pgr", "gap"]
+    models = report.model.tolist()
+    assert models.count("weak_round") == len(pipe.weak_.estimators_)
+    for name in ["weak_single", "weak_ensemble", "baseline_student", "ensemble_student", "ceiling"]:
+        assert name in models
+    acc = report.set_index("model").accuracy
+    Xt, yt = X[pipe.test_indices_], y[pipe.test_indices_]
+    assert acc["ensemble_student"] == pytest.approx(pipe.student_.score(Xt, yt))
+    assert acc["ceiling"] == pytest.approx(pipe.ceiling_.score(Xt, yt))
+    assert pipe.score(Xt, yt) == acc["ensemble_student"]
+    # weak rounds: the last staged score is the ensemble's
+    rounds = report[report.model == "weak_round"].accuracy.to_numpy()
+    assert rounds[-1] == pytest.approx(acc["weak_ensemble"])
+    # PGR and gap are consistent with the accuracies
+    gap = acc["ceiling"] - acc["weak_single"]
+    row = report.set_index("model").loc["ensemble_student"]
+    assert row.gap == pytest.approx(gap)
+    assert row.pgr == pytest.approx((acc["ensemble_student"] - acc["weak_single"]) / gap)
+    # the baseline learned from the first weak learner's labels
+    np.testing.assert_array_equal(
+        pipe.baseline_labels_, pipe.weak_.estimators_[0].predict(X[pipe.hard_train_indices_])
+    )
+
+
+def test_difficulty_split_puts_easy_rows_on_weak_side():
+    X, y = _data(200)
+    splitter = DifficultySplitter(LogisticRegression(), n_splits=3, random_state=0)
+    pipe = _pipe(splitter=splitter).fit(X, y)
+    d = pipe.splitter_.difficulty_
+    assert d[pipe.easy_indices_].max() <= d[np.concatenate([pipe.hard_train_indices_, pipe.test_indices_])].min()
+
+
+def test_without_baseline_and_ceiling():
+    X, y = _data(100)
+    pipe = _pipe(baseline=False, ceiling=False).fit(X, y)
+    assert pipe.baseline_ is None and pipe.ceiling_ is None
+    assert pipe.report_.pgr.isna().all()
+    assert "baseline_student" not in pipe.report_.model.tolist()
+
+
+def test_memory_reuses_stages(tmp_path):
+    X, y = _data(120)
+    first = _pipe(memory=str(tmp_path)).fit(X, y)
+    assert not any(h["cached"] for h in first.history_)
+    second = _pipe(memory=str(tmp_path)).fit(X, y)
+    assert all(h["cached"] for h in second.history_)
+    assert second.report_.equals(first.report_)
+    # other data: nothing is reused
+    third = _pipe(memory=str(tmp_path)).fit(X[:100], y[:100])
+    assert not any(h["cached"] for h in third.history_)
+
+
+def test_corrupted_stage_is_recomputed(tmp_path):
+    X, y = _data(120)
+    first = _pipe(memory=str(tmp_path)).fit(X, y)
+    entries = sorted((tmp_path / "pipeline").glob("*.pkl"))
+    assert len(entries) == 6
+    for entry in entries:
+        data = bytearray(entry.read_bytes())
+        data[-5] ^= 0xFF
+        entry.write_bytes(bytes(data))
+    second = _pipe(memory=str(tmp_path)).fit(X, y)
+    assert not any(h["cached"] for h in second.history_)
+    assert second.report_.equals(first.report_)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"weak": None}, "needs a 'weak' estimator"),
+        ({"strong": "logreg"}, "needs a 'strong' estimator"),
+        ({"splitter": "by-length"}, "'splitter' parameter"),
+        ({"test_size": 0.0}, "'test_size' parameter"),
+        ({"test_size": 1000}, "leaves the hard training side empty"),
+    ],
+)
+def test_bad_parameters(kwargs, match):
+    X, y = _data(40)
+    params = dict(
+        weak=AdaBoostClassifier(n_estimators=2), strong=LogisticRegression(), random_state=0
+    )
+    params.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        WeakToStrongPipeline(**params).fit(X, y)
+
+
+def test_empty_hard_side_message():
+    X, y = _data(40)
+    splitter = DifficultySplitter(difficulty=np.arange(40), easy_fraction=0.99)
+    with pytest.raises(ValueError, match="hard side empty"):
+        _pipe(splitter=splitter).fit(X, y)
+
+
+def test_strong_must_read_weak_labels():
+    class Generator(LogisticRegression):
+        def generate(self, X):  # pragma: no cover - only its presence matters
+            return X
+
+    X, y = _data(40)
+    with pytest.raises(ValueError, match="cannot read the labels"):
+        WeakToStrongPipeline(weak=AdaBoostClassifier(), strong=Generator()).fit(X, y)
+
+
+KILL_SCRIPT = textwrap.dedent(
+    """
+    import json, os, signal, sys, time
+    import numpy as np
+    from sklearn.ensemble import AdaBoostClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.tree import DecisionTreeClassifier
+    from skw2s.pipeline import WeakToStrongPipeline
+
+    class DyingLogisticRegression(LogisticRegression):
+        def fit(self, X, y):
+            flag = os.environ.get("DIE_ONCE")
+            if flag and not os.path.exists(flag):
+                open(flag, "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+            return super().fit(X, y)
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 4)
+    y = (X[:, 0] + 0.3 * rng.randn(200) > 0).astype(int)
+    pipe = WeakToStrongPipeline(
+        weak=AdaBoostClassifier(DecisionTreeClassifier(max_depth=1), n_estimators=3),
+        strong=DyingLogisticRegression(), random_state=0, memory=sys.argv[1]).fit(X, y)
+    json.dump({"report": pipe.report_.to_dict("list"), "history": pipe.history_}, open(sys.argv[2], "w"))
+    """
+)
+
+
+def test_resume_after_kill(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT)
+    env = dict(os.environ, DIE_ONCE=str(tmp_path / "died"))
+    memory, out = tmp_path / "memory", tmp_path / "out.json"
+    killed = subprocess.run([sys.executable, str(script), str(memory), str(out)], env=env)
+    assert killed.returncode == -9 and not out.exists()
+    resumed = subprocess.run([sys.executable, str(script), str(memory), str(out)], env=env)
+    assert resumed.returncode == 0
+    result = json.loads(out.read_text())
+    cached = {h["stage"]: h["cached"] for h in result["history"]}
+    assert cached["split"] and cached["weak"] and cached["labels"] and not cached["student"]
+    fresh = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "fresh"), str(tmp_path / "fresh.json")]
+    )
+    assert fresh.returncode == 0
+    assert json.loads((tmp_path / "fresh.json").read_text())["report"] == result["report"]
