@@ -4,14 +4,22 @@ Implements EnsemW2S (arXiv 2410.04571) as scikit-learn estimators that wrap Hugg
 models. ``import skw2s`` is cheap: torch and transformers load when a model is first needed.
 """
 
+from .boosting import LLMAdaBoostClassifier
+from .classifier import LLMClassifier
 from .difficulty import DifficultySplitter
+from .generator import LLMGenerator
 from .metrics import make_pgr_scorer, pgr_score
 from .pipeline import WeakToStrongPipeline
+from .token_boosting import TokenAdaBoostGenerator
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DifficultySplitter",
+    "LLMAdaBoostClassifier",
+    "LLMClassifier",
+    "LLMGenerator",
+    "TokenAdaBoostGenerator",
     "WeakToStrongPipeline",
     "__version__",
     "make_pgr_scorer",

@@ -183,8 +183,13 @@ def _convert_offline(alias: str, target: Path) -> None:
         start = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        # A GGUF-loaded model refuses save_pretrained: rebuild it from its config.
-        model = AutoModelForCausalLM.from_config(loaded.config)
+        # A GGUF-loaded model refuses save_pretrained: rebuild it from its config. The weights
+        # are dequantised floats now, so the GGUF quantization marker must not come along (a
+        # model that claims to be quantized cannot be fine-tuned).
+        config = loaded.config
+        if "quantization_config" in vars(config):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config)
         model.load_state_dict(loaded.state_dict())
         out = staging / "checkpoint"
         model.save_pretrained(out, safe_serialization=True)
@@ -209,13 +214,35 @@ def resolve_model_path(spec) -> str:
     from filelock import FileLock
 
     target = cache_dir() / "models" / base
-    if (target / "config.json").exists():
+    if (target / "config.json").exists() and not _stale_quantization_marker(target):
         return str(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if not (target / "config.json").exists():
             _convert_offline(base, target)
+        elif _stale_quantization_marker(target):
+            _drop_quantization_marker(target)
     return str(target)
+
+
+def _stale_quantization_marker(checkpoint: Path) -> bool:
+    """True when a converted checkpoint's config still carries the GGUF quantization marker
+    (written by converters before it was dropped at conversion)."""
+    import json
+
+    config = json.loads((checkpoint / "config.json").read_text())
+    return "gguf" in json.dumps(config.get("quantization_config", {})).lower()
+
+
+def _drop_quantization_marker(checkpoint: Path) -> None:
+    import json
+
+    path = checkpoint / "config.json"
+    config = json.loads(path.read_text())
+    config.pop("quantization_config", None)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(config, indent=2))
+    os.replace(tmp, path)
 
 
 def _check_local_or_hub(path: str) -> None:

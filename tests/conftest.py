@@ -11,6 +11,19 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
+def _threads(request):
+    """One torch thread for tiny-model tests (faster than two on a busy 2-core machine);
+    all cores for the tests on the real offline models."""
+    import torch
+
+    previous = torch.get_num_threads()
+    real = request.node.get_closest_marker("real_model") is not None
+    torch.set_num_threads(max(1, os.cpu_count() or 1) if real else 1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
 def _seed():
     random.seed(0)
     np.random.seed(0)

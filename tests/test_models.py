@@ -81,7 +81,11 @@ def test_missing_directory_message(tmp_path):
 
 
 def test_unreachable_hub_id_message(monkeypatch):
+    import huggingface_hub.constants
+
+    # offline mode answers at once; CI has no Hub either way, but would wait on retries
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ValueError, match="Hugging Face Hub failed"):
         load_causal_lm("no-such-org/no-such-model-xyz")
 

@@ -165,7 +165,7 @@ def test_soft_pseudo_labels(T, n, data):
     staged = list(staged_soft_pseudo_labels(proba, alphas))
     assert len(staged) == T
     np.testing.assert_array_equal(staged[-1], out)
-    np.testing.assert_allclose(staged[0], proba[0])
+    np.testing.assert_allclose(staged[0], proba[0], atol=1e-12)  # denormals may flush to 0
 
 
 def test_weight_modules_do_not_import_torch():
