@@ -126,7 +126,7 @@ class LLMAdaBoostClassifier(ClassifierMixin, BaseEstimator):
         One dict per round run or loaded, the rejected one included: ``round`` (1-based),
         ``error``, ``alpha`` (None when rejected), ``stop_reason``, ``train_accuracy``
         (unweighted accuracy of the learner on the training data), ``fit_seconds`` (training
-        time when it was trained) and ``from_memory`` (loaded from ``memory``).
+        time when it was trained) and ``cached`` (loaded from ``memory``).
     n_features_in_ : int
         Number of features seen in ``fit``; only set when the weak learner takes numeric 2-D
         input (text input has no features).
@@ -281,7 +281,7 @@ class LLMAdaBoostClassifier(ClassifierMixin, BaseEstimator):
                 entry, from_memory = self._load_or_run_round(
                     store, prefix, t, prototype, X, y_arr, y_enc, D, base_seed
                 )
-                record = dict(entry["history"], from_memory=from_memory)
+                record = dict(entry["history"], cached=from_memory)
                 history.append(record)
                 self._log_round(record, from_memory)
                 if entry["stop_reason"] in _REJECTED:

@@ -81,12 +81,16 @@ DEMO_CONFIG = {
     "name": "demo-sciq-binary",
     "task": "binary",
     "dataset": "sciq",
-    "n_examples": 800,
+    "n_examples": 1600,
     "split_kind": "random",
     "test_size": 0.4,
-    "seeds": [0],
-    # A capability-controlled weak model: the first 8 of SmolLM2-135M's 30 layers, head-only.
-    "weak": {"model": "smollm2-135m[:8]", "mode": "head", "max_length": 96, "batch_size": 16},
+    "seeds": [0, 1, 2],
+    # A capability-controlled weak model: the first 8 of SmolLM2-135M's 30 layers, with a
+    # linear head on its frozen features. 30 Adam steps keep each learner from fitting the easy
+    # half perfectly (at 200 steps the first learner has zero training error and boosting
+    # stops after one round).
+    "weak": {"model": "smollm2-135m[:8]", "mode": "head", "lr": 1e-2, "n_epochs": 30,
+             "max_length": 96, "batch_size": 16},
     "boost": {"n_estimators": 5, "sampling": "reweight"},
     "strong": {"model": "gemma3-270m", "mode": "head", "max_length": 96, "batch_size": 16},
 }

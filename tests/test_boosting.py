@@ -146,7 +146,7 @@ def test_fit_predict_shapes_and_classes(boosted):
         "stop_reason",
         "train_accuracy",
         "fit_seconds",
-        "from_memory",
+        "cached",
     }
     assert all(isinstance(e, LLMClassifier) for e in b.estimators_)
     pred = b.predict(TEXTS)
@@ -351,7 +351,7 @@ def test_memory_fit_3_then_5_trains_only_2(tiny_lm, tmp_path, count_llm_fits, ca
     with caplog.at_level(logging.INFO, logger="skw2s.boosting"):
         b5 = clone(b3).set_params(n_estimators=5).fit(TEXTS, LABELS)
     assert len(count_llm_fits) == 5  # only rounds 4 and 5 were trained
-    assert [h["from_memory"] for h in b5.history_] == [True, True, True, False, False]
+    assert [h["cached"] for h in b5.history_] == [True, True, True, False, False]
     assert "from memory" in caplog.text
     # Resuming gives the same ensemble as a fresh 5-round fit.
     fresh = LLMAdaBoostClassifier(est, n_estimators=5, random_state=0).fit(TEXTS, LABELS)
@@ -377,7 +377,7 @@ def test_memory_ignores_corrupted_round(tiny_lm, tmp_path, count_llm_fits):
     entries[1].write_bytes(b"garbage")
     again = clone(ref).fit(TEXTS, LABELS)
     assert len(count_llm_fits) == 4  # the corrupted round 2 is retrained, round 3 reloaded
-    assert [h["from_memory"] for h in again.history_] == [True, False, True]
+    assert [h["cached"] for h in again.history_] == [True, False, True]
     np.testing.assert_allclose(again.estimator_weights_, ref.estimator_weights_)
 
 
