@@ -37,6 +37,7 @@ __all__ = [
     "check_text_input",
     "reset_fitted_attributes",
     "resolve_seed",
+    "take_rows",
     "validate_params",
 ]
 
@@ -348,3 +349,13 @@ def check_sample_weight(sample_weight, n_samples):
     except (TypeError, ValueError) as exc:
         raise ValueError(f"sample_weight must be numeric: {exc}") from None
     return _weights.check_sample_weight(arr, n_samples)
+
+
+def take_rows(X, indices):
+    """Rows ``indices`` of ``X`` (a list, an array, a Series or a DataFrame), same kind back."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if isinstance(X, (pd.DataFrame, pd.Series)):
+        return X.iloc[indices].reset_index(drop=True)
+    if isinstance(X, np.ndarray):
+        return X[indices]
+    return [X[i] for i in indices]

@@ -32,6 +32,7 @@ from ._validation import (
     check_text_input,
     reset_fitted_attributes,
     resolve_seed,
+    take_rows,
     validate_params,
 )
 from .classifier import LLMClassifier
@@ -43,12 +44,6 @@ __all__ = ["LLMAdaBoostClassifier"]
 _MEMORY_VERSION = "LLMAdaBoostClassifier/v1"
 _REJECTED = ("error>=1/2", "non-finite weights")
 _MAX_REDRAWS = 20
-
-
-def _take(X, idx):
-    if isinstance(X, list):
-        return [X[i] for i in idx]
-    return X[idx]
 
 
 def _n_samples(X):
@@ -397,7 +392,7 @@ class LLMAdaBoostClassifier(ClassifierMixin, BaseEstimator):
         start = time.perf_counter()
         if self.sampling == "resample":
             idx = self._resample(rng, D, y_enc)
-            learner.fit(_take(X, idx), y[idx])
+            learner.fit(take_rows(X, idx), y[idx])
         else:
             learner.fit(X, y, sample_weight=D * len(D))
         fit_seconds = time.perf_counter() - start

@@ -19,20 +19,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._cache import fingerprint
+from ._validation import take_rows
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["DifficultySplitter", "per_example_error", "take_rows"]
-
-
-def take_rows(X, indices):
-    """Rows ``indices`` of ``X`` (a list, an array, a Series or a DataFrame), same kind back."""
-    indices = np.asarray(indices, dtype=np.int64)
-    if isinstance(X, (pd.DataFrame, pd.Series)):
-        return X.iloc[indices].reset_index(drop=True)
-    if isinstance(X, np.ndarray):
-        return X[indices]
-    return [X[i] for i in indices]
+__all__ = ["DifficultySplitter", "per_example_error"]
 
 
 def per_example_error(estimator, X, y):

@@ -28,7 +28,8 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ._cache import fingerprint, get_store
-from .difficulty import DifficultySplitter, take_rows
+from ._validation import take_rows
+from .difficulty import DifficultySplitter
 from .metrics import pgr_score
 
 logger = logging.getLogger(__name__)

@@ -239,6 +239,27 @@ def _check_mode(mode, allowed):
         raise ValueError(f"Unknown mode {mode!r}: use one of {', '.join(map(repr, allowed))}.")
 
 
+def _fit_rows(
+    model, rows, collator, *, task_type, mode, lr, n_epochs, batch_size, random_state,
+    lora_r, lora_alpha, lora_target_modules, verbose,
+):
+    """Add LoRA adapters when asked, then train ``model`` on ``rows`` with the Trainer."""
+    if mode == "lora":
+        model = _apply_lora(
+            model,
+            task_type=task_type,
+            lora_r=lora_r,
+            lora_alpha=lora_alpha,
+            target_modules=lora_target_modules,
+        )
+    model.train()
+    _run_trainer(
+        model, rows, collator, lr=lr, n_epochs=n_epochs, batch_size=batch_size,
+        random_state=random_state, verbose=verbose,
+    )
+    return model
+
+
 def train_causal_lm(
     model,
     tokenizer,
@@ -296,26 +317,11 @@ def train_causal_lm(
         rows.append({"input_ids": list(ex.input_ids), "token_weight": full})
     if not rows:
         raise ValueError("No answer token has a positive weight: nothing to train on.")
-    if mode == "lora":
-        model = _apply_lora(
-            model,
-            task_type="CAUSAL_LM",
-            lora_r=lora_r,
-            lora_alpha=lora_alpha,
-            target_modules=lora_target_modules,
-        )
-    model.train()
-    _run_trainer(
-        model,
-        rows,
-        _SFTCollator(tokenizer.pad_token_id),
-        lr=lr,
-        n_epochs=n_epochs,
-        batch_size=batch_size,
-        random_state=random_state,
-        verbose=verbose,
+    return _fit_rows(
+        model, rows, _SFTCollator(tokenizer.pad_token_id), task_type="CAUSAL_LM", mode=mode, lr=lr,
+        n_epochs=n_epochs, batch_size=batch_size, random_state=random_state, lora_r=lora_r,
+        lora_alpha=lora_alpha, lora_target_modules=lora_target_modules, verbose=verbose,
     )
-    return model
 
 
 def _tokenize_texts(tokenizer, texts, max_length):
@@ -369,26 +375,11 @@ def train_classifier(
         for i in range(n)
         if w[i] > 0
     ]
-    if mode == "lora":
-        model = _apply_lora(
-            model,
-            task_type="SEQ_CLS",
-            lora_r=lora_r,
-            lora_alpha=lora_alpha,
-            target_modules=lora_target_modules,
-        )
-    model.train()
-    _run_trainer(
-        model,
-        rows,
-        _ClsCollator(tokenizer.pad_token_id),
-        lr=lr,
-        n_epochs=n_epochs,
-        batch_size=batch_size,
-        random_state=random_state,
-        verbose=verbose,
+    return _fit_rows(
+        model, rows, _ClsCollator(tokenizer.pad_token_id), task_type="SEQ_CLS", mode=mode, lr=lr,
+        n_epochs=n_epochs, batch_size=batch_size, random_state=random_state, lora_r=lora_r,
+        lora_alpha=lora_alpha, lora_target_modules=lora_target_modules, verbose=verbose,
     )
-    return model
 
 
 def classification_head(model):
