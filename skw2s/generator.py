@@ -379,7 +379,9 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
     n_epochs : int, default=5
         Training epochs (the paper's SFT setting).
     batch_size : int, default=8
-        Batch size for training and for inference.
+        Batch size for training and for inference. Multiple-choice scoring takes this many
+        questions per batch, each with all its options (the prompt runs once per question; see
+        :mod:`skw2s.scoring`).
     max_length : int, default=512
         Most tokens of prompt + answer; longer prompts are cut from the left with a warning.
     max_new_tokens : int, default=32
