@@ -258,7 +258,11 @@ def print_table(rows, columns):
         print("  ".join(str(r.get(c, "")).ljust(w) for c, w in zip(columns, widths)))
 
 
-def verdict(value, target, *, at_least=False):
+def verdict(value, target, *, at_least=False, quick=False):
+    """``met``/``MISSED`` against ``target``; quick runs (tiny models, where fixed per-call
+    overheads dominate) are smoke tests and get no verdict."""
+    if quick:
+        return "n/a (quick run)"
     ok = value >= target if at_least else value <= target
     return f"{'met' if ok else 'MISSED'} ({'>=' if at_least else '<='} {target:g})"
 

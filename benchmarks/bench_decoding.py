@@ -127,7 +127,7 @@ def run(args):
              "ratio": "1.00 (baseline)", "target": ""},
             {"case": f"mixture of {T}, cached",
              "seconds": f"{_perf.median(times, 'mixture, cached'):.2f}",
-             "ratio": f"{r1:.3f}", "target": _perf.verdict(r1, 1.10)},
+             "ratio": f"{r1:.3f}", "target": _perf.verdict(r1, 1.10, quick=args.quick)},
             {"case": "ours with 1 expert / its generate",
              "seconds": f"{_perf.median(times, 'ours, 1 expert'):.2f}", "ratio": f"{r_own:.3f}",
              "target": f"same tokens as generate: {same}"},
@@ -144,7 +144,7 @@ def run(args):
         speed = t_slow / t_fast
         rows.append({"case": f"plain (no cache) / cached, {k} expert(s), 1 run",
                      "seconds": f"{t_slow:.2f} / {t_fast:.2f}", "ratio": f"{speed:.1f}x faster",
-                     "target": _perf.verdict(speed, 5.0, at_least=True)
+                     "target": _perf.verdict(speed, 5.0, at_least=True, quick=args.quick)
                      + f"; same tokens: {slow == fast}"})
         _perf.print_table(rows, list(rows[0]))
         payload["p1"] = {"times": times, "rows": rows, "reference": {
@@ -183,7 +183,8 @@ def run(args):
             r = _perf.ratio(times, name, "generate, 1 adapter")
             rows.append({
                 "case": name, "seconds": f"{_perf.median(times, name):.2f}", "ratio": f"{r:.3f}",
-                "target": _perf.verdict(r, target) if name == "mixture, adapters batched" else "",
+                "target": (_perf.verdict(r, target, quick=args.quick)
+                           if name == "mixture, adapters batched" else ""),
             })
         rows[-1]["target"] = f"same tokens as batched: {same}"
         _perf.print_table(rows, list(rows[0]))

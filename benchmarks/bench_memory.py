@@ -142,7 +142,8 @@ def run(args):
                 one["peak_decoding_mib"] - one["rss_after_import_mib"])
             row["peak / one model"] = f"{total:.2f}"
             row["net of interpreter"] = f"{net:.2f}"
-            row["target"] = _perf.verdict(total, 1.3) if config == "lora" else ""
+            row["target"] = (_perf.verdict(total, 1.3, quick=args.quick)
+                             if config == "lora" else "")
         rows.append(row)
     print()
     _perf.print_table(rows, list(rows[0]))

@@ -104,7 +104,8 @@ def run(args):
             "speedup vs batched": f"{vs_batched:.2f}x",
             "max |dNLL|": f"{_nll_gap(res[name], ref):.1e}",
             "argmin agrees": f"{_agreement(res[name], ref):.3f}",
-            "target": "" if target is None else _perf.verdict(speedup, target, at_least=True),
+            "target": ("" if target is None
+                       else _perf.verdict(speedup, target, at_least=True, quick=args.quick)),
         })
     print("\nP3: single model, option NLLs (one row per path; speedups are time(baseline) / "
           "time(path))")

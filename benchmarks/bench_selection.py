@@ -141,7 +141,8 @@ def run(args):
             "learner fits": fits[name],
             "time / baseline": f"{r:.2f}",
             "fits / baseline": f"{fits[name] / fits['baseline: grid [5]']:.2f}",
-            "target": _perf.verdict(r, 1.3) if name == "grid 1..5, round cache" else "",
+            "target": (_perf.verdict(r, 1.3, quick=args.quick)
+                       if name == "grid 1..5, round cache" else ""),
         })
     print()
     _perf.print_table(rows, list(rows[0]))

@@ -304,3 +304,31 @@ def test_fast_paths_on_cuda(tiny_lm):
     ref = mixture_generate(lora, [1, 2], tok, PROMPTS, max_new_tokens=6, batch_adapters=False,
                            use_cache=False)
     assert mixture_generate(lora, [1, 2], tok, PROMPTS, max_new_tokens=6) == ref
+
+
+@pytest.mark.real_model
+def test_fast_paths_on_smollm2(smollm2_path):
+    from peft import LoraConfig, get_peft_model
+
+    from skw2s.scoring import AdapterExpert
+
+    model, tok = load_causal_lm(smollm2_path, device="cpu")
+    ref = choice_nll(model, tok, PROMPTS, CHOICES, share_prompts=False)
+    got = choice_nll(model, tok, PROMPTS, CHOICES)
+    np.testing.assert_allclose(_flat(got), _flat(ref), rtol=1e-4, atol=1e-3)
+    assert [np.argmin(r) for r in got] == [np.argmin(r) for r in ref]
+    config = LoraConfig(r=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                        init_lora_weights=False)
+    torch.manual_seed(0)
+    peft_model = get_peft_model(model, config, adapter_name="round1")
+    peft_model.add_adapter("round2", config)
+    with torch.no_grad():  # small adapters: the outputs stay those of a language model
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.mul_(0.05)
+    peft_model.eval()
+    lora = [AdapterExpert(peft_model, "round1"), AdapterExpert(peft_model, "round2")]
+    ref = mixture_generate(lora, [1.0, 2.0], tok, PROMPTS, max_new_tokens=8, eos_token_id=[],
+                           batch_adapters=False)
+    assert mixture_generate(lora, [1.0, 2.0], tok, PROMPTS, max_new_tokens=8,
+                            eos_token_id=[]) == ref
