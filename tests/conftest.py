@@ -10,17 +10,29 @@ import numpy as np
 import pytest
 
 
-@pytest.fixture(autouse=True)
-def _threads(request):
-    """One torch thread for tiny-model tests (faster than two on a busy 2-core machine);
-    all cores for the tests on the real offline models."""
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One torch thread for the tiny-model tests and their module fixtures: tiny models gain
+    nothing from threads, and on a busy 2-core machine the threads spin-wait."""
     import torch
 
     previous = torch.get_num_threads()
-    real = request.node.get_closest_marker("real_model") is not None
-    torch.set_num_threads(max(1, os.cpu_count() or 1) if real else 1)
+    torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def _threads(request, _one_torch_thread):
+    """All cores for the tests on the real offline models."""
+    import torch
+
+    if request.node.get_closest_marker("real_model") is None:
+        yield
+        return
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    yield
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

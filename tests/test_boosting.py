@@ -30,17 +30,6 @@ def weak_llm(path, **kw):
     return LLMClassifier(path, mode="head", lr=0.05, n_epochs=30, device="cpu", **kw)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny models gain nothing from threads, and on a busy 2-core machine threads spin-wait.
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     clear_cache()

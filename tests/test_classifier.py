@@ -22,17 +22,6 @@ LABELS = np.array(["yes", "no", "yes", "no"] * 6)
 HEAD = dict(mode="head", lr=0.1, n_epochs=300, device="cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    # Tiny models gain nothing from threads, and on a busy 2-core machine threads spin-wait.
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     clear_cache()

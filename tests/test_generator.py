@@ -44,15 +44,6 @@ X_TEXT = ["Question: sky colour?\nAnswer:", "Question: grass colour?\nAnswer:"] 
 Y_TEXT = [" blue", " green"] * 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two cores shared with other jobs: one torch thread avoids OpenMP spin contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _gen(path, **kw):
     params = dict(mode="full", lr=1e-2, n_epochs=8, batch_size=4, device="cpu", random_state=0)
     params.update(kw)

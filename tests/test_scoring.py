@@ -30,15 +30,6 @@ ANSWERS = [" carbon dioxide", " blue", " yes it is"]
 CHOICES = [["carbon dioxide", "oxygen"], ["blue", "green", "red"], ["yes", "no"]]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two cores shared with other jobs: one torch thread avoids OpenMP spin contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def experts(tiny_lm, tmp_path_factory):
     """Three tiny random LMs sharing one tokenizer (different weights)."""

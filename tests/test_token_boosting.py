@@ -45,15 +45,6 @@ Y = np.array([r[2] for r in ROWS])
 ANSWERS = [" " + c[k] for _, c, k in ROWS]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Two cores shared with other jobs: one torch thread avoids OpenMP spin contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def pre_lm(tiny_lm, tmp_path_factory):
     """A tiny LM 'pre-trained' on other questions of the same format: 0 < eps_pre < 1."""
