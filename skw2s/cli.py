@@ -25,7 +25,8 @@ Config keys (``weak``, ``strong`` and ``boost`` take the estimators' own paramet
     use_support: false           # multiple choice: put the support passage in the prompt
     split_kind: random           # random | easy_hard
     difficulty: {n_splits: 3, easy_fraction: 0.5, estimator: {...}}   # or {precomputed: grade}
-    test_size: 0.25
+    test_size: 0.25             # part of the hard side held out (out-of-distribution test)
+    id_test_size: null           # part of the easy side held out (in-distribution test)
     seeds: [0, 1, 2]
     weak: {model: smollm2-135m, mode: head, ...}       # LLMClassifier / LLMGenerator params
     boost: {n_estimators: 5, ...}                      # LLMAdaBoostClassifier / TokenAdaBoostGenerator
@@ -33,6 +34,9 @@ Config keys (``weak``, ``strong`` and ``boost`` take the estimators' own paramet
     baseline: true
     ceiling: true
     output_dir: runs/NAME
+    cache_dir: null              # stage and round cache; default OUTPUT_DIR/cache/seed{N}.
+                                 # Configs that share one (e.g. ablations) reuse each other's
+                                 # split, rounds and ceiling.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ DEFAULTS = {
     "split_kind": "random",
     "difficulty": None,
     "test_size": 0.25,
+    "id_test_size": None,
     "seeds": [0],
     "weak": {},
     "boost": {},
@@ -74,6 +79,7 @@ DEFAULTS = {
     "baseline": True,
     "ceiling": True,
     "output_dir": None,
+    "cache_dir": None,
 }
 DIFFICULTY_KEYS = ("n_splits", "easy_fraction", "estimator", "precomputed", "n_jobs")
 
@@ -222,6 +228,7 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None):
         strong=strong,
         splitter=splitter,
         test_size=config["test_size"],
+        id_test_size=config["id_test_size"],
         baseline=config["baseline"],
         ceiling=config["ceiling"],
         random_state=seed,
@@ -261,7 +268,8 @@ def run_config(config, *, data_dir=None, output_dir=None, force=False):
             logger.info("seed %d already finished (%s); skipping", seed, target)
             continue
         start = time.perf_counter()
-        pipe = build_pipeline(config, seed=seed, memory=str(out / "cache" / f"seed{seed}"), data_dir=data_dir, ids=ids)
+        memory = config["cache_dir"] or out / "cache" / f"seed{seed}"
+        pipe = build_pipeline(config, seed=seed, memory=str(memory), data_dir=data_dir, ids=ids)
         pipe.fit(X, y)
         weak = pipe.weak_
         record = {
@@ -273,6 +281,7 @@ def run_config(config, *, data_dir=None, output_dir=None, force=False):
             "n_easy": len(pipe.easy_indices_),
             "n_hard_train": len(pipe.hard_train_indices_),
             "n_test": len(pipe.test_indices_),
+            "n_id_test": len(pipe.id_test_indices_),
             "weak_rounds": json.loads(json.dumps(getattr(weak, "history_", []), default=float)),
             "stop_reason": getattr(weak, "stop_reason_", None),
             "stages": pipe.history_,
@@ -288,8 +297,9 @@ def run_config(config, *, data_dir=None, output_dir=None, force=False):
 
 
 def write_report(run_dirs, out_dir):
-    """Aggregate ``run_dirs`` into ``out_dir``: results.csv, summary.csv/.md, results.png."""
-    from .report import aggregate, load_runs, plot_summary, summary_table
+    """Aggregate ``run_dirs`` into ``out_dir``: results.csv, summary.csv/.md, results.png, and
+    rounds.md / rounds.png (every boosting round) and id_ood.md (when easy test rows exist)."""
+    from .report import aggregate, id_ood_table, load_runs, plot_rounds, plot_summary, rounds_table, summary_table
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -301,6 +311,13 @@ def write_report(run_dirs, out_dir):
     summary.to_csv(out_dir / "summary.csv", index=False)
     (out_dir / "summary.md").write_text(summary.to_markdown(index=False) + "\n")
     plot_summary(agg, out_dir / "results.png")
+    rounds = rounds_table(agg)
+    if len(rounds):
+        (out_dir / "rounds.md").write_text(rounds.to_markdown(index=False) + "\n")
+        plot_rounds(agg, out_dir / "rounds.png")
+    id_ood = id_ood_table(agg)
+    if len(id_ood):
+        (out_dir / "id_ood.md").write_text(id_ood.to_markdown(index=False) + "\n")
     sys.stdout.write(summary.to_string(index=False) + "\n")
     sys.stdout.write(f"Wrote {out_dir}/results.csv, summary.md and results.png\n")
     return summary

@@ -61,7 +61,13 @@ class WeakToStrongPipeline(BaseEstimator):
         ``"random"`` splits the pool 50/50 (Burns et al.); a :class:`DifficultySplitter` rates
         difficulty and puts its easy rows on the weak side.
     test_size : float or int, default=0.25
-        Part of the hard side held out for testing (a fraction of it, or a count).
+        Part of the hard side held out for testing (a fraction of it, or a count). These are
+        the out-of-distribution test questions: neither the weak side nor the students train
+        on anything like them.
+    id_test_size : float, int or None, default=None
+        Part of the easy side held out as an in-distribution test set (a fraction of it, or a
+        count); the weak ensemble then trains on the rest of the easy side. ``None`` holds
+        out nothing and scores on the hard test questions only.
     baseline : bool, default=True
         Also train the student on the first weak learner's labels alone.
     ceiling : bool, default=True
@@ -74,6 +80,14 @@ class WeakToStrongPipeline(BaseEstimator):
         same data and parameters resumes from them.
     verbose : int, default=0
         Progress bar over the stages when positive.
+
+    Notes
+    -----
+    With ``memory``, each stage is keyed only by what it depends on: the split by the data,
+    the splitter, the test sizes and the seed; the weak ensemble by the split and ``weak``; the
+    students by their labels and ``strong``; the ceiling by the split and ``strong``. Runs that
+    differ only in the weak side (an ablation) share one cache and reuse the split and the
+    ceiling.
 
     Attributes
     ----------
@@ -89,6 +103,8 @@ class WeakToStrongPipeline(BaseEstimator):
         The fitted splitter (``None`` for a random split).
     easy_indices_, hard_train_indices_, test_indices_ : ndarray
         Rows of the training pool on each side.
+    id_test_indices_ : ndarray
+        Easy rows held out for the in-distribution test (empty when ``id_test_size=None``).
     pseudo_labels_ : ndarray
         The ensemble's labels for the hard training rows.
     baseline_labels_ : ndarray or None
@@ -98,9 +114,12 @@ class WeakToStrongPipeline(BaseEstimator):
     report_ : pandas.DataFrame
         One row per model (``weak_single``, ``weak_ensemble``, ``baseline_student``,
         ``ensemble_student``, ``ceiling``) and one per boosting round of the weak ensemble
-        (``weak_round``), with columns ``model``, ``round``, ``accuracy`` (on the test rows),
-        ``pgr`` and ``gap``. Both students' PGR use the single weak learner as the weak
-        reference; ``gap`` is ceiling minus weak-single accuracy, the room PGR divides by.
+        (``weak_round``), per test set, with columns ``model``, ``round``, ``test``
+        (``"hard"``: the hard test rows; ``"easy"``: the in-distribution rows of
+        ``id_test_size``), ``accuracy``, ``token_error`` (teacher-forced answer-token error, for
+        generators; NaN for classifiers), ``pgr`` and ``gap``. Both students' PGR use the single
+        weak learner as the weak reference; ``gap`` is ceiling minus weak-single accuracy on
+        the same test set, the room PGR divides by.
     history_ : list of dict
         Per stage: its name, whether it came from ``memory`` and its seconds.
 
@@ -120,6 +139,7 @@ class WeakToStrongPipeline(BaseEstimator):
         *,
         splitter="random",
         test_size=0.25,
+        id_test_size=None,
         baseline=True,
         ceiling=True,
         random_state=None,
@@ -130,6 +150,7 @@ class WeakToStrongPipeline(BaseEstimator):
         self.strong = strong
         self.splitter = splitter
         self.test_size = test_size
+        self.id_test_size = id_test_size
         self.baseline = baseline
         self.ceiling = ceiling
         self.random_state = random_state
@@ -160,21 +181,21 @@ class WeakToStrongPipeline(BaseEstimator):
         if len(X) < 4:
             raise ValueError(f"WeakToStrongPipeline needs at least 4 examples; got {len(X)}.")
 
-    def _test_count(self, n_hard):
-        size = self.test_size
+    def _test_count(self, n_rows, name="test_size", side="hard"):
+        size = getattr(self, name)
         if isinstance(size, (float, np.floating)) and 0 < size < 1:
-            count = int(round(size * n_hard))
-        elif isinstance(size, (int, np.integer)) and size >= 1:
+            count = int(round(size * n_rows))
+        elif isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size >= 1:
             count = int(size)
         else:
             raise ValueError(
-                "The 'test_size' parameter of WeakToStrongPipeline must be a float in (0, 1) "
-                f"or an int >= 1. Got {size!r} instead."
+                f"The '{name}' parameter of WeakToStrongPipeline must be a float in (0, 1) "
+                f"or an int >= 1{' or None' if name == 'id_test_size' else ''}. Got {size!r} instead."
             )
-        if count < 1 or count >= n_hard:
+        if count < 1 or count >= n_rows:
             raise ValueError(
-                f"test_size={size!r} of the {n_hard} hard examples leaves the "
-                f"{'test set' if count < 1 else 'hard training side'} empty."
+                f"{name}={size!r} of the {n_rows} {side} examples leaves the "
+                f"{'test set' if count < 1 else f'{side} training side'} empty."
             )
         return count
 
@@ -199,7 +220,12 @@ class WeakToStrongPipeline(BaseEstimator):
         n_test = self._test_count(len(hard))
         shuffled = rng.permutation(hard)
         test, hard_train = np.sort(shuffled[:n_test]), np.sort(shuffled[n_test:])
-        return {"splitter": splitter, "easy": easy, "hard_train": hard_train, "test": test}
+        id_test = np.array([], dtype=int)
+        if self.id_test_size is not None:
+            n_id = self._test_count(len(easy), "id_test_size", "easy")
+            shuffled = rng.permutation(easy)
+            id_test, easy = np.sort(shuffled[:n_id]), np.sort(shuffled[n_id:])
+        return {"splitter": splitter, "easy": easy, "hard_train": hard_train, "test": test, "id_test": id_test}
 
     def _weak_estimator(self, seed):
         weak = self._seeded(self.weak, seed)
@@ -221,18 +247,23 @@ class WeakToStrongPipeline(BaseEstimator):
         store = get_store(self.memory)
         rng = check_random_state(self.random_state)
         seeds = dict(zip(_STAGES, rng.randint(np.iinfo(np.int32).max, size=len(_STAGES))))
-        key_base = fingerprint(
-            type(self).__name__,
-            {k: v for k, v in self.get_params(deep=False).items() if k not in ("memory", "verbose")},
-            X,
-            y,
-        )
+        # Each stage is keyed by what it depends on, so that runs differing in one part (an
+        # ablation of the weak side) share the rest.
+        keys = {"split": fingerprint(
+            type(self).__name__, "split", self.splitter, self.test_size, self.id_test_size,
+            self.random_state, X, y,
+        )}
+        keys["weak"] = fingerprint(keys["split"], "weak", self.weak)
+        keys["labels"] = fingerprint(keys["weak"], "labels", bool(self.baseline))
+        keys["student"] = fingerprint(keys["labels"], "student", self.strong)
+        keys["baseline"] = fingerprint(keys["labels"], "baseline", self.strong)
+        keys["ceiling"] = fingerprint(keys["split"], "ceiling", self.strong)
         self.history_ = []
         results = {}
 
         def stage(name, compute):
             start = time.perf_counter()
-            key = fingerprint(key_base, name)
+            key = keys[name]
             value = store.load("pipeline", key) if store is not None else None
             cached = value is not None
             if not cached:
@@ -289,28 +320,49 @@ class WeakToStrongPipeline(BaseEstimator):
         self.easy_indices_ = parts["easy"]
         self.hard_train_indices_ = parts["hard_train"]
         self.test_indices_ = parts["test"]
+        self.id_test_indices_ = parts.get("id_test", np.array([], dtype=int))
         self.weak_, self.student_ = weak, student
         self.baseline_, self.ceiling_ = baseline, ceiling
         self.pseudo_labels_ = labels["ensemble"]
         self.baseline_labels_ = labels.get("baseline")
         self.pseudo_label_accuracy_ = float(np.mean(self.pseudo_labels_ == y_hard))
-        self.report_ = self._report(take_rows(X, parts["test"]), y[parts["test"]])
+        tests = [("hard", parts["test"])]
+        if len(self.id_test_indices_):
+            tests.append(("easy", self.id_test_indices_))
+        self.report_ = pd.concat(
+            [self._report(take_rows(X, rows), y[rows], name) for name, rows in tests], ignore_index=True
+        )
         return self
 
-    def _report(self, X_test, y_test):
-        rows = [{"model": "weak_single", "round": 1, "accuracy": self.weak_.estimators_[0].score(X_test, y_test)}]
-        staged = list(self.weak_.staged_score(X_test, y_test)) if hasattr(self.weak_, "staged_score") else []
+    @staticmethod
+    def _token_error(estimator, X, y):
+        return float(estimator.token_error(X, y)) if hasattr(estimator, "token_error") else np.nan
+
+    def _report(self, X_test, y_test, test="hard"):
+        weak, first = self.weak_, self.weak_.estimators_[0]
+        rows = [{"model": "weak_single", "round": 1, "accuracy": first.score(X_test, y_test),
+                 "token_error": self._token_error(first, X_test, y_test)}]
+        staged = list(weak.staged_score(X_test, y_test)) if hasattr(weak, "staged_score") else []
+        staged_error = (
+            list(weak.staged_token_error(X_test, y_test)) if hasattr(weak, "staged_token_error") else []
+        )
         for t, acc in enumerate(staged, start=1):
-            rows.append({"model": "weak_round", "round": t, "accuracy": float(acc)})
-        n_rounds = len(self.weak_.estimators_)
-        rows.append({"model": "weak_ensemble", "round": n_rounds, "accuracy": self.weak_.score(X_test, y_test)})
-        if self.baseline_ is not None:
-            rows.append({"model": "baseline_student", "round": 1, "accuracy": self.baseline_.score(X_test, y_test)})
-        rows.append({"model": "ensemble_student", "round": n_rounds, "accuracy": self.student_.score(X_test, y_test)})
-        if self.ceiling_ is not None:
-            rows.append({"model": "ceiling", "round": np.nan, "accuracy": self.ceiling_.score(X_test, y_test)})
+            error = staged_error[t - 1] if t <= len(staged_error) else np.nan
+            rows.append({"model": "weak_round", "round": t, "accuracy": float(acc), "token_error": error})
+        n_rounds = len(weak.estimators_)
+        ensemble_error = staged_error[-1] if staged_error else self._token_error(weak, X_test, y_test)
+        rows.append({"model": "weak_ensemble", "round": n_rounds, "accuracy": weak.score(X_test, y_test),
+                     "token_error": ensemble_error})
+        students = [("baseline_student", 1, self.baseline_), ("ensemble_student", n_rounds, self.student_),
+                    ("ceiling", np.nan, self.ceiling_)]
+        for name, rnd, est in students:
+            if est is not None:
+                rows.append({"model": name, "round": rnd, "accuracy": est.score(X_test, y_test),
+                             "token_error": self._token_error(est, X_test, y_test)})
         report = pd.DataFrame(rows)
+        report.insert(2, "test", test)
         report["accuracy"] = report["accuracy"].astype(float)
+        report["token_error"] = report["token_error"].astype(float)
         report["pgr"] = np.nan
         report["gap"] = np.nan
         if self.ceiling_ is not None:

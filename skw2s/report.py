@@ -19,7 +19,9 @@ from .metrics import mean_sem
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["aggregate", "load_runs", "plot_summary", "summary_table"]
+__all__ = [
+    "aggregate", "id_ood_table", "load_runs", "plot_rounds", "plot_summary", "rounds_table", "summary_table",
+]
 
 MODEL_ORDER = ["weak_single", "weak_ensemble", "baseline_student", "ensemble_student", "ceiling"]
 MODEL_LABELS = {
@@ -42,6 +44,10 @@ def load_runs(directories) -> pd.DataFrame:
         for path in files:
             record = json.loads(path.read_text())
             frame = pd.DataFrame(record["report"])
+            if "test" not in frame:  # results written before the in-distribution test existed
+                frame["test"] = "hard"
+            for column in ("accuracy", "token_error", "pgr", "gap"):  # JSON null -> NaN
+                frame[column] = pd.to_numeric(frame.get(column, np.nan), errors="coerce").astype(float)
             frame["run"] = record.get("name", directory.name)
             frame["seed"] = record["seed"]
             frames.append(frame)
@@ -49,15 +55,50 @@ def load_runs(directories) -> pd.DataFrame:
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard error over seeds of accuracy, PGR and gap, per run/model/round."""
+    """Mean and standard error over seeds of accuracy, token error, PGR and gap, per
+    run/test set/model/round."""
     rows = []
-    keys = ["run", "model", "round"]
-    for (run, model, rnd), group in runs.groupby(keys, dropna=False, sort=False):
-        row = {"run": run, "model": model, "round": rnd, "n_seeds": group.seed.nunique()}
-        for column in ("accuracy", "pgr", "gap"):
+    runs = runs.copy()
+    if "test" not in runs:
+        runs["test"] = "hard"
+    if "token_error" not in runs:
+        runs["token_error"] = np.nan
+    runs = pd.concat([runs, _gains(runs)], ignore_index=True)
+    keys = ["run", "test", "model", "round"]
+    for (run, test, model, rnd), group in runs.groupby(keys, dropna=False, sort=False):
+        row = {"run": run, "test": test, "model": model, "round": rnd, "n_seeds": group.seed.nunique()}
+        for column in ("accuracy", "token_error", "pgr", "gap"):
             row[f"{column}_mean"], row[f"{column}_sem"] = mean_sem(group[column])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+GAINS = {
+    # derived model: (minuend, subtrahend); paired per seed, so the SEM is that of the differences
+    "student_gain": ("ensemble_student", "baseline_student"),
+    "ensemble_gain": ("weak_ensemble", "weak_single"),
+}
+
+
+def _gains(runs):
+    """Per-seed differences the paper reports: ensemble student minus baseline student, and
+    weak ensemble minus single weak learner (accuracy and token error)."""
+    rows = []
+    for (run, test, seed), group in runs.groupby(["run", "test", "seed"], sort=False):
+        by_model = group[group.model != "weak_round"].set_index("model")
+        for name, (a, b) in GAINS.items():
+            if a in by_model.index and b in by_model.index:
+                rows.append({
+                    "run": run, "test": test, "seed": seed, "model": name, "round": np.nan,
+                    "accuracy": by_model.loc[a, "accuracy"] - by_model.loc[b, "accuracy"],
+                    "token_error": by_model.loc[a, "token_error"] - by_model.loc[b, "token_error"],
+                    "pgr": np.nan, "gap": np.nan,
+                })
+    return pd.DataFrame(rows, columns=runs.columns) if rows else runs.iloc[:0]
+
+
+def _hard(agg):
+    return agg[agg.test == "hard"] if "test" in agg else agg
 
 
 def _fmt(mean, sem, digits=3):
@@ -71,13 +112,17 @@ def _fmt(mean, sem, digits=3):
 def summary_table(agg: pd.DataFrame) -> pd.DataFrame:
     """One row per run: accuracy of each model and the PGR of both students, as text."""
     rows = []
-    for run, group in agg.groupby("run", sort=False):
+    for run, group in _hard(agg).groupby("run", sort=False):
         by_model = group[group.model != "weak_round"].set_index("model")
         row = {"run": run, "seeds": int(group.n_seeds.max())}
         for model in MODEL_ORDER:
             if model in by_model.index:
                 r = by_model.loc[model]
                 row[model] = _fmt(r.accuracy_mean, r.accuracy_sem)
+        for model in ("weak_single", "weak_ensemble"):
+            if model in by_model.index and np.isfinite(by_model.loc[model].token_error_mean):
+                r = by_model.loc[model]
+                row[f"{model} token error"] = _fmt(r.token_error_mean, r.token_error_sem)
         for model, name in (("baseline_student", "pgr_baseline"), ("ensemble_student", "pgr_ours")):
             if model in by_model.index:
                 r = by_model.loc[model]
@@ -85,8 +130,74 @@ def summary_table(agg: pd.DataFrame) -> pd.DataFrame:
         if "ceiling" in by_model.index:
             r = by_model.loc["ceiling"]
             row["gap (ceiling - weak)"] = _fmt(r.gap_mean, r.gap_sem)
+        for model, name in (("ensemble_gain", "ensemble - single"), ("student_gain", "ours - baseline")):
+            if model in by_model.index:
+                r = by_model.loc[model]
+                row[name] = _fmt(r.accuracy_mean, r.accuracy_sem)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def rounds_table(agg: pd.DataFrame) -> pd.DataFrame:
+    """Every boosting round of the weak ensemble (hard test set): accuracy and, for
+    generators, token error, mean ± SEM over seeds. Picking the best of these rounds on the
+    test set would be optimistic; this table shows them all."""
+    rows = []
+    for run, group in _hard(agg).groupby("run", sort=False):
+        rounds = group[group.model == "weak_round"].sort_values("round")
+        for _, r in rounds.iterrows():
+            row = {"run": run, "round": int(r["round"]), "seeds": int(r.n_seeds),
+                   "accuracy": _fmt(r.accuracy_mean, r.accuracy_sem)}
+            if np.isfinite(r.token_error_mean):
+                row["token error"] = _fmt(r.token_error_mean, r.token_error_sem)
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def id_ood_table(agg: pd.DataFrame) -> pd.DataFrame:
+    """Accuracy of each model on the in-distribution (easy) and out-of-distribution (hard)
+    test questions, for the runs that held out easy test rows."""
+    rows = []
+    if "test" not in agg:
+        return pd.DataFrame(rows)
+    for run, group in agg.groupby("run", sort=False):
+        if "easy" not in set(group.test):
+            continue
+        for model in MODEL_ORDER:
+            row = {"run": run, "model": MODEL_LABELS[model]}
+            for test, label in (("easy", "ID (easy)"), ("hard", "OOD (hard)")):
+                sel = group[(group.test == test) & (group.model == model)]
+                if len(sel):
+                    row[label] = _fmt(sel.accuracy_mean.iloc[0], sel.accuracy_sem.iloc[0])
+                    if np.isfinite(sel.token_error_mean.iloc[0]):
+                        row[f"{label} token error"] = _fmt(sel.token_error_mean.iloc[0], sel.token_error_sem.iloc[0])
+            if len(row) > 2:
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_rounds(agg: pd.DataFrame, path) -> Path:
+    """Accuracy of the weak ensemble after each round (± SEM), one line per run; saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for run, group in _hard(agg).groupby("run", sort=False):
+        rounds = group[group.model == "weak_round"].sort_values("round")
+        if len(rounds):
+            ax.errorbar(rounds["round"], rounds.accuracy_mean, yerr=np.nan_to_num(rounds.accuracy_sem),
+                        marker="o", capsize=3, label=run)
+    ax.set_xlabel("boosting round")
+    ax.set_ylabel("weak ensemble accuracy (hard test)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def plot_summary(agg: pd.DataFrame, path) -> Path:
@@ -96,6 +207,7 @@ def plot_summary(agg: pd.DataFrame, path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    agg = _hard(agg)
     runs = list(dict.fromkeys(agg.run))
     fig, axes = plt.subplots(2, len(runs), figsize=(4.2 * len(runs), 6.5), squeeze=False)
     colors = ["#9e9e9e", "#616161", "#64b5f6", "#1565c0", "#2e7d32"]

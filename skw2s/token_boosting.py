@@ -235,7 +235,9 @@ class TokenAdaBoostGenerator(GenerationMixin, BaseEstimator):
 
     def _key_parts(self, est, inputs, answers):
         params = self.get_params(deep=False)
-        for name in ("estimator", "n_estimators", "memory", "verbose"):
+        # ``combine`` only changes how fitted experts are mixed, never a round's fit (each
+        # round's error is its own expert's), so fits that differ in it share their rounds.
+        for name in ("estimator", "n_estimators", "memory", "verbose", "combine"):
             params.pop(name)
         est_params = est.get_params(deep=False)
         for name in ("verbose", "random_state"):

@@ -99,6 +99,36 @@ def test_run_multiple_choice_easy_hard(tiny_lm, tmp_path, data_dir):
     assert any(row["model"] == "ensemble_student" for row in record["report"])
 
 
+def test_id_test_rows_shared_cache_and_round_tables(tiny_lm, tmp_path, data_dir):
+    def mc_config(name, **boost):
+        return load_config(_config(
+            tiny_lm, tmp_path, name=name, task="multiple_choice", dataset="quartz", n_examples=24,
+            seeds=[0], id_test_size=3, cache_dir=str(tmp_path / "shared-cache"),
+            output_dir=str(tmp_path / name),
+            weak={"model": tiny_lm, "mode": "full", "n_epochs": 2, "lr": 5e-3, "max_length": 160, "device": "cpu"},
+            strong={"model": tiny_lm, "mode": "full", "n_epochs": 1, "lr": 5e-3, "max_length": 160, "device": "cpu"},
+            boost={"n_estimators": 2, **boost},
+        ))
+
+    out = run_config(mc_config("main"), data_dir=data_dir)
+    record = json.loads((out / "seed0.json").read_text())
+    assert record["n_id_test"] == 3 and record["n_easy"] == 9
+    assert {row["test"] for row in record["report"]} == {"hard", "easy"}
+    assert all(0 <= row["token_error"] <= 1 for row in record["report"])
+    for name in ["rounds.md", "rounds.png", "id_ood.md"]:
+        assert (out / name).exists(), name
+    assert "token error" in (out / "summary.md").read_text()
+    assert "ID (easy)" in (out / "id_ood.md").read_text()
+    # an ablation of the weak side reuses the split and the ceiling from the shared cache
+    ablation = run_config(mc_config("ablation", weighting="sample"), data_dir=data_dir)
+    stages = {s["stage"]: s["cached"] for s in json.loads((ablation / "seed0.json").read_text())["stages"]}
+    assert stages["split"] and stages["ceiling"] and not stages["weak"]
+    # one report over several run directories
+    assert main(["report", str(out), str(ablation), "--output-dir", str(tmp_path / "both")]) == 0
+    summary = pd.read_csv(tmp_path / "both" / "summary.csv")
+    assert summary.run.tolist() == ["main", "ablation"]
+
+
 def test_demo_without_data_dir_says_how(monkeypatch, capsys):
     monkeypatch.delenv("SKW2S_DATA_DIR", raising=False)
     with pytest.raises(SystemExit) as exc:

@@ -41,7 +41,9 @@ def test_protocol_and_report():
     assert len(pipe.easy_indices_) == n // 2 and len(pipe.test_indices_) == 80
     assert len(pipe.pseudo_labels_) == len(pipe.hard_train_indices_)
     report = pipe.report_
-    assert list(report.columns) == ["model", "round", "accuracy", "pgr", "gap"]
+    assert list(report.columns) == ["model", "round", "test", "accuracy", "token_error", "pgr", "gap"]
+    assert set(report.test) == {"hard"} and report.token_error.isna().all()  # classifiers: no tokens
+    assert len(pipe.id_test_indices_) == 0
     models = report.model.tolist()
     assert models.count("weak_round") == len(pipe.weak_.estimators_)
     for name in ["weak_single", "weak_ensemble", "baseline_student", "ensemble_student", "ceiling"]:
@@ -63,6 +65,42 @@ def test_protocol_and_report():
     np.testing.assert_array_equal(
         pipe.baseline_labels_, pipe.weak_.estimators_[0].predict(X[pipe.hard_train_indices_])
     )
+
+
+def test_in_distribution_test_rows_come_from_the_easy_side():
+    X, y = _data(200)
+    splitter = DifficultySplitter(LogisticRegression(), n_splits=3, random_state=0)
+    pipe = _pipe(splitter=splitter, id_test_size=0.2).fit(X, y)
+    parts = [pipe.easy_indices_, pipe.id_test_indices_, pipe.hard_train_indices_, pipe.test_indices_]
+    assert sum(map(len, parts)) == len(X) == len(set(np.concatenate(parts)))
+    assert len(pipe.id_test_indices_) == 20 and len(pipe.easy_indices_) == 80
+    d = pipe.splitter_.difficulty_
+    hard = np.concatenate([pipe.hard_train_indices_, pipe.test_indices_])
+    assert d[pipe.id_test_indices_].max() <= d[hard].min()
+    report = pipe.report_
+    assert set(report.test) == {"hard", "easy"}
+    easy = report[report.test == "easy"].set_index("model")
+    Xi, yi = X[pipe.id_test_indices_], y[pipe.id_test_indices_]
+    assert easy.accuracy["weak_ensemble"] == pytest.approx(pipe.weak_.score(Xi, yi))
+    assert easy.accuracy["ensemble_student"] == pytest.approx(pipe.student_.score(Xi, yi))
+    gap = easy.accuracy["ceiling"] - easy.accuracy["weak_single"]
+    assert easy.gap["ensemble_student"] == pytest.approx(gap)
+    # the weak side never trained on the held-out easy rows
+    assert not set(pipe.id_test_indices_) & set(pipe.easy_indices_)
+
+
+def test_stages_are_shared_across_runs_that_differ_in_one_part(tmp_path):
+    X, y = _data(160)
+    _pipe(memory=str(tmp_path)).fit(X, y)
+    other_weak = AdaBoostClassifier(DecisionTreeClassifier(max_depth=2), n_estimators=3)
+    ablation = _pipe(memory=str(tmp_path)).set_params(weak=other_weak).fit(X, y)
+    cached = {h["stage"]: h["cached"] for h in ablation.history_}
+    assert cached == {"split": True, "weak": False, "labels": False, "student": False,
+                      "baseline": False, "ceiling": True}
+    other_strong = _pipe(memory=str(tmp_path)).set_params(strong=LogisticRegression(C=0.1)).fit(X, y)
+    cached = {h["stage"]: h["cached"] for h in other_strong.history_}
+    assert cached == {"split": True, "weak": True, "labels": True, "student": False,
+                      "baseline": False, "ceiling": False}
 
 
 def test_difficulty_split_puts_easy_rows_on_weak_side():
@@ -115,6 +153,8 @@ def test_corrupted_stage_is_recomputed(tmp_path):
         ({"splitter": "by-length"}, "'splitter' parameter"),
         ({"test_size": 0.0}, "'test_size' parameter"),
         ({"test_size": 1000}, "leaves the hard training side empty"),
+        ({"id_test_size": 1.5}, "'id_test_size' parameter"),
+        ({"id_test_size": 500}, "leaves the easy training side empty"),
     ],
 )
 def test_bad_parameters(kwargs, match):

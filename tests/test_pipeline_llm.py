@@ -82,9 +82,22 @@ def test_multiple_choice_pipeline_with_truncated_experts(tiny_lm, tmp_path):
         weak=TokenAdaBoostGenerator(_generator(deep + "[:1]"), n_estimators=2, random_state=0),
         strong=_generator(deep),
         test_size=0.25,
+        id_test_size=2,
         random_state=0,
     ).fit(X, y)
     assert set(pipe.report_.model) == REPORT_MODELS
+    assert set(pipe.report_.test) == {"hard", "easy"}
+    # generators report teacher-forced token errors, and the last round is the ensemble
+    report = pipe.report_
+    assert report.token_error.between(0, 1).all()
+    for test, rows in ((("hard", pipe.test_indices_)), ("easy", pipe.id_test_indices_)):
+        part = report[report.test == test]
+        Xt, yt = X.iloc[rows], y[rows]
+        ensemble = part[part.model == "weak_ensemble"].token_error.iloc[0]
+        assert ensemble == pytest.approx(pipe.weak_.token_error(Xt, yt))
+        assert part[part.model == "weak_round"].token_error.iloc[-1] == pytest.approx(ensemble)
+        student = part[part.model == "ensemble_student"].token_error.iloc[0]
+        assert student == pytest.approx(pipe.student_.token_error(Xt, yt))
     assert set(np.unique(pipe.pseudo_labels_)) <= {0, 1}
     assert pipe.weak_.estimators_[0].model_.config.num_hidden_layers == 1
     assert pipe.score(X, y) == pytest.approx(pipe.student_.score(X, y))

@@ -377,6 +377,10 @@ def test_memory_trains_only_the_new_rounds(tiny_lm, tmp_path, monkeypatch):
     assert again.generate(list(X["prompt"]), return_tokens=True) == more.generate(
         list(X["prompt"]), return_tokens=True
     )
+    # the combination rule only mixes fitted rounds: they are reused
+    logit = clone(more).set_params(combine="logit").fit(X, Y)
+    assert len(trained.calls) == 5
+    np.testing.assert_array_equal(logit.estimator_weights_, more.estimator_weights_)
     # other data or settings do not reuse the rounds
     clone(boost).set_params(n_estimators=1, window=2).fit(X, Y)
     assert len(trained.calls) == 6
