@@ -21,10 +21,21 @@ same number of tokens on every path), ``T = --experts`` experts with positive we
 Correctness is checked on the way: our decoder with one expert must produce exactly the tokens
 of that expert's greedy ``generate``, and batched adapters the tokens of adapters one by one.
 
+- **Speculative mixture decoding** (``--parts speculative``, stretch): ``speculative_k=k``
+  (the expert of largest weight drafts ``k`` tokens, the mixture verifies them in one forward
+  per expert or adapter group) against the cached mixture of P1/P2 (``speculative_k=None``),
+  timed alternately in the same run, on experts that mostly agree (P1's perturbed copies, P2's
+  small adapters) and on experts that often disagree (every weight matrix perturbed by
+  ``--disagree-noise`` of its standard deviation), at batch ``--batch-size`` and batch 1. It
+  reports the speedup (cached time / speculative time), the acceptance rate of drafted tokens
+  and tokens per verification step, and checks that both give the same tokens. Its raw numbers
+  go to ``speculative_<mode>_<device>.json``; ``--max-new-tokens`` defaults to 32 here.
+
 Usage::
 
     python benchmarks/bench_decoding.py --quick       # tiny random model, ~1 minute
     python benchmarks/bench_decoding.py               # smollm2-135m, batch 8, 64 tokens
+    python benchmarks/bench_decoding.py --parts speculative   # ~6 min on 1 CPU thread
 """
 
 from __future__ import annotations
@@ -88,10 +99,11 @@ def run(args):
     spec = _perf.tiny_model() if quick else args.model
     prompts, _, source = _perf.arc_questions(args.batch_size, args.data_dir)
     alphas = np.linspace(1.0, 2.0, T)
-    _perf.print_header("P1/P2 mixture decoding", info)
-    print(f"model {'tiny random (quick)' if quick else args.model}; batch of {len(prompts)} "
-          f"{source} prompts; {n_new} new tokens (EOS disabled); T={T}; {repeats} alternating "
-          "repeats")
+    if "p1" in args.parts or "p2" in args.parts:
+        _perf.print_header("P1/P2 mixture decoding", info)
+        print(f"model {'tiny random (quick)' if quick else args.model}; batch of "
+              f"{len(prompts)} {source} prompts; {n_new} new tokens (EOS disabled); T={T}; "
+              f"{repeats} alternating repeats")
     payload = {
         "benchmark": "decoding", "machine": info,
         "settings": {"quick": quick, "model": "tiny" if quick else args.model, "source": source,
@@ -189,7 +201,111 @@ def run(args):
         rows[-1]["target"] = f"same tokens as batched: {same}"
         _perf.print_table(rows, list(rows[0]))
         payload["p2"] = {"times": times, "rows": rows, "same_tokens": same}
-    _perf.write_json(_perf.result_name("decoding", args, device), payload, args.out)
+    if "p1" in args.parts or "p2" in args.parts:
+        _perf.write_json(_perf.result_name("decoding", args, device), payload, args.out)
+    if "speculative" in args.parts:
+        payload["speculative"] = run_speculative(args, device, info, spec, prompts, source)
+    return payload
+
+
+def _disagreeing_copies(model, n_experts, noise, seed=0):
+    """``n_experts`` copies of ``model`` (the first is ``model``) whose every weight matrix
+    but the embeddings gets Gaussian noise of ``noise`` times its standard deviation: experts
+    that often disagree on the greedy token."""
+    import copy
+
+    import torch
+
+    experts = [model]
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(n_experts - 1):
+        other = copy.deepcopy(model)
+        with torch.no_grad():
+            for name, p in other.named_parameters():
+                if p.dim() == 2 and "embed" not in name:
+                    p.add_(noise * p.std() * torch.randn(p.shape, generator=gen).to(p.device,
+                                                                                     p.dtype))
+        experts.append(other.eval())
+    return experts
+
+
+def run_speculative(args, device, info, spec, prompts, source):
+    """Speculative mixture decoding against the cached mixture (P1/P2 path), same run."""
+    from skw2s.scoring import _record_speculative_stats, mixture_generate
+
+    quick, T, k = args.quick, args.experts, args.speculative_k
+    n_new = args.max_new_tokens or (24 if quick else 32)
+    repeats = args.repeats or (3 if quick else 2)
+    alphas = np.linspace(1.0, 2.0, T)
+    _perf.print_header("Speculative mixture decoding", info)
+    print(f"model {'tiny random (quick)' if quick else args.model}; {source} prompts; {n_new} "
+          f"new tokens (EOS disabled); T={T}; k={k}, drafter = expert of largest weight; "
+          f"{repeats} alternating repeats")
+    payload = {
+        "benchmark": "speculative", "machine": info,
+        "settings": {"quick": quick, "model": "tiny" if quick else args.model, "source": source,
+                     "batch_size": len(prompts), "max_new_tokens": n_new, "experts": T,
+                     "speculative_k": k, "repeats": repeats,
+                     "disagree_noise": args.disagree_noise},
+        "cases": [],
+    }
+    rows = []
+
+    def case(name, experts, batch):
+        batch_prompts = prompts[:batch]
+        kw = dict(batch_size=batch, eos_token_id=[])
+        stats = {}
+
+        def fns(n):
+            def speculative():
+                with _record_speculative_stats() as s:
+                    out = mixture_generate(experts, alphas, tok, batch_prompts,
+                                           max_new_tokens=n, speculative_k=k, **kw)
+                stats.update(s.as_dict())
+                return out
+
+            return {
+                "cached mixture": lambda: mixture_generate(
+                    experts, alphas, tok, batch_prompts, max_new_tokens=n, **kw),
+                "speculative": speculative,
+            }
+
+        print(f"\n{name}, batch {batch}")
+        times, res = _perf.interleaved(fns(n_new), repeats=repeats, device=device,
+                                       warmup=fns(2))
+        same = res["speculative"] == res["cached mixture"]
+        speedup = _perf.ratio(times, "cached mixture", "speculative")
+        row = {
+            "experts": name, "batch": batch,
+            "cached s": f"{_perf.median(times, 'cached mixture'):.2f}",
+            "speculative s": f"{_perf.median(times, 'speculative'):.2f}",
+            "speedup": f"{speedup:.2f}x",
+            "acceptance": f"{stats['acceptance_rate']:.2f}",
+            "tokens/step": f"{stats['tokens_per_row_step']:.2f}",
+            "same tokens": same,
+        }
+        rows.append(row)
+        payload["cases"].append({"name": name, "batch": batch, "times": times,
+                                 "speedup": speedup, "stats": stats, "same_tokens": same})
+        print(f"  speedup {speedup:.2f}x, acceptance {stats['acceptance_rate']:.2f}, "
+              f"same tokens {same}")
+
+    batches = sorted({len(prompts), 1}, reverse=True)
+    model, tok = _perf.load(spec, device)
+    experts = _perf.full_copies(model, T)
+    for b in batches:
+        case(f"{T} full, near copies (P1)", experts, b)
+    del experts
+    experts = _disagreeing_copies(model, T, args.disagree_noise)
+    case(f"{T} full, disagreeing (noise {args.disagree_noise:g})", experts, len(prompts))
+    del experts
+    _, experts = _perf.lora_experts(model, T)
+    for b in batches:
+        case(f"{T} LoRA adapters, stacked (P2)", experts, b)
+    print()
+    _perf.print_table(rows, list(rows[0]))
+    payload["rows"] = rows
+    _perf.write_json(_perf.result_name("speculative", args, device), payload, args.out)
     return payload
 
 
@@ -201,7 +317,12 @@ def main(argv=None):
     parser.add_argument("--experts", type=int, default=5)
     parser.add_argument("--reference-experts", type=int, default=1,
                         help="experts in the slow no-cache reference run (non-quick mode)")
-    parser.add_argument("--parts", nargs="+", default=["p1", "p2"], choices=["p1", "p2"])
+    parser.add_argument("--parts", nargs="+", default=["p1", "p2"],
+                        choices=["p1", "p2", "speculative"])
+    parser.add_argument("--speculative-k", type=int, default=4,
+                        help="tokens drafted per verification step (--parts speculative)")
+    parser.add_argument("--disagree-noise", type=float, default=0.3,
+                        help="relative weight noise of the disagreeing experts (speculative)")
     run(parser.parse_args(argv))
 
 

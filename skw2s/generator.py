@@ -223,7 +223,7 @@ class GenerationMixin:
         return [scoring.answer_token_errors(encoded, p)[0] for p in stages]
 
     def _generate_tokens(self, prompts, experts, alphas, combine, *, max_new_tokens, do_sample,
-                         temperature, random_state):
+                         temperature, random_state, speculative_k=None, draft_expert=None):
         s = self._settings()
         return scoring.mixture_generate(
             experts, alphas, self.tokenizer_, prompts, combine=combine,
@@ -231,6 +231,7 @@ class GenerationMixin:
             do_sample=do_sample, temperature=temperature,
             random_state=s["random_state"] if random_state is None else random_state,
             batch_size=s["batch_size"], max_length=s["max_length"],
+            speculative_k=speculative_k, draft_expert=draft_expert,
             verbose=getattr(self, "verbose", 0),
         )
 
@@ -241,7 +242,7 @@ class GenerationMixin:
 
     def generate(
         self, X, *, max_new_tokens=None, do_sample=False, temperature=1.0, random_state=None,
-        return_tokens=False,
+        return_tokens=False, speculative_k=None, draft_expert=None,
     ):
         """Generate an answer for each prompt (choices, when present, are ignored).
 
@@ -259,6 +260,13 @@ class GenerationMixin:
             Seeds sampling; default: the estimator's ``random_state``.
         return_tokens : bool, default=False
             Return token ids instead of decoded strings.
+        speculative_k : int or None, default=None
+            Greedy speculative mixture decoding: one expert drafts ``speculative_k`` tokens and
+            the mixture verifies them in one forward per expert; the tokens are those of plain
+            greedy decoding (see :func:`skw2s.scoring.mixture_generate`). Needs
+            ``do_sample=False``. Useful for an ensemble; a single model gains nothing.
+        draft_expert : int or None, default=None
+            Index of the drafting expert; default: the one with the largest weight.
 
         Returns
         -------
@@ -271,6 +279,7 @@ class GenerationMixin:
         tokens = self._generate_tokens(
             inputs.prompts, experts, alphas, combine, max_new_tokens=max_new_tokens,
             do_sample=do_sample, temperature=temperature, random_state=random_state,
+            speculative_k=speculative_k, draft_expert=draft_expert,
         )
         return self._decode(tokens, return_tokens)
 

@@ -439,11 +439,12 @@ class TokenAdaBoostGenerator(GenerationMixin, BaseEstimator):
     # -- staged and ensemble-specific methods ------------------------------------------
     def staged_generate(
         self, X, *, max_new_tokens=None, do_sample=False, temperature=1.0, random_state=None,
-        return_tokens=False,
+        return_tokens=False, speculative_k=None,
     ):
         """Generate with the mixture of the first ``s`` experts, for ``s = 1 .. T``.
 
-        Parameters as in :meth:`generate`.
+        Parameters as in :meth:`generate`; with ``speculative_k`` each stage drafts with its
+        own expert of largest weight.
 
         Yields
         ------
@@ -457,6 +458,7 @@ class TokenAdaBoostGenerator(GenerationMixin, BaseEstimator):
             tokens = self._generate_tokens(
                 inputs.prompts, experts, alphas, combine, max_new_tokens=max_new_tokens,
                 do_sample=do_sample, temperature=temperature, random_state=random_state,
+                speculative_k=speculative_k,
             )
             yield self._decode(tokens, return_tokens)
 
