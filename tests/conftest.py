@@ -35,6 +35,16 @@ def _threads(request, _one_torch_thread):
     torch.set_num_threads(1)
 
 
+@pytest.fixture
+def fresh_feature_cache():
+    """Empty the classifiers' in-memory feature cache before and after a test."""
+    from skw2s.classifier import clear_cache
+
+    clear_cache()
+    yield
+    clear_cache()
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     random.seed(0)

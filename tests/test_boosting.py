@@ -30,11 +30,7 @@ def weak_llm(path, **kw):
     return LLMClassifier(path, mode="head", lr=0.05, n_epochs=30, device="cpu", **kw)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    clear_cache()
-    yield
-    clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_feature_cache")
 
 
 @pytest.fixture

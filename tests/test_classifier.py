@@ -22,11 +22,7 @@ LABELS = np.array(["yes", "no", "yes", "no"] * 6)
 HEAD = dict(mode="head", lr=0.1, n_epochs=300, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    clear_cache()
-    yield
-    clear_cache()
+pytestmark = pytest.mark.usefixtures("fresh_feature_cache")
 
 
 @pytest.fixture
