@@ -1,0 +1,133 @@
+"""Reproduce the paper's experiments on the offline models, and rebuild RESULTS.md from them.
+
+Every cell is a ``skw2s run`` config in ``benchmarks/reproduce/`` (the main cells) and
+``benchmarks/reproduce/ablations/`` (the ablations, on ARC-Easy). Each writes one
+``seed{N}.json`` per seed under ``benchmarks/results/reproduce/``; stages and boosting rounds
+are cached under ``benchmarks/results/reproduce/.cache/`` (shared by all cells, not committed),
+so an interrupted run resumes where it stopped, and finished seeds are skipped.
+
+Usage::
+
+    python benchmarks/reproduce.py run --data-dir ../shared/data            # every cell, every seed
+    python benchmarks/reproduce.py run --data-dir ../shared/data --seeds 0  # one seed of each first
+    python benchmarks/reproduce.py run --only arc-easy-random quartz-random
+    python benchmarks/reproduce.py report                                  # tables and plots only
+
+``report`` aggregates every ``seed*.json`` (the same code as ``skw2s report``) into
+``benchmarks/results/reproduce/report/`` and rewrites the tables of ``benchmarks/RESULTS.md``
+between its ``<!-- name:begin -->`` / ``<!-- name:end -->`` markers. Nothing in those tables is
+typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CONFIGS = HERE / "reproduce"
+RESULTS = HERE / "results" / "reproduce"
+MARKDOWN = HERE / "RESULTS.md"
+MAIN = ["sciq-binary-random", "sciq-binary-easy-hard", "arc-easy-random", "arc-easy-easy-hard",
+        "quartz-random", "quartz-easy-hard"]
+ABLATIONS = ["arc-easy-random-logit", "arc-easy-random-window2", "arc-easy-random-window4",
+             "arc-easy-random-sample"]
+
+logger = logging.getLogger("reproduce")
+
+
+def config_path(name):
+    for path in (CONFIGS / f"{name}.yaml", CONFIGS / "ablations" / f"{name}.yaml"):
+        if path.exists():
+            return path
+    raise SystemExit(f"No config named {name!r} in {CONFIGS} or {CONFIGS / 'ablations'}.")
+
+
+def run(names, seeds, data_dir):
+    from skw2s.cli import load_config, run_config
+
+    os.chdir(ROOT)  # the configs' output_dir and cache_dir are relative to the repository
+    for seed_group in ([[s] for s in seeds] if seeds else [None]):
+        for name in names:
+            config = load_config(config_path(name))
+            if seed_group is not None:
+                config["seeds"] = [s for s in seed_group if s in config["seeds"]] or seed_group
+            logger.info("cell %s, seeds %s", name, config["seeds"])
+            run_config(config, data_dir=data_dir)
+
+
+def _run_dirs(names):
+    dirs = []
+    for name in names:
+        directory = RESULTS / ("ablations" if name in ABLATIONS else "") / name
+        if any(directory.glob("seed*.json")):
+            dirs.append(directory)
+    return dirs
+
+
+def _replace_block(text, name, block):
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in text or end not in text:
+        return text + f"\n{begin}\n{block}\n{end}\n"
+    return text[: text.index(begin) + len(begin)] + "\n" + block + "\n" + text[text.index(end):]
+
+
+def _md(frame):
+    return frame.to_markdown(index=False) if len(frame) else "(no finished seeds yet)"
+
+
+def report(markdown=MARKDOWN):
+    from skw2s.cli import write_report
+    from skw2s.report import aggregate, id_ood_table, load_runs, rounds_table, summary_table
+
+    out = RESULTS / "report"
+    text = markdown.read_text() if markdown.exists() else "# Results\n"
+    blocks = {}
+    main_dirs, ablation_dirs = _run_dirs(MAIN), _run_dirs(ABLATIONS)
+    if main_dirs:
+        write_report(main_dirs, out / "main")
+        agg = aggregate(load_runs(main_dirs))
+        blocks["main"] = _md(summary_table(agg))
+        blocks["rounds"] = _md(rounds_table(agg))
+        blocks["id-ood"] = _md(id_ood_table(agg))
+    if ablation_dirs:
+        base = _run_dirs(["arc-easy-random"])
+        write_report(base + ablation_dirs, out / "ablations")
+        agg = aggregate(load_runs(base + ablation_dirs))
+        table = summary_table(agg)
+        keep = [c for c in ["run", "seeds", "weak_single", "weak_ensemble", "weak_ensemble token error",
+                            "ensemble_student", "ceiling", "pgr_ours", "ensemble - single"] if c in table]
+        blocks["ablations"] = _md(table[keep])
+        blocks["ablation-rounds"] = _md(rounds_table(agg))
+    for name, block in blocks.items():
+        text = _replace_block(text, name, block)
+    markdown.write_text(text)
+    sys.stdout.write(f"Rebuilt {', '.join(blocks) or 'nothing'} in {markdown} and plots in {out}\n")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run cells (resumable), then rebuild the report")
+    r.add_argument("--data-dir", default=os.environ.get("SKW2S_DATA_DIR"))
+    r.add_argument("--only", nargs="+", help=f"cell names; default: {' '.join(MAIN + ABLATIONS)}")
+    r.add_argument("--seeds", nargs="+", type=int, help="run these seeds, each over all cells first")
+    r.add_argument("--no-report", action="store_true")
+    sub.add_parser("report", help="rebuild RESULTS.md's tables and the plots from the raw JSON")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "run":
+        if not args.data_dir:
+            parser.error("pass --data-dir (the folder holding sciq/, quartz/, arc_easy/) or set SKW2S_DATA_DIR")
+        run(args.only or MAIN + ABLATIONS, args.seeds, str(Path(args.data_dir).resolve()))
+        if args.no_report:
+            return
+    report()
+
+
+if __name__ == "__main__":
+    main()
