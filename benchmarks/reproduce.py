@@ -40,30 +40,31 @@ ABLATIONS = ["arc-easy-random-logit", "arc-easy-random-window2", "arc-easy-rando
 logger = logging.getLogger("reproduce")
 
 
-def config_path(name):
-    for path in (CONFIGS / f"{name}.yaml", CONFIGS / "ablations" / f"{name}.yaml"):
+def config_path(name, configs=CONFIGS):
+    for path in (configs / f"{name}.yaml", configs / "ablations" / f"{name}.yaml"):
         if path.exists():
             return path
-    raise SystemExit(f"No config named {name!r} in {CONFIGS} or {CONFIGS / 'ablations'}.")
+    raise SystemExit(f"No config named {name!r} in {configs} or {configs / 'ablations'}.")
 
 
-def run(names, seeds, data_dir):
+def run(names, seeds, data_dir, configs=CONFIGS):
+    """Run the named cells; with ``seeds``, one seed of every cell before the next seed."""
     from skw2s.cli import load_config, run_config
 
     os.chdir(ROOT)  # the configs' output_dir and cache_dir are relative to the repository
     for seed_group in ([[s] for s in seeds] if seeds else [None]):
         for name in names:
-            config = load_config(config_path(name))
+            config = load_config(config_path(name, configs))
             if seed_group is not None:
-                config["seeds"] = [s for s in seed_group if s in config["seeds"]] or seed_group
+                config["seeds"] = seed_group
             logger.info("cell %s, seeds %s", name, config["seeds"])
             run_config(config, data_dir=data_dir)
 
 
-def _run_dirs(names):
+def _run_dirs(names, results):
     dirs = []
     for name in names:
-        directory = RESULTS / ("ablations" if name in ABLATIONS else "") / name
+        directory = results / ("ablations" if name in ABLATIONS else "") / name
         if any(directory.glob("seed*.json")):
             dirs.append(directory)
     return dirs
@@ -80,14 +81,15 @@ def _md(frame):
     return frame.to_markdown(index=False) if len(frame) else "(no finished seeds yet)"
 
 
-def report(markdown=MARKDOWN):
+def report(markdown=MARKDOWN, results=RESULTS):
+    """Rebuild the plots under ``results/report`` and the tables of ``markdown``."""
     from skw2s.cli import write_report
     from skw2s.report import aggregate, id_ood_table, load_runs, rounds_table, summary_table
 
-    out = RESULTS / "report"
+    out = results / "report"
     text = markdown.read_text() if markdown.exists() else "# Results\n"
     blocks = {}
-    main_dirs, ablation_dirs = _run_dirs(MAIN), _run_dirs(ABLATIONS)
+    main_dirs, ablation_dirs = _run_dirs(MAIN, results), _run_dirs(ABLATIONS, results)
     if main_dirs:
         write_report(main_dirs, out / "main")
         agg = aggregate(load_runs(main_dirs))
@@ -95,7 +97,7 @@ def report(markdown=MARKDOWN):
         blocks["rounds"] = _md(rounds_table(agg))
         blocks["id-ood"] = _md(id_ood_table(agg))
     if ablation_dirs:
-        base = _run_dirs(["arc-easy-random"])
+        base = _run_dirs(["arc-easy-random"], results)
         write_report(base + ablation_dirs, out / "ablations")
         agg = aggregate(load_runs(base + ablation_dirs))
         table = summary_table(agg)

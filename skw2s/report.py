@@ -64,8 +64,13 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     if "token_error" not in runs:
         runs["token_error"] = np.nan
     runs = pd.concat([runs, _gains(runs)], ignore_index=True)
-    keys = ["run", "test", "model", "round"]
-    for (run, test, model, rnd), group in runs.groupby(keys, dropna=False, sort=False):
+    # Rounds split the weak ensemble's per-round rows only. Other models are one row per seed
+    # even when early stopping left the seeds with ensembles of different sizes; their
+    # ``round`` is then the largest ensemble.
+    runs["_round_key"] = np.where(runs.model == "weak_round", runs["round"], -1)
+    keys = ["run", "test", "model", "_round_key"]
+    for (run, test, model, _), group in runs.groupby(keys, dropna=False, sort=False):
+        rnd = group["round"].max()
         row = {"run": run, "test": test, "model": model, "round": rnd, "n_seeds": group.seed.nunique()}
         for column in ("accuracy", "token_error", "pgr", "gap"):
             row[f"{column}_mean"], row[f"{column}_sem"] = mean_sem(group[column])
@@ -229,7 +234,7 @@ def plot_summary(agg: pd.DataFrame, path) -> Path:
         pgr_sem = [np.nan_to_num(group.loc[m, "pgr_sem"]) for m in students]
         ax.bar(range(len(students)), np.nan_to_num(pgr), yerr=pgr_sem, color=["#64b5f6", "#1565c0"][: len(students)], capsize=3)
         ax.axhline(0, color="black", lw=0.8)
-        ax.set_xticks(range(len(students)), ["baseline", "ours"])
+        ax.set_xticks(range(len(students)), [{"baseline_student": "baseline", "ensemble_student": "ours"}[m] for m in students])
         gap = group.gap_mean.dropna()
         ax.set_title(f"PGR (gap ceiling-weak = {gap.iloc[0]:.3f})" if len(gap) else "PGR", fontsize=9)
     fig.tight_layout()

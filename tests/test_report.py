@@ -43,3 +43,15 @@ def test_round_and_id_ood_tables():
     table = id_ood_table(agg).set_index("model")
     assert table.loc["weak ensemble", "ID (easy)"].startswith("0.625")
     assert table.loc["weak ensemble", "OOD (hard)"].startswith("0.525")
+
+
+def test_seeds_with_different_ensemble_sizes_make_one_row_per_model():
+    runs = _runs()
+    late = (runs.seed == 1) & runs.model.isin(["weak_ensemble", "ensemble_student"])
+    runs.loc[late, "round"] = 1  # seed 1 stopped boosting after one round
+    agg = aggregate(runs)
+    hard = agg[agg.test == "hard"]
+    assert (hard.model == "weak_ensemble").sum() == 1
+    row = hard[hard.model == "weak_ensemble"].iloc[0]
+    assert row["round"] == 2 and row.n_seeds == 2
+    assert summary_table(agg).loc[0, "weak_ensemble"].startswith("0.525")

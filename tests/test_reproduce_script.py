@@ -1,0 +1,64 @@
+"""benchmarks/reproduce.py: the shipped configs are valid, and a cell runs and rebuilds RESULTS.md."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from skw2s.cli import load_config
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
+
+
+@pytest.fixture(scope="module")
+def reproduce():
+    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_cell_has_a_valid_config_whose_results_the_report_finds(reproduce):
+    for name in reproduce.MAIN + reproduce.ABLATIONS:
+        config = load_config(reproduce.config_path(name))
+        assert config["name"] == name
+        expected = reproduce.RESULTS / ("ablations" if name in reproduce.ABLATIONS else "") / name
+        assert (reproduce.ROOT / config["output_dir"]).resolve() == expected.resolve()
+        assert config["cache_dir"] is not None  # shared: ablations reuse the main split
+        assert len(config["seeds"]) >= 3
+    main = load_config(reproduce.config_path("arc-easy-random"))
+    for name in reproduce.ABLATIONS:  # an ablation changes the boosting settings only
+        ablation = load_config(reproduce.config_path(name))
+        for key in ("dataset", "n_examples", "split_kind", "test_size", "id_test_size", "weak", "strong"):
+            assert ablation[key] == main[key], (name, key)
+        assert ablation["boost"] != main["boost"]
+
+
+def test_cell_runs_and_tables_are_rebuilt(reproduce, tiny_lm, data_dir, tmp_path):
+    configs, results = tmp_path / "configs", tmp_path / "results"
+    (configs / "ablations").mkdir(parents=True)
+    learner = {"model": tiny_lm, "mode": "full", "n_epochs": 1, "lr": 5e-3, "max_length": 160, "device": "cpu"}
+    base = {"task": "multiple_choice", "dataset": "quartz", "n_examples": 20, "id_test_size": 2, "seeds": [0],
+            "weak": learner, "strong": learner, "boost": {"n_estimators": 2}, "cache_dir": str(tmp_path / "cache")}
+    cells = {"arc-easy-random": ({}, results / "arc-easy-random"),
+             "ablations/arc-easy-random-logit": ({"boost": {"n_estimators": 2, "combine": "logit"}, "baseline": False},
+                                                 results / "ablations" / "arc-easy-random-logit")}
+    for name, (overrides, out) in cells.items():
+        config = {**base, **overrides, "name": Path(name).name, "output_dir": str(out)}
+        (configs / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    reproduce.run(["arc-easy-random", "arc-easy-random-logit"], [0], data_dir, configs=configs)
+    assert (results / "arc-easy-random" / "seed0.json").exists()
+    stages = json.loads((results / "ablations" / "arc-easy-random-logit" / "seed0.json").read_text())["stages"]
+    assert {s["stage"]: s["cached"] for s in stages}["ceiling"]  # shared with the main cell
+    markdown = tmp_path / "RESULTS.md"
+    markdown.write_text("intro\n<!-- main:begin -->\nstale table\n<!-- main:end -->\nafter\n")
+    reproduce.report(markdown, results)
+    text = markdown.read_text()
+    assert "stale table" not in text and "after" in text
+    assert "| arc-easy-random " in text and "arc-easy-random-logit" in text
+    assert "<!-- rounds:begin -->" in text and "<!-- id-ood:begin -->" in text
+    assert (results / "report" / "main" / "results.png").exists()
