@@ -46,7 +46,9 @@ logger = logging.getLogger("capability")
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "capability"
-MODELS = ["smollm2-135m[:6]", "smollm2-135m[:12]", "smollm2-135m[:18]", "smollm2-135m", "gemma3-270m"]
+MODELS = [
+    "smollm2-135m[:6]", "smollm2-135m[:12]", "smollm2-135m[:18]", "smollm2-135m[:24]", "smollm2-135m", "gemma3-270m",
+]
 TASKS = ["sciq_binary", "sciq_mc", "quartz", "arc_easy"]
 BUDGET = {
     "n_train": 256,
