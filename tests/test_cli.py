@@ -141,3 +141,11 @@ def test_report_without_results(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["report", str(tmp_path)])
     assert "No seed*.json" in capsys.readouterr().err
+
+
+def test_demo_config_is_valid_and_uses_the_measured_pair():
+    from skw2s.cli import DEMO_CONFIG
+
+    config = load_config(DEMO_CONFIG)
+    assert config["weak"]["model"] == "smollm2-135m[:6]" and config["strong"]["model"] == "smollm2-135m[:12]"
+    assert config["id_test_size"] and len(config["seeds"]) >= 3
