@@ -61,4 +61,5 @@ def test_cell_runs_and_tables_are_rebuilt(reproduce, tiny_lm, data_dir, tmp_path
     assert "stale table" not in text and "after" in text
     assert "| arc-easy-random " in text and "arc-easy-random-logit" in text
     assert "<!-- rounds:begin -->" in text and "<!-- id-ood:begin -->" in text
+    assert "<!-- paper:begin -->" in text and "torch" in text.split("<!-- versions:begin -->")[1]
     assert (results / "report" / "main" / "results.png").exists()
