@@ -26,7 +26,7 @@ import joblib
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Store", "fingerprint", "get_store"]
+__all__ = ["Store", "checkpoints", "fingerprint", "get_store"]
 
 _MAGIC = b"skw2s-store-v1\n"
 
@@ -34,6 +34,26 @@ _MAGIC = b"skw2s-store-v1\n"
 def fingerprint(*parts) -> str:
     """A stable hash of ``parts`` (estimator parameters, arrays, data frames, strings)."""
     return joblib.hash(parts)
+
+
+def checkpoints(*estimators):
+    """Fingerprints of the local checkpoint directories the estimators' ``model`` parameters
+    name (nested estimators included), for cache keys: a checkpoint overwritten in place then
+    changes the key instead of reusing stale work. Empty when every model is an offline alias
+    or a Hub id, so that those keys stay what they were.
+    """
+    from .models import checkpoint_fingerprint
+
+    found = []
+    for est in estimators:
+        if not hasattr(est, "get_params"):
+            continue
+        for name, value in sorted(est.get_params(deep=True).items()):
+            if (name == "model" or name.endswith("__model")) and isinstance(value, (str, os.PathLike)):
+                digest = checkpoint_fingerprint(value)
+                if digest is not None:
+                    found.append((name, digest))
+    return tuple(found)
 
 
 class Store:

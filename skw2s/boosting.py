@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validat
 from tqdm.auto import tqdm
 
 from . import _weights
-from ._cache import fingerprint, get_store
+from ._cache import checkpoints, fingerprint, get_store
 from ._validation import (
     NONE,
     HasMethods,
@@ -346,7 +346,7 @@ class LLMAdaBoostClassifier(ClassifierMixin, BaseEstimator):
             f"{type(prototype).__module__}.{type(prototype).__qualname__}",
             learner_params,
             data,
-        )
+        ) + ((checkpoints(prototype),) if checkpoints(prototype) else ())
 
     def _log_round(self, record, from_memory):
         logger.info(

@@ -202,6 +202,32 @@ def _convert_offline(alias: str, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def checkpoint_fingerprint(spec):
+    """What identifies the weights behind a *local directory* spec, for cache keys.
+
+    A spec string alone does not say when a local checkpoint was overwritten in place, so
+    stored boosting rounds and pipeline stages key local directories by the names, sizes and
+    modification times of their files too. Returns ``None`` for offline aliases (converted
+    deterministically from a pinned package) and Hub ids (named repositories), whose spec is
+    their identity, and for anything that is not a model spec.
+    """
+    try:
+        base = parse_model_spec(spec).base
+    except ValueError:
+        return None
+    path = Path(base).expanduser()
+    if base in OFFLINE_ALIASES or not path.is_dir():
+        return None
+    import joblib
+
+    entries = []
+    for item in sorted(path.iterdir()):
+        if item.is_file():
+            stat = item.stat()
+            entries.append((item.name, stat.st_size, stat.st_mtime_ns))
+    return joblib.hash(entries)
+
+
 def resolve_model_path(spec) -> str:
     """Return what ``from_pretrained`` should receive for ``spec`` (converting aliases once).
 

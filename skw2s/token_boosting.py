@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from . import scoring
-from ._cache import fingerprint, get_store
+from ._cache import checkpoints, fingerprint, get_store
 from ._inputs import check_generation_input, check_generation_target
 from ._token_weights import (
     initial_token_weights,
@@ -250,7 +250,7 @@ class TokenAdaBoostGenerator(GenerationMixin, BaseEstimator):
             sorted(est_params.items(), key=lambda kv: kv[0]),
             list(inputs.prompts),
             list(answers),
-        )
+        ) + ((checkpoints(est),) if checkpoints(est) else ())
 
     # -- fitting -----------------------------------------------------------------------
     def fit(self, X, y):

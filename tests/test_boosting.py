@@ -6,6 +6,8 @@ import logging
 import pickle
 import time
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -350,6 +352,40 @@ def test_memory_fit_3_then_5_trains_only_2(tiny_lm, tmp_path, count_llm_fits, ca
     assert len(count_llm_fits) == 3
     clone(b3).fit(TEXTS[:-1], LABELS[:-1])
     assert len(count_llm_fits) == 6
+
+
+def test_memory_misses_when_a_local_checkpoint_changes_in_place(tmp_path, count_llm_fits):
+    import os
+    import shutil
+
+    from skw2s.testing import tiny_causal_lm
+
+    model = tiny_causal_lm(tmp_path / "model")
+    boost = LLMAdaBoostClassifier(weak_llm(model), n_estimators=2, random_state=0, memory=tmp_path / "mem")
+    boost.fit(TEXTS, LABELS)
+    assert len(count_llm_fits) == 2
+    clone(boost).fit(TEXTS, LABELS)
+    assert len(count_llm_fits) == 2  # unchanged checkpoint: every round from memory
+    # the same path now holds other weights (saved over the old ones)
+    other = tiny_causal_lm(tmp_path / "other", seed=1)
+    for item in Path(other).iterdir():
+        shutil.copy(item, Path(model) / item.name)
+        os.utime(Path(model) / item.name, ns=(1, 1))
+    clear_cache()
+    clone(boost).fit(TEXTS, LABELS)
+    assert len(count_llm_fits) == 4  # retrained, not reused
+
+
+def test_checkpoint_fingerprints_only_for_local_directories(tiny_lm, tmp_path):
+    from skw2s._cache import checkpoints
+    from skw2s.models import checkpoint_fingerprint
+
+    assert checkpoint_fingerprint("smollm2-135m[:6]") is None
+    assert checkpoint_fingerprint("org/some-model") is None
+    assert checkpoint_fingerprint(tiny_lm) == checkpoint_fingerprint(tiny_lm + "[:1]")
+    assert checkpoints(LLMAdaBoostClassifier(weak_llm("smollm2-135m"))) == ()
+    found = checkpoints(LLMAdaBoostClassifier(weak_llm(tiny_lm)))
+    assert [name for name, _ in found] == ["estimator__model"]
 
 
 def test_memory_ignores_corrupted_round(tiny_lm, tmp_path, count_llm_fits):

@@ -179,3 +179,31 @@ def test_truncated_model_in_fine_tuned_classifier(tmp_path, mode):
     body = clf.model_.base_model.model if mode == "lora" else clf.model_
     assert body.config.num_hidden_layers == 2
     assert clf.predict_proba(X).shape == (16, 2)
+
+
+def test_stages_miss_when_a_local_checkpoint_changes_in_place(tmp_path):
+    import os
+    import shutil
+    from pathlib import Path
+
+    from skw2s.classifier import clear_cache
+    from skw2s.testing import tiny_causal_lm
+
+    model = tiny_causal_lm(tmp_path / "model")
+    X, y = _binary_data(24)
+
+    def fit():
+        return WeakToStrongPipeline(
+            weak=LLMAdaBoostClassifier(_classifier(model), n_estimators=1),
+            strong=_classifier(model), random_state=0, memory=str(tmp_path / "mem"),
+        ).fit(X, y)
+
+    fit()
+    assert all(h["cached"] for h in fit().history_)
+    other = tiny_causal_lm(tmp_path / "other", seed=1)
+    for item in Path(other).iterdir():
+        shutil.copy(item, Path(model) / item.name)
+        os.utime(Path(model) / item.name, ns=(1, 1))
+    clear_cache()
+    cached = {h["stage"]: h["cached"] for h in fit().history_}
+    assert cached["split"] and not cached["weak"] and not cached["ceiling"]
