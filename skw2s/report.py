@@ -181,6 +181,17 @@ def id_ood_table(agg: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _save(fig, path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_rounds(agg: pd.DataFrame, path) -> Path:
     """Accuracy of the weak ensemble after each round (± SEM), one line per run; saved as PNG."""
     import matplotlib
@@ -197,12 +208,7 @@ def plot_rounds(agg: pd.DataFrame, path) -> Path:
     ax.set_xlabel("boosting round")
     ax.set_ylabel("weak ensemble accuracy (hard test)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_summary(agg: pd.DataFrame, path) -> Path:
@@ -237,9 +243,4 @@ def plot_summary(agg: pd.DataFrame, path) -> Path:
         ax.set_xticks(range(len(students)), [{"baseline_student": "baseline", "ensemble_student": "ours"}[m] for m in students])
         gap = group.gap_mean.dropna()
         ax.set_title(f"PGR (gap ceiling-weak = {gap.iloc[0]:.3f})" if len(gap) else "PGR", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -66,6 +66,18 @@ def tiny_lm(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_experts(tiny_lm, tmp_path_factory):
+    """Three tiny random LMs sharing one tokenizer, loaded: ``(models, tokenizer)``. Tests
+    that use them must not modify their weights."""
+    from skw2s.models import load_causal_lm
+    from skw2s.testing import tiny_causal_lm
+
+    paths = [tiny_lm] + [tiny_causal_lm(tmp_path_factory.mktemp(f"expert{s}"), seed=s) for s in (1, 2)]
+    loaded = [load_causal_lm(p, device="cpu") for p in paths]
+    return [m for m, _ in loaded], loaded[0][1]
+
+
+@pytest.fixture(scope="session")
 def tiny_lm_other_vocab(tmp_path_factory) -> str:
     """A second tiny LM whose tokenizer has a different vocabulary."""
     from skw2s.testing import tiny_causal_lm

@@ -23,7 +23,7 @@ from skw2s.scoring import (
     encode_prompts,
     mixture_generate,
 )
-from skw2s.testing import tiny_causal_lm, tiny_tokenizer
+from skw2s.testing import tiny_tokenizer
 
 PROMPTS = [
     "Question: Which gas do plants absorb?\nAnswer:",
@@ -36,13 +36,8 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def experts(tiny_lm, tmp_path_factory):
-    """Three tiny random LMs sharing one tokenizer."""
-    paths = [tiny_lm] + [
-        tiny_causal_lm(tmp_path_factory.mktemp(f"spec-expert{s}"), seed=s) for s in (1, 2)
-    ]
-    loaded = [load_causal_lm(p, device="cpu") for p in paths]
-    return [m for m, _ in loaded], loaded[0][1]
+def experts(tiny_experts):
+    return tiny_experts
 
 
 def _lora_model(path, configs, *, scale=1.0, seed=0):

@@ -25,7 +25,6 @@ from skw2s.scoring import (
     token_predictions,
     token_predictions_mixture,
 )
-from skw2s.testing import tiny_causal_lm
 from skw2s.training import encode_sft
 
 PROMPTS = [
@@ -47,13 +46,8 @@ ANSWERS = [" carbon dioxide", " blue", " yes it is", " one hundred degrees", " A
 
 
 @pytest.fixture(scope="module")
-def experts(tiny_lm, tmp_path_factory):
-    """Three tiny random LMs sharing one tokenizer."""
-    paths = [tiny_lm] + [
-        tiny_causal_lm(tmp_path_factory.mktemp(f"speed-expert{s}"), seed=s) for s in (1, 2)
-    ]
-    loaded = [load_causal_lm(p, device="cpu") for p in paths]
-    return [m for m, _ in loaded], loaded[0][1]
+def experts(tiny_experts):
+    return tiny_experts
 
 
 @pytest.fixture(scope="module")
