@@ -12,6 +12,9 @@ Tasks and what "zero-shot" and "trained" mean for each:
   given ``Question: ...\\nAnswer:``, thresholded at its median over the test slice (the test
   labels are balanced, so the median is the natural threshold). Trained:
   :class:`~skw2s.LLMClassifier` in ``head`` mode (frozen LM, linear head on the last token).
+- ``sciq_binary_scores``: the same data and zero-shot score; trained: ``LLMClassifier`` in
+  head mode with ``head_features="answer_scores"``, a logistic head on the LM's own
+  log-probabilities of the answer (mean, sum, min, first token, length).
 - ``sciq_mc``, ``quartz``, ``arc_easy``: multiple choice. Zero-shot: option-NLL accuracy (the
   choice with the lowest summed NLL). Trained: :class:`~skw2s.LLMGenerator` with LoRA SFT
   (budget below), then option-NLL accuracy.
@@ -49,7 +52,7 @@ DEFAULT_OUT = HERE / "results" / "capability"
 MODELS = [
     "smollm2-135m[:6]", "smollm2-135m[:12]", "smollm2-135m[:18]", "smollm2-135m[:24]", "smollm2-135m", "gemma3-270m",
 ]
-TASKS = ["sciq_binary", "sciq_mc", "quartz", "arc_easy"]
+TASKS = ["sciq_binary", "sciq_binary_scores", "sciq_mc", "quartz", "arc_easy"]
 BUDGET = {
     "n_train": 256,
     "n_test": 200,
@@ -66,12 +69,12 @@ def _slug(model):
 def _task_data(task, data_dir, seed, budget):
     from skw2s.datasets import binarize_sciq, load_dataset, to_classification, to_multiple_choice
 
-    name = {"sciq_binary": "sciq", "sciq_mc": "sciq"}.get(task, task)
+    name = {"sciq_binary": "sciq", "sciq_binary_scores": "sciq", "sciq_mc": "sciq"}.get(task, task)
     train = load_dataset(name, "train", data_dir=data_dir)
     test = load_dataset(name, "test", data_dir=data_dir).iloc[: budget["n_test"]].reset_index(drop=True)
     rows = np.random.RandomState(seed).choice(len(train), budget["n_train"], replace=False)
     train = train.iloc[np.sort(rows)].reset_index(drop=True)
-    if task == "sciq_binary":
+    if task.startswith("sciq_binary"):
         tr = binarize_sciq(train, random_state=seed)
         te = binarize_sciq(test, random_state=0)
         return to_classification(tr), to_classification(te), te
@@ -85,7 +88,7 @@ def _zero_shot(task, model_spec, test, test_frame, budget):
     from skw2s.scoring import choice_nll
 
     model, tok = load_causal_lm(model_spec, device="auto")
-    if task == "sciq_binary":
+    if task.startswith("sciq_binary"):
         prompts = [f"Question: {q}\nAnswer:" for q in test_frame.question]
         nll = choice_nll(model, tok, prompts, [[a] for a in test_frame.answer_text], reduction="mean",
                          batch_size=16, max_length=budget["max_length"])
@@ -105,8 +108,10 @@ def _zero_shot(task, model_spec, test, test_frame, budget):
 def _trained(task, model_spec, train, test, seed, budget):
     from skw2s import LLMClassifier, LLMGenerator
 
-    if task == "sciq_binary":
-        est = LLMClassifier(model_spec, max_length=budget["max_length"], random_state=seed, **budget["binary"])
+    if task.startswith("sciq_binary"):
+        features = "answer_scores" if task == "sciq_binary_scores" else "last_token"
+        est = LLMClassifier(model_spec, max_length=budget["max_length"], random_state=seed,
+                            head_features=features, **budget["binary"])
     else:
         est = LLMGenerator(model_spec, max_length=budget["max_length"], random_state=seed, **budget["mc"])
     start = time.perf_counter()

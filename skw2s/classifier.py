@@ -22,6 +22,7 @@ import time
 from collections import OrderedDict
 from contextlib import contextmanager
 from numbers import Integral, Real
+from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -71,6 +72,7 @@ class _FrozenBody:
     def __init__(self, key, body, tokenizer, hidden_size, head_bias):
         self.key, self.body, self.tokenizer = key, body, tokenizer
         self.hidden_size, self.head_bias = hidden_size, head_bias
+        self.lm_head_weight = None
 
 
 def _body_key(model, device, dtype):
@@ -124,16 +126,61 @@ def clear_cache():
         _FEATURE_BYTES[0] = 0
 
 
-def _features(entry, texts, *, max_length, batch_size, verbose):
-    """Features of ``texts`` (float32, ``(n, hidden)``), computing only the uncached ones."""
-    from .training import extract_features
+def _lm_head_weight(entry):
+    """The LM head of a frozen body's checkpoint (the input embedding when tied), loaded once."""
+    weight = getattr(entry, "lm_head_weight", None)
+    if weight is not None:
+        return weight
+    config = entry.body.config
+    if getattr(config, "tie_word_embeddings", False):
+        weight = entry.body.get_input_embeddings().weight
+    else:
+        from safetensors import safe_open
 
+        from .models import parse_model_spec, resolve_model_path
+
+        directory = resolve_model_path(entry.key[0])
+        files = sorted(Path(directory).glob("*.safetensors")) if Path(directory).is_dir() else []
+        for path in files:
+            with safe_open(str(path), framework="pt") as handle:
+                if "lm_head.weight" in handle.keys():
+                    weight = handle.get_tensor("lm_head.weight")
+                    break
+        if weight is None:
+            raise ValueError(
+                f"head_features='answer_scores' needs the LM head of {parse_model_spec(entry.key[0]).base!r}: "
+                "its embeddings are not tied and no lm_head.weight was found in its safetensors files."
+            )
+        weight = weight.to(entry.body.get_input_embeddings().weight.device)
+    entry.lm_head_weight = weight.detach()
+    return entry.lm_head_weight
+
+
+def _extract(entry, texts, *, kind, marker, max_length, batch_size):
+    from .training import answer_score_features, extract_features
+
+    if kind == "answer_scores":
+        return answer_score_features(
+            entry.body, _lm_head_weight(entry), entry.tokenizer, texts, marker=marker,
+            batch_size=batch_size, max_length=max_length,
+        )
+    return extract_features(entry.body, entry.tokenizer, texts, batch_size=batch_size, max_length=max_length)
+
+
+def _features(entry, texts, *, max_length, batch_size, verbose, kind="last_token", marker=None):
+    """Features of ``texts`` (float32, ``(n, d)``), computing only the uncached ones.
+
+    ``kind="last_token"``: the last token's hidden state (``d = hidden size``);
+    ``kind="answer_scores"``: the LM's scores of the answer after ``marker``
+    (:func:`skw2s.training.answer_score_features`, ``d = 5``).
+    """
     found = {}
+    tag = (max_length,) if kind == "last_token" else (max_length, kind, marker)
     with _LOCK:
         for text in dict.fromkeys(texts):
-            row = _FEATURES.get((entry.key, max_length, text))
+            row = _FEATURES.get((entry.key, *tag, text))
             if row is not None:
-                _FEATURES.move_to_end((entry.key, max_length, text))
+                _FEATURES.move_to_end((entry.key, *tag, text))
                 found[text] = row
     # Longest first, so that each batch holds texts of similar length (little padding).
     missing = sorted((t for t in dict.fromkeys(texts) if t not in found), key=len, reverse=True)
@@ -144,14 +191,12 @@ def _features(entry, texts, *, max_length, batch_size, verbose):
             range(0, len(missing), chunk), desc="features", disable=not verbose, leave=False
         ):
             part = missing[i : i + chunk]
-            feats = extract_features(
-                entry.body, entry.tokenizer, part, batch_size=chunk, max_length=max_length
-            )
+            feats = _extract(entry, part, kind=kind, marker=marker, max_length=max_length, batch_size=chunk)
             for text, row in zip(part, feats, strict=True):
                 found[text] = np.array(row, dtype=np.float32)
         with _LOCK:
             for text in missing:
-                key = (entry.key, max_length, text)
+                key = (entry.key, *tag, text)
                 if key not in _FEATURES:
                     _FEATURES[key] = found[text]
                     _FEATURE_BYTES[0] += found[text].nbytes
@@ -255,6 +300,17 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         LoRA rank (``mode="lora"``).
     lora_alpha : float, default=None
         LoRA scaling; None means ``2 * lora_r``.
+    head_features : {"last_token", "answer_scores"}, default="last_token"
+        What the head reads in head mode. ``"last_token"``: the hidden state of the last
+        token (Burns et al.). ``"answer_scores"``: the frozen LM's own scores of the answer,
+        the text after the last ``answer_marker``: the mean, sum and minimum log-probability
+        of its tokens, the first token's, and the log of its length
+        (:func:`skw2s.training.answer_score_features`), so the head starts from what the LM
+        head knows (a zero-shot reader thresholds the mean log-probability) instead of a probe
+        of its hidden states.
+    answer_marker : str, default=" A: "
+        With ``head_features="answer_scores"``: the string before the answer in each text
+        (``" A: "`` for :func:`skw2s.datasets.format_classification` texts).
     device : str, default="auto"
         ``"auto"`` means ``cuda`` when present, else CPU; or ``"cpu"``, ``"cuda:1"`` ...
     dtype : str, default="auto"
@@ -328,6 +384,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         max_length=256,
         lora_r=16,
         lora_alpha=None,
+        head_features="last_token",
+        answer_marker=" A: ",
         device="auto",
         dtype="auto",
         random_state=None,
@@ -341,6 +399,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         self.max_length = max_length
         self.lora_r = lora_r
         self.lora_alpha = lora_alpha
+        self.head_features = head_features
+        self.answer_marker = answer_marker
         self.device = device
         self.dtype = dtype
         self.random_state = random_state
@@ -355,6 +415,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         "max_length": [Interval(Integral, 1, None, closed="left")],
         "lora_r": [Interval(Integral, 1, None, closed="left")],
         "lora_alpha": [Interval(Real, 0, None, closed="neither"), NONE],
+        "head_features": [StrOptions(("last_token", "answer_scores"))],
+        "answer_marker": [_InstanceOf((str,), "a str")],
         "verbose": [Interval(Integral, 0, None, closed="left"), _InstanceOf((bool,), "a bool")],
     }
 
@@ -394,6 +456,13 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             The fitted classifier.
         """
         validate_params(self, self._parameter_constraints)
+        if self.head_features != "last_token" and self.mode != "head":
+            raise ValueError(
+                f"head_features={self.head_features!r} reads features from a frozen LM: it needs "
+                f"mode='head', not mode={self.mode!r}."
+            )
+        if self.head_features == "answer_scores" and not self.answer_marker.strip():
+            raise ValueError("The 'answer_marker' parameter of LLMClassifier must not be blank.")
         texts = check_text_input(X, estimator=self)
         classes, y_enc = check_binary_target(y, len(texts), estimator=self)
         weights = check_sample_weight(sample_weight, len(texts))
@@ -412,6 +481,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             "model": str(self.model),
             "dtype": str(self.dtype),
             "max_length": int(self.max_length),
+            "head_features": self.head_features,
+            "answer_marker": self.answer_marker,
         }
         self.fit_seconds_ = time.perf_counter() - start
         logger.info(
@@ -423,10 +494,13 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         )
         return self
 
-    def _new_head(self, entry):
+    def _new_head(self, entry, kind):
         import torch
 
-        return torch.nn.Linear(entry.hidden_size, 2, bias=entry.head_bias, dtype=torch.float32)
+        from .training import ANSWER_SCORE_FEATURES
+
+        width = entry.hidden_size if kind == "last_token" else len(ANSWER_SCORE_FEATURES)
+        return torch.nn.Linear(width, 2, bias=entry.head_bias or kind != "last_token", dtype=torch.float32)
 
     def _fit_head(self, texts, y_enc, weights, *, lr, n_epochs, seed):
         import torch
@@ -440,8 +514,10 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             max_length=self.max_length,
             batch_size=self.batch_size,
             verbose=self.verbose,
+            kind=self.head_features,
+            marker=self.answer_marker,
         )
-        head = self._new_head(entry)
+        head = self._new_head(entry, self.head_features)
         # train_head finds the head as the `score` attribute of the module it is given.
         with _single_thread():
             train_head(
@@ -490,19 +566,24 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         fitted = self._fitted
         if self.head_ is not None:
             # The shared body's key, so the features cached during fit are reused.
-            entry = _FrozenBody(
-                self._body_key,
-                self.model_,
-                self.tokenizer_,
-                self.head_.in_features,
-                self.head_.bias is not None,
-            )
+            with _LOCK:
+                entry = _BODIES.get(self._body_key)
+            if entry is None or entry.body is not self.model_:
+                entry = _FrozenBody(
+                    self._body_key,
+                    self.model_,
+                    self.tokenizer_,
+                    self.head_.in_features,
+                    self.head_.bias is not None,
+                )
             features = _features(
                 entry,
                 texts,
                 max_length=fitted["max_length"],
                 batch_size=self.batch_size,
                 verbose=self.verbose,
+                kind=fitted.get("head_features", "last_token"),
+                marker=fitted.get("answer_marker"),
             )
             return _head_logits(self.head_, features)
         return _model_logits(
@@ -604,7 +685,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             from safetensors.torch import load
 
             entry = _frozen_body(fitted["model"], self.device, fitted["dtype"])
-            head = self._new_head(entry)
+            head = self._new_head(entry, fitted.get("head_features", "last_token"))
             head.load_state_dict({k: v.to(torch.float32) for k, v in load(payload["head"]).items()})
             head.requires_grad_(False)
             self.model_, self.tokenizer_, self.head_ = entry.body, entry.tokenizer, head

@@ -413,6 +413,59 @@ def extract_features(model, tokenizer, texts, *, batch_size=16, max_length=256):
     return torch.cat(out).numpy()
 
 
+ANSWER_SCORE_FEATURES = ("mean_logprob", "sum_logprob", "min_logprob", "first_logprob", "log_n_tokens")
+"""The features ``answer_score_features`` returns, in order."""
+
+
+def answer_score_features(body, lm_head_weight, tokenizer, texts, *, marker, batch_size=16, max_length=256):
+    """The LM's own scores of each text's answer: what a zero-shot reader of the LM would use.
+
+    Each text is cut at the last ``marker`` (for ``"Q: {question} A: {answer}"`` texts,
+    ``" A: "``); the answer is the part after it. Teacher-forced under the frozen body and the
+    LM head ``lm_head_weight`` (``(vocab, hidden)``), the answer tokens' log-probabilities give
+    the features named in :data:`ANSWER_SCORE_FEATURES`: their mean, sum and minimum, the first
+    token's, and the log of the answer's token count.
+
+    Returns a float32 array of shape ``(len(texts), 5)``.
+    """
+    import torch
+
+    keep = marker.rstrip()
+    rows = []
+    for text in texts:
+        cut = text.rfind(marker)
+        if cut < 0:
+            raise ValueError(
+                f"head_features='answer_scores' reads the answer after the marker {marker!r}, "
+                f"but the text {text[:80]!r} does not contain it. Set answer_marker to the "
+                "string that precedes the answer in your texts."
+            )
+        prefix = tokenizer(text[: cut + len(keep)], add_special_tokens=True)["input_ids"]
+        answer = tokenizer(text[cut + len(keep):], add_special_tokens=False)["input_ids"]
+        if not answer:
+            raise ValueError(f"The text {text[:80]!r} has an empty answer after {marker!r}.")
+        ids = (prefix + answer)[-max_length:]
+        n_answer = min(len(answer), len(ids) - 1)
+        rows.append((ids, n_answer))
+    weight = lm_head_weight
+    out = np.zeros((len(texts), len(ANSWER_SCORE_FEATURES)), dtype=np.float32)
+    device = weight.device
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            input_ids = _pad([ids for ids, _ in chunk], tokenizer.pad_token_id).to(device)
+            mask = _pad([[1] * len(ids) for ids, _ in chunk], 0).to(device)
+            hidden = body(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            for i, (ids, n_answer) in enumerate(chunk):
+                end = len(ids)
+                positions = torch.arange(end - n_answer - 1, end - 1, device=device)
+                logits = hidden[i, positions].float() @ weight.float().T
+                targets = input_ids[i, positions + 1]
+                logp = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0].cpu().numpy()
+                out[start + i] = (logp.mean(), logp.sum(), logp.min(), logp[0], np.log(n_answer))
+    return out
+
+
 def train_head(model, features, labels, sample_weight=None, *, lr=1e-2, n_epochs=100, random_state=None):
     """Train the model's linear head on precomputed features with a weighted loss.
 

@@ -19,7 +19,7 @@ def capability():
     return module
 
 
-@pytest.mark.parametrize("task", ["sciq_binary", "quartz"])
+@pytest.mark.parametrize("task", ["sciq_binary", "sciq_binary_scores", "quartz"])
 def test_cell_and_report(capability, tiny_lm, data_dir, tmp_path, task):
     budget = {
         "n_train": 16,

@@ -260,3 +260,47 @@ def test_feature_cache_is_bounded(tiny_lm, monkeypatch):
     assert len(classifier_module._FEATURES) <= 2
     assert classifier_module._FEATURE_BYTES[0] <= 2 * 32 * 4
     assert clf.score(TEXTS, LABELS) == 1.0  # eviction never loses rows being assembled
+
+
+# -- answer-score features ---------------------------------------------------------------------
+QA_TEXTS = [f"Q: what colour is the {w}? A: {a}" for w, a in
+            [("sky", "blue"), ("grass", "green"), ("sun", "yellow and hot"), ("snow", "white")]] * 4
+QA_LABELS = np.array([1, 0] * 8)
+
+
+def test_answer_scores_are_the_lms_own_log_probabilities(tiny_lm):
+    import torch
+
+    from skw2s.models import load_causal_lm
+    from skw2s.training import ANSWER_SCORE_FEATURES
+
+    clf = LLMClassifier(tiny_lm, head_features="answer_scores", device="cpu", random_state=0)
+    clf.fit(QA_TEXTS, QA_LABELS)
+    assert clf.head_.in_features == len(ANSWER_SCORE_FEATURES) == 5
+    from skw2s.classifier import _BODIES, _features
+
+    feats = _features(_BODIES[clf._body_key], QA_TEXTS[:4], max_length=256, batch_size=3, verbose=0,
+                      kind="answer_scores", marker=" A: ")
+    model, tok = load_causal_lm(tiny_lm, device="cpu")
+    for text, row in zip(QA_TEXTS[:4], feats):
+        prefix, answer = text.rsplit(" A:", 1)
+        ids = tok(prefix + " A:")["input_ids"]
+        ans = tok(answer, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(torch.tensor([ids + ans])).logits[0]
+        logp = torch.log_softmax(logits[len(ids) - 1 : -1], -1)[torch.arange(len(ans)), torch.tensor(ans)].numpy()
+        np.testing.assert_allclose(row, [logp.mean(), logp.sum(), logp.min(), logp[0], np.log(len(ans))], rtol=1e-4, atol=1e-4)
+
+
+def test_answer_scores_head_pickles_and_validates(tiny_lm):
+    import pickle
+
+    clf = LLMClassifier(tiny_lm, head_features="answer_scores", device="cpu", random_state=0).fit(QA_TEXTS, QA_LABELS)
+    again = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_allclose(again.predict_proba(QA_TEXTS), clf.predict_proba(QA_TEXTS), rtol=1e-6)
+    with pytest.raises(ValueError, match="needs mode='head', not mode='lora'"):
+        LLMClassifier(tiny_lm, mode="lora", head_features="answer_scores").fit(QA_TEXTS, QA_LABELS)
+    with pytest.raises(ValueError, match="does not contain it"):
+        LLMClassifier(tiny_lm, head_features="answer_scores", answer_marker=" => ", device="cpu").fit(QA_TEXTS, QA_LABELS)
+    with pytest.raises(ValueError, match="head_features"):
+        LLMClassifier(tiny_lm, head_features="logits").fit(QA_TEXTS, QA_LABELS)
