@@ -32,7 +32,8 @@ ROOT = HERE.parent
 CONFIGS = HERE / "reproduce"
 RESULTS = HERE / "results" / "reproduce"
 MARKDOWN = HERE / "RESULTS.md"
-MAIN = ["sciq-binary-random", "sciq-binary-easy-hard", "arc-easy-random", "arc-easy-easy-hard",
+MAIN = ["sciq-binary-random", "sciq-binary-easy-hard", "sciq-binary-scores-random", "sciq-binary-scores-easy-hard",
+        "arc-easy-random", "arc-easy-easy-hard",
         "quartz-random", "quartz-easy-hard"]
 ABLATIONS = ["arc-easy-random-logit", "arc-easy-random-window2", "arc-easy-random-window4",
              "arc-easy-random-sample"]
