@@ -140,7 +140,15 @@ def summary_table(agg: pd.DataFrame) -> pd.DataFrame:
                 r = by_model.loc[model]
                 row[name] = _fmt(r.accuracy_mean, r.accuracy_sem)
         rows.append(row)
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    # Token errors (generators only) next to the accuracies they belong to; "–" where a run
+    # has none, rather than NaN.
+    order = [c for c in table.columns if "token error" not in c]
+    for model in ("weak_ensemble", "weak_single"):
+        column = f"{model} token error"
+        if column in table:
+            order.insert(order.index("weak_ensemble") + 1 if "weak_ensemble" in order else len(order), column)
+    return table[order].fillna("–")
 
 
 def rounds_table(agg: pd.DataFrame) -> pd.DataFrame:
