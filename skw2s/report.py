@@ -164,7 +164,7 @@ def rounds_table(agg: pd.DataFrame) -> pd.DataFrame:
             if np.isfinite(r.token_error_mean):
                 row["token error"] = _fmt(r.token_error_mean, r.token_error_sem)
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).fillna("–")
 
 
 def id_ood_table(agg: pd.DataFrame) -> pd.DataFrame:
@@ -186,7 +186,7 @@ def id_ood_table(agg: pd.DataFrame) -> pd.DataFrame:
                         row[f"{label} token error"] = _fmt(sel.token_error_mean.iloc[0], sel.token_error_sem.iloc[0])
             if len(row) > 2:
                 rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).fillna("–")
 
 
 def _save(fig, path) -> Path:
