@@ -26,7 +26,7 @@ import joblib
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Store", "checkpoints", "fingerprint", "get_store"]
+__all__ = ["Store", "checkpoints", "fingerprint", "get_store", "with_checkpoints"]
 
 _MAGIC = b"skw2s-store-v1\n"
 
@@ -54,6 +54,13 @@ def checkpoints(*estimators):
                 if digest is not None:
                     found.append((name, digest))
     return tuple(found)
+
+
+def with_checkpoints(parts, *estimators):
+    """``parts`` with the estimators' :func:`checkpoints` appended when there are any, so keys
+    that name only aliases and Hub ids stay what they were."""
+    found = checkpoints(*estimators)
+    return (*parts, found) if found else tuple(parts)
 
 
 class Store:

@@ -20,7 +20,7 @@ from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validat
 from tqdm.auto import tqdm
 
 from . import _weights
-from ._cache import checkpoints, fingerprint, get_store
+from ._cache import fingerprint, get_store, with_checkpoints
 from ._validation import (
     NONE,
     HasMethods,
@@ -339,14 +339,15 @@ class LLMAdaBoostClassifier(ClassifierMixin, BaseEstimator):
             k: v for k, v in prototype.get_params(deep=True).items() if k != "verbose"
         }
         data = fingerprint(X, y, weights)
-        return (
+        parts = (
             _MEMORY_VERSION,
             type(self).__qualname__,
             params,
             f"{type(prototype).__module__}.{type(prototype).__qualname__}",
             learner_params,
             data,
-        ) + ((checkpoints(prototype),) if checkpoints(prototype) else ())
+        )
+        return with_checkpoints(parts, prototype)
 
     def _log_round(self, record, from_memory):
         logger.info(

@@ -27,7 +27,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ._cache import checkpoints, fingerprint, get_store
+from ._cache import fingerprint, get_store, with_checkpoints
 from ._validation import take_rows
 from .difficulty import DifficultySplitter
 from .metrics import pgr_score
@@ -253,17 +253,16 @@ class WeakToStrongPipeline(BaseEstimator):
             type(self).__name__, "split", self.splitter, self.test_size, self.id_test_size,
             self.random_state, X, y,
         )}
-        # Local checkpoint directories also key by their files (empty for aliases and Hub ids).
-        weak_ckpt, strong_ckpt = checkpoints(self.weak), checkpoints(self.strong)
-        split_ckpt = checkpoints(self.splitter) if isinstance(self.splitter, DifficultySplitter) else ()
-        if split_ckpt:
-            keys["split"] = fingerprint(keys["split"], split_ckpt)
-        keys["weak"] = fingerprint(keys["split"], "weak", self.weak, *(weak_ckpt and [weak_ckpt]))
+        # Local checkpoint directories also key by their files (nothing for aliases and Hub ids).
+        if isinstance(self.splitter, DifficultySplitter):
+            split = with_checkpoints((keys["split"],), self.splitter)
+            keys["split"] = split[0] if len(split) == 1 else fingerprint(*split)
+        keys["weak"] = fingerprint(*with_checkpoints((keys["split"], "weak", self.weak), self.weak))
         keys["labels"] = fingerprint(keys["weak"], "labels", bool(self.baseline))
-        strong_key = (self.strong, *(strong_ckpt and [strong_ckpt]))
-        keys["student"] = fingerprint(keys["labels"], "student", *strong_key)
-        keys["baseline"] = fingerprint(keys["labels"], "baseline", *strong_key)
-        keys["ceiling"] = fingerprint(keys["split"], "ceiling", *strong_key)
+        strong = with_checkpoints((self.strong,), self.strong)
+        keys["student"] = fingerprint(keys["labels"], "student", *strong)
+        keys["baseline"] = fingerprint(keys["labels"], "baseline", *strong)
+        keys["ceiling"] = fingerprint(keys["split"], "ceiling", *strong)
         self.history_ = []
         results = {}
 

@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from . import scoring
-from ._cache import checkpoints, fingerprint, get_store
+from ._cache import fingerprint, get_store, with_checkpoints
 from ._inputs import check_generation_input, check_generation_target
 from ._token_weights import (
     initial_token_weights,
@@ -242,7 +242,7 @@ class TokenAdaBoostGenerator(GenerationMixin, BaseEstimator):
         est_params = est.get_params(deep=False)
         for name in ("verbose", "random_state"):
             est_params.pop(name, None)
-        return (
+        parts = (
             _CACHE_VERSION,
             type(self).__name__,
             sorted(params.items()),
@@ -250,7 +250,8 @@ class TokenAdaBoostGenerator(GenerationMixin, BaseEstimator):
             sorted(est_params.items(), key=lambda kv: kv[0]),
             list(inputs.prompts),
             list(answers),
-        ) + ((checkpoints(est),) if checkpoints(est) else ())
+        )
+        return with_checkpoints(parts, est)
 
     # -- fitting -----------------------------------------------------------------------
     def fit(self, X, y):
