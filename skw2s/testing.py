@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["tiny_causal_lm", "tiny_tokenizer"]
+__all__ = ["SAMPLE_PROMPTS", "tiny_causal_lm", "tiny_tokenizer"]
+
+SAMPLE_PROMPTS = [
+    "Question: Which gas do plants absorb?\nAnswer:",
+    "Q: sky?",
+    "Context: Energy can be neither created nor destroyed.\n"
+    "Question: is energy conserved?\nAnswer:",
+    "Question: What is the boiling point of water?\nAnswer:",
+    "Question: Which is bigger?\nAnswer:",
+]
+"""Prompts of different lengths and shapes, shared by the scoring and decoding tests."""
 
 _CORPUS = [
     "Question: Which gas do plants absorb for photosynthesis? Answer: carbon dioxide",

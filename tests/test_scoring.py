@@ -17,15 +17,10 @@ from skw2s.scoring import (
     token_predictions,
     token_predictions_mixture,
 )
-from skw2s.testing import tiny_causal_lm
+from skw2s.testing import SAMPLE_PROMPTS, tiny_causal_lm
 from skw2s.training import encode_sft
 
-PROMPTS = [
-    "Question: Which gas do plants absorb?\nAnswer:",
-    "Q: sky?",
-    "Context: Energy can be neither created nor destroyed.\n"
-    "Question: is energy conserved?\nAnswer:",
-]
+PROMPTS = SAMPLE_PROMPTS[:3]
 ANSWERS = [" carbon dioxide", " blue", " yes it is"]
 CHOICES = [["carbon dioxide", "oxygen"], ["blue", "green", "red"], ["yes", "no"]]
 

@@ -23,21 +23,9 @@ from skw2s.scoring import (
     encode_prompts,
     mixture_generate,
 )
-from skw2s.testing import tiny_tokenizer
+from skw2s.testing import SAMPLE_PROMPTS, tiny_tokenizer
 
-PROMPTS = [
-    "Question: Which gas do plants absorb?\nAnswer:",
-    "Q: sky?",
-    "Context: Energy can be neither created nor destroyed.\n"
-    "Question: is energy conserved?\nAnswer:",
-    "Question: What is the boiling point of water?\nAnswer:",
-    "Question: Which is bigger?\nAnswer:",
-]
-
-
-@pytest.fixture(scope="module")
-def experts(tiny_experts):
-    return tiny_experts
+PROMPTS = SAMPLE_PROMPTS
 
 
 def _lora_model(path, configs, *, scale=1.0, seed=0):
@@ -92,8 +80,8 @@ def _generate(models, alphas, tok, **kw):
 # -- same tokens as plain greedy decoding ----------------------------------------------------
 @pytest.mark.parametrize("combine", ["prob", "logit"])
 @pytest.mark.parametrize("k", [1, 3, 5])
-def test_full_experts_same_tokens(experts, combine, k):
-    models, tok = experts
+def test_full_experts_same_tokens(tiny_experts, combine, k):
+    models, tok = tiny_experts
     alphas = [0.5, 2.0, 1.0]
     ref = _generate(models, alphas, tok, combine=combine, eos_token_id=[])
     for batch_size in (2, 8):  # prompts of different lengths, left-padded together
@@ -106,9 +94,9 @@ def test_full_experts_same_tokens(experts, combine, k):
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
-def test_eos_in_the_middle(experts, adapters, k):
+def test_eos_in_the_middle(tiny_experts, adapters, k):
     _, lora, tok = adapters
-    (full, *_), _ = experts
+    (full, *_), _ = tiny_experts
     mixed = [lora[0], full, lora[2]]
     alphas = [1.0, 0.7, 1.6]
     free = _generate(mixed, alphas, tok, eos_token_id=[])
@@ -128,9 +116,9 @@ def test_eos_in_the_middle(experts, adapters, k):
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
-def test_shared_base_lora_experts_same_tokens(adapters, experts, k):
+def test_shared_base_lora_experts_same_tokens(adapters, tiny_experts, k):
     model, lora, tok = adapters
-    (full, *_), _ = experts
+    (full, *_), _ = tiny_experts
     mixed = [lora[0], full, lora[1], lora[2]]  # a full model between the adapters
     alphas = [1.0, 0.5, 2.0, 1.5]
     assert [g.mode for g in _make_groups(mixed, batch_adapters=True)] == ["stacked", None]
@@ -232,8 +220,8 @@ def test_near_copies_accept_most_drafts(near_copies):
     assert s["draft_forwards"] <= 4 * (s["verify_forwards"] - 1)
 
 
-def test_one_expert_accepts_every_draft(experts):
-    (model, *_), tok = experts
+def test_one_expert_accepts_every_draft(tiny_experts):
+    (model, *_), tok = tiny_experts
     ref = mixture_generate([model], [1.0], tok, PROMPTS, max_new_tokens=10, eos_token_id=[])
     with _record_speculative_stats() as stats:
         got = mixture_generate([model], [1.0], tok, PROMPTS, max_new_tokens=10,
@@ -257,8 +245,8 @@ def test_one_expert_accepts_every_draft(experts):
         ({"draft_expert": 0}, "draft_expert=0 is only used with speculative decoding"),
     ],
 )
-def test_bad_parameters(experts, kw, match):
-    models, tok = experts
+def test_bad_parameters(tiny_experts, kw, match):
+    models, tok = tiny_experts
     with pytest.raises(ValueError, match=match):
         mixture_generate(models, [1, 2, 3], tok, PROMPTS[:1], max_new_tokens=2, **kw)
 
@@ -282,8 +270,8 @@ def test_estimator_generate(tiny_lm):
     assert "speculative_k" not in boost.get_params()
 
 
-def test_stats_recorder_is_scoped(experts):
-    models, tok = experts
+def test_stats_recorder_is_scoped(tiny_experts):
+    models, tok = tiny_experts
     with _record_speculative_stats() as outer:
         _generate(models, [1, 1, 1], tok, eos_token_id=[], max_new_tokens=4, speculative_k=2)
         with _record_speculative_stats() as inner:

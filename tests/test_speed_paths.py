@@ -25,16 +25,10 @@ from skw2s.scoring import (
     token_predictions,
     token_predictions_mixture,
 )
+from skw2s.testing import SAMPLE_PROMPTS
 from skw2s.training import encode_sft
 
-PROMPTS = [
-    "Question: Which gas do plants absorb?\nAnswer:",
-    "Q: sky?",
-    "Context: Energy can be neither created nor destroyed.\n"
-    "Question: is energy conserved?\nAnswer:",
-    "Question: What is the boiling point of water?\nAnswer:",
-    "Question: Which is bigger?\nAnswer:",
-]
+PROMPTS = SAMPLE_PROMPTS
 CHOICES = [
     ["carbon dioxide", "oxygen", "a", "nitrogen and some other gases"],
     ["blue", "green", "red"],
@@ -43,11 +37,6 @@ CHOICES = [
     ["A", "B"],
 ]
 ANSWERS = [" carbon dioxide", " blue", " yes it is", " one hundred degrees", " A"]
-
-
-@pytest.fixture(scope="module")
-def experts(tiny_experts):
-    return tiny_experts
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +83,8 @@ class _Recorder:
 
 # -- prompt once ------------------------------------------------------------------------------
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
-def test_prompt_once_choice_nll_equals_whole_sequences(experts, reduction):
-    (model, *_), tok = experts
+def test_prompt_once_choice_nll_equals_whole_sequences(tiny_experts, reduction):
+    (model, *_), tok = tiny_experts
     ref = choice_nll(model, tok, PROMPTS, CHOICES, reduction=reduction, share_prompts=False)
     for batch_size in (1, 2, 8):
         got = choice_nll(model, tok, PROMPTS, CHOICES, reduction=reduction,
@@ -104,10 +93,10 @@ def test_prompt_once_choice_nll_equals_whole_sequences(experts, reduction):
         np.testing.assert_allclose(_flat(got), _flat(ref), rtol=1e-5, atol=1e-5)
 
 
-def test_prompt_once_with_prompts_truncated_per_option(experts):
+def test_prompt_once_with_prompts_truncated_per_option(tiny_experts):
     """A long prompt is cut to fit each option: options of one question can then have
     different prompt tokens, and must still get the plain path's scores."""
-    (model, *_), tok = experts
+    (model, *_), tok = tiny_experts
     prompts = ["word " * 40 + "Question: which?\nAnswer:", "Q: sky?"]
     choices = [["a", "a much much longer option with many tokens"], ["blue", "green"]]
     with pytest.warns(UserWarning, match="truncated"):
@@ -118,8 +107,8 @@ def test_prompt_once_with_prompts_truncated_per_option(experts):
 
 
 @pytest.mark.parametrize("combine", ["prob", "logit"])
-def test_prompt_once_mixture_every_stage_equals_plain(experts, combine):
-    models, tok = experts
+def test_prompt_once_mixture_every_stage_equals_plain(tiny_experts, combine):
+    models, tok = tiny_experts
     alphas = [0.5, 2.0, 1.0]
     ref = choice_nll_mixture(models, alphas, tok, PROMPTS, CHOICES, combine=combine,
                              staged=True, share_prompts=False)
@@ -130,8 +119,8 @@ def test_prompt_once_mixture_every_stage_equals_plain(experts, combine):
         np.testing.assert_allclose(_flat(g), _flat(r), rtol=1e-5, atol=1e-5)
 
 
-def test_token_predictions_fast_paths_equal_plain(experts):
-    models, tok = experts
+def test_token_predictions_fast_paths_equal_plain(tiny_experts):
+    models, tok = tiny_experts
     # one answer per prompt (whole sequences, logits on the answer columns only) ...
     enc = encode_sft(tok, PROMPTS, ANSWERS)
     # ... and several answers per prompt (prompt once, then the answers from its cache)
@@ -151,8 +140,8 @@ def test_token_predictions_fast_paths_equal_plain(experts):
                 np.testing.assert_array_equal(f, p)
 
 
-def test_choice_scoring_encodes_each_prompt_once(experts):
-    (model, *_), tok = experts
+def test_choice_scoring_encodes_each_prompt_once(tiny_experts):
+    (model, *_), tok = tiny_experts
     rec = _Recorder(model)
     try:
         choice_nll(model, tok, PROMPTS, CHOICES, batch_size=len(PROMPTS))
@@ -187,18 +176,18 @@ def test_length_chunks_cover_rows_and_bound_padding():
 
 
 # -- LoRA experts in one forward -----------------------------------------------------------
-def test_adapters_are_stacked_when_possible(adapters, experts):
+def test_adapters_are_stacked_when_possible(adapters, tiny_experts):
     model, lora, _ = adapters
-    (full, *_), _ = experts
+    (full, *_), _ = tiny_experts
     groups = _make_groups([lora[0], full, lora[1], lora[2]], batch_adapters=True)
     assert [(g.mode, g.members) for g in groups] == [("stacked", [0, 2, 3]), (None, [1])]
     assert [g.mode for g in _make_groups(lora, batch_adapters=False)] == [None] * 3
     assert _make_groups(lora[:1], batch_adapters=True)[0].mode is None
 
 
-def test_stacked_adapters_equal_adapters_one_by_one(adapters, experts):
+def test_stacked_adapters_equal_adapters_one_by_one(adapters, tiny_experts):
     model, lora, tok = adapters
-    (full, *_), _ = experts
+    (full, *_), _ = tiny_experts
     mixed = [lora[0], full, lora[1], lora[2]]  # a full model between the adapters
     alphas = [1.0, 0.5, 2.0, 1.5]
     enc = encode_sft(tok, PROMPTS, ANSWERS)
@@ -260,9 +249,9 @@ def test_one_forward_per_step_for_all_adapters(adapters):
 
 
 # -- cached decoding ---------------------------------------------------------------------------
-def test_finished_rows_leave_the_batch(adapters, experts):
+def test_finished_rows_leave_the_batch(adapters, tiny_experts):
     model, lora, tok = adapters
-    (full, *_), _ = experts
+    (full, *_), _ = tiny_experts
     mixed = [lora[0], full, lora[2]]
     alphas = [1.0, 0.7, 1.6]
     free = mixture_generate(mixed, alphas, tok, PROMPTS, max_new_tokens=10, eos_token_id=[])
