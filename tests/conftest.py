@@ -35,6 +35,21 @@ def _threads(request, _one_torch_thread):
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """A function that imports ``benchmarks/{name}.py`` (not a package) as a module."""
+    import importlib.util
+
+    def load(name):
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
 @pytest.fixture
 def fresh_feature_cache():
     """Empty the classifiers' in-memory feature cache before and after a test."""

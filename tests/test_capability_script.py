@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "capability.py"
-
 
 @pytest.fixture(scope="module")
-def capability():
-    spec = importlib.util.spec_from_file_location("capability", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def capability(load_benchmark):
+    return load_benchmark("capability")
 
 
 @pytest.mark.parametrize("task", ["sciq_binary", "sciq_binary_scores", "quartz"])
