@@ -257,14 +257,16 @@ def _versions():
     }
 
 
-def run_config(config, *, data_dir=None, output_dir=None, force=False):
-    """Run every seed of a validated config; returns the output directory."""
+def run_config(config, *, data_dir=None, output_dir=None, force=False, seeds=None):
+    """Run the seeds of a validated config (or only ``seeds``, a subset run in this call:
+    ``config.json`` still records the config's own list); returns the output directory."""
     out = Path(output_dir or config["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    seeds = config["seeds"] if seeds is None else [int(s) for s in seeds]
     X, y, ids = load_task_data(config, data_dir)
-    logger.info("%s: %d examples, seeds %s, output in %s", config["name"], len(X), config["seeds"], out)
-    for seed in config["seeds"]:
+    logger.info("%s: %d examples, seeds %s, output in %s", config["name"], len(X), seeds, out)
+    for seed in seeds:
         target = out / f"seed{seed}.json"
         if target.exists() and not force:
             logger.info("seed %d already finished (%s); skipping", seed, target)

@@ -25,18 +25,21 @@ def test_every_cell_has_a_valid_config_whose_results_the_report_finds(reproduce)
         assert config["cache_dir"] is not None  # shared: ablations reuse the main split
         assert len(config["seeds"]) >= 3
     main = load_config(reproduce.config_path("arc-easy-random"))
-    for name in reproduce.ABLATIONS:  # an ablation changes the boosting settings only
+    for name in reproduce.ABLATIONS:  # an ablation changes the boosting settings or the weak learner only
         ablation = load_config(reproduce.config_path(name))
-        for key in ("dataset", "n_examples", "split_kind", "test_size", "id_test_size", "weak", "strong"):
-            assert ablation[key] == main[key], (name, key)
-        assert ablation["boost"] != main["boost"]
+        changed = "weak" if name in reproduce.WEAK_VARIANTS else "boost"
+        for key in ("dataset", "n_examples", "split_kind", "test_size", "id_test_size", "weak", "strong", "boost"):
+            if key != changed:
+                assert ablation[key] == main[key], (name, key)
+        assert ablation[changed] != main[changed]
+        assert ablation["baseline"] == (name in reproduce.WEAK_VARIANTS)
 
 
 def test_cell_runs_and_tables_are_rebuilt(reproduce, tiny_lm, data_dir, tmp_path):
     configs, results = tmp_path / "configs", tmp_path / "results"
     (configs / "ablations").mkdir(parents=True)
     learner = {"model": tiny_lm, "mode": "full", "n_epochs": 1, "lr": 5e-3, "max_length": 160, "device": "cpu"}
-    base = {"task": "multiple_choice", "dataset": "quartz", "n_examples": 20, "id_test_size": 2, "seeds": [0],
+    base = {"task": "multiple_choice", "dataset": "quartz", "n_examples": 20, "id_test_size": 2, "seeds": [0, 1],
             "weak": learner, "strong": learner, "boost": {"n_estimators": 2}, "cache_dir": str(tmp_path / "cache")}
     cells = {"arc-easy-random": ({}, results / "arc-easy-random"),
              "ablations/arc-easy-random-logit": ({"boost": {"n_estimators": 2, "combine": "logit"}, "baseline": False},
@@ -46,6 +49,8 @@ def test_cell_runs_and_tables_are_rebuilt(reproduce, tiny_lm, data_dir, tmp_path
         (configs / f"{name}.yaml").write_text(yaml.safe_dump(config))
     reproduce.run(["arc-easy-random", "arc-easy-random-logit"], [0], data_dir, configs=configs)
     assert (results / "arc-easy-random" / "seed0.json").exists()
+    assert not (results / "arc-easy-random" / "seed1.json").exists()  # only the seeds asked for
+    assert json.loads((results / "arc-easy-random" / "config.json").read_text())["seeds"] == [0, 1]
     stages = json.loads((results / "ablations" / "arc-easy-random-logit" / "seed0.json").read_text())["stages"]
     assert {s["stage"]: s["cached"] for s in stages}["ceiling"]  # shared with the main cell
     markdown = tmp_path / "RESULTS.md"
