@@ -300,4 +300,6 @@ def common_arguments(parser, *, default_model="smollm2-135m"):
 
 def result_name(prefix, args, device):
     mode = "quick" if args.quick else "full"
-    return f"{prefix}_{mode}_{device.type}"
+    name = f"{prefix}_{mode}_{device.type}"
+    # runs with other thread counts go beside the 1-thread record, not over it
+    return name if getattr(args, "threads", 1) == 1 else f"{name}_{args.threads}threads"
