@@ -117,6 +117,38 @@ def _paper_table(runs):
     return pd.DataFrame(rows)
 
 
+def _ablation_deltas(runs, default="arc-easy-random"):
+    """Each ablation minus the default cell, paired on the seeds both finished (they share the
+    split, so the split's seed-to-seed noise cancels): weak ensemble accuracy and token error,
+    and the accuracy of the student taught by the ensemble."""
+    import numpy as np
+    import pandas as pd
+
+    from skw2s.metrics import mean_sem
+
+    hard = runs[(runs.test == "hard") & (runs.model != "weak_round")]
+    values = {"weak ensemble": ("weak_ensemble", "accuracy"),
+              "weak ensemble token error": ("weak_ensemble", "token_error"),
+              "ensemble student": ("ensemble_student", "accuracy")}
+    tables = {name: hard[hard.model == model].pivot_table(index="seed", columns="run", values=column)
+              for name, (model, column) in values.items()}
+    rows = []
+    for run in dict.fromkeys(hard.run):
+        if run == default:
+            continue
+        row = {"ablation": run}
+        for name, table in tables.items():
+            if run not in table or default not in table:
+                continue
+            diff = (table[run] - table[default]).dropna()
+            row["common seeds"] = len(diff)
+            mean, sem = mean_sem(diff)
+            row[f"{name}: ablation - default"] = (f"{mean:+.3f} ± {sem:.3f}" if np.isfinite(sem)
+                                                  else f"{mean:+.3f}")
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("–")
+
+
 def _versions(dirs):
     """Machine and package versions recorded in the seed files, one line per distinct set."""
     import json
@@ -163,6 +195,7 @@ def report(markdown=MARKDOWN, results=RESULTS):
                             "baseline_student", "ensemble_student", "ceiling", "pgr_ours", "ensemble - single",
                             "ours - baseline"] if c in table]
         blocks["ablations"] = _md(table[keep])
+        blocks["ablation-deltas"] = _md(_ablation_deltas(load_runs(base + ablation_dirs)))
         blocks["ablation-rounds"] = _md(rounds_table(agg))
     if main_dirs or ablation_dirs:
         blocks["versions"] = _versions(main_dirs + ablation_dirs)

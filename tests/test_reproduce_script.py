@@ -61,4 +61,6 @@ def test_cell_runs_and_tables_are_rebuilt(reproduce, tiny_lm, data_dir, tmp_path
     assert "| arc-easy-random " in text and "arc-easy-random-logit" in text
     assert "<!-- rounds:begin -->" in text and "<!-- id-ood:begin -->" in text
     assert "<!-- paper:begin -->" in text and "torch" in text.split("<!-- versions:begin -->")[1]
+    deltas = text.split("<!-- ablation-deltas:begin -->")[1].split("<!-- ablation-deltas:end -->")[0]
+    assert "| arc-easy-random-logit " in deltas and "ablation - default" in deltas  # paired on seed 0
     assert (results / "report" / "main" / "results.png").exists()
