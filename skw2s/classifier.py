@@ -128,9 +128,9 @@ def clear_cache():
 
 def _lm_head_weight(entry):
     """The LM head of a frozen body's checkpoint (the input embedding when tied), loaded once."""
-    weight = getattr(entry, "lm_head_weight", None)
-    if weight is not None:
-        return weight
+    if entry.lm_head_weight is not None:
+        return entry.lm_head_weight
+    weight = None
     config = entry.body.config
     if getattr(config, "tie_word_embeddings", False):
         weight = entry.body.get_input_embeddings().weight

@@ -27,7 +27,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ._cache import fingerprint, get_store, with_checkpoints
+from ._cache import checkpoints, fingerprint, get_store, with_checkpoints
 from ._validation import take_rows
 from .difficulty import DifficultySplitter
 from .metrics import pgr_score
@@ -254,9 +254,9 @@ class WeakToStrongPipeline(BaseEstimator):
             self.random_state, X, y,
         )}
         # Local checkpoint directories also key by their files (nothing for aliases and Hub ids).
-        if isinstance(self.splitter, DifficultySplitter):
-            split = with_checkpoints((keys["split"],), self.splitter)
-            keys["split"] = split[0] if len(split) == 1 else fingerprint(*split)
+        found = checkpoints(self.splitter)  # () for "random"
+        if found:
+            keys["split"] = fingerprint(keys["split"], found)
         keys["weak"] = fingerprint(*with_checkpoints((keys["split"], "weak", self.weak), self.weak))
         keys["labels"] = fingerprint(keys["weak"], "labels", bool(self.baseline))
         strong = with_checkpoints((self.strong,), self.strong)

@@ -447,9 +447,9 @@ def answer_score_features(body, lm_head_weight, tokenizer, texts, *, marker, bat
         ids = (prefix + answer)[-max_length:]
         n_answer = min(len(answer), len(ids) - 1)
         rows.append((ids, n_answer))
-    weight = lm_head_weight
+    weight_t = lm_head_weight.float().T  # converted once, not once per text
     out = np.zeros((len(texts), len(ANSWER_SCORE_FEATURES)), dtype=np.float32)
-    device = weight.device
+    device = lm_head_weight.device
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
@@ -459,7 +459,7 @@ def answer_score_features(body, lm_head_weight, tokenizer, texts, *, marker, bat
             for i, (ids, n_answer) in enumerate(chunk):
                 end = len(ids)
                 positions = torch.arange(end - n_answer - 1, end - 1, device=device)
-                logits = hidden[i, positions].float() @ weight.float().T
+                logits = hidden[i, positions].float() @ weight_t
                 targets = input_ids[i, positions + 1]
                 logp = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0].cpu().numpy()
                 out[start + i] = (logp.mean(), logp.sum(), logp.min(), logp[0], np.log(n_answer))
