@@ -89,12 +89,20 @@ PAPER = {
 }
 
 
-def _paper_table(runs):
-    """Measured 'ours - baseline' and how often the student beat the ceiling, per cell."""
+def _mean_sem_text(values, sign=False):
+    """``mean ± SEM`` of per-seed values as text (no ± with one seed); ``sign`` adds a "+"."""
     import numpy as np
-    import pandas as pd
 
     from skw2s.metrics import mean_sem
+
+    mean, sem = mean_sem(values)
+    text = f"{mean:+.3f}" if sign else f"{mean:.3f}"
+    return f"{text} ± {sem:.3f}" if np.isfinite(sem) else text
+
+
+def _paper_table(runs):
+    """Measured 'ours - baseline' and how often the student beat the ceiling, per cell."""
+    import pandas as pd
 
     rows = []
     hard = runs[runs.test == "hard"]
@@ -103,16 +111,14 @@ def _paper_table(runs):
         if not {"ensemble_student", "baseline_student", "ceiling"} <= set(by_seed.columns):
             continue
         diff = by_seed.ensemble_student - by_seed.baseline_student
-        mean, sem = mean_sem(diff)
-        gap_mean, gap_sem = mean_sem(by_seed.ceiling - by_seed.weak_single)
         claim = next((v for k, v in PAPER.items() if run.startswith(k)), "")
         rows.append({
             "cell": run,
             "paper": claim,
-            "measured: ours - baseline": f"{mean:+.3f} ± {sem:.3f}" if np.isfinite(sem) else f"{mean:+.3f}",
+            "measured: ours - baseline": _mean_sem_text(diff, sign=True),
             "seeds with ours > baseline": f"{int((diff > 0).sum())} of {len(diff)}",
             "seeds with ours > ceiling": f"{int((by_seed.ensemble_student > by_seed.ceiling).sum())} of {len(diff)}",
-            "gap (ceiling - weak)": f"{gap_mean:.3f} ± {gap_sem:.3f}" if np.isfinite(gap_sem) else f"{gap_mean:.3f}",
+            "gap (ceiling - weak)": _mean_sem_text(by_seed.ceiling - by_seed.weak_single),
         })
     return pd.DataFrame(rows)
 
@@ -121,10 +127,7 @@ def _ablation_deltas(runs, default="arc-easy-random"):
     """Each ablation minus the default cell, paired on the seeds both finished (they share the
     split, so the split's seed-to-seed noise cancels): weak ensemble accuracy and token error,
     and the accuracy of the student taught by the ensemble."""
-    import numpy as np
     import pandas as pd
-
-    from skw2s.metrics import mean_sem
 
     hard = runs[(runs.test == "hard") & (runs.model != "weak_round")]
     values = {"weak ensemble": ("weak_ensemble", "accuracy"),
@@ -142,9 +145,7 @@ def _ablation_deltas(runs, default="arc-easy-random"):
                 continue
             diff = (table[run] - table[default]).dropna()
             row["common seeds"] = len(diff)
-            mean, sem = mean_sem(diff)
-            row[f"{name}: ablation - default"] = (f"{mean:+.3f} ± {sem:.3f}" if np.isfinite(sem)
-                                                  else f"{mean:+.3f}")
+            row[f"{name}: ablation - default"] = _mean_sem_text(diff, sign=True)
         rows.append(row)
     return pd.DataFrame(rows).fillna("–")
 
