@@ -223,10 +223,37 @@ def adaboost_decision(votes, alphas):
     ndarray of shape (n,)
         Positive values predict +1, negative values -1.
     """
+    for score in staged_adaboost_decision(votes, alphas):
+        pass
+    return score
+
+
+def staged_adaboost_decision(votes, alphas):
+    """Yield ``sum_{s<=t} alpha_s * h_s(x)`` for ``t = 1..T``.
+
+    The sum is accumulated round by round in one fixed order, elementwise (no BLAS dot
+    product, whose summation order depends on the machine and the thread count), so the last
+    value equals :func:`adaboost_decision` bit for bit everywhere.
+
+    Parameters
+    ----------
+    votes : array-like of shape (T, n)
+        Per-round predictions in {-1, +1}.
+    alphas : array-like of shape (T,)
+        Learner weights.
+
+    Yields
+    ------
+    ndarray of shape (n,)
+        The decision function of the first ``t`` rounds.
+    """
     votes, alphas = _check_votes_alphas(votes, alphas, 2)
     if not np.all(np.abs(votes) == 1):
         raise ValueError("votes must be in {-1, +1}.")
-    return alphas @ votes
+    score = np.zeros(votes.shape[1])
+    for a, v in zip(alphas, votes):
+        score = score + a * v
+        yield score
 
 
 def staged_soft_pseudo_labels(proba, alphas):

@@ -466,10 +466,9 @@ class LLMAdaBoostClassifier(ClassifierMixin, BaseEstimator):
             The last equals :meth:`decision_function`.
         """
         X = self._prepare(X)
-        score = np.zeros(_n_samples(X))
-        for alpha, votes in zip(self.estimator_weights_, self._votes(X), strict=True):
-            score = score + alpha * votes
-            yield score
+        yield from _weights.staged_adaboost_decision(
+            np.stack(list(self._votes(X))), self.estimator_weights_
+        )
 
     def predict(self, X):
         """Weighted-vote prediction: the sign of :meth:`decision_function` (Algorithm 2).

@@ -175,6 +175,9 @@ def test_staged_outputs_end_with_the_plain_ones(boosted):
     }
     for name, values in staged.items():
         assert len(values) == len(b.estimators_)
+        # Exact: the plain outputs are the last stage of the same sums, computed in the same
+        # order (skw2s._weights.staged_adaboost_decision / staged_soft_pseudo_labels). A BLAS
+        # dot product here once differed by 2.2e-16 on another machine.
         np.testing.assert_array_equal(values[-1], getattr(b, name)(TEXTS))
     scores = list(b.staged_score(TEXTS, LABELS))
     assert len(scores) == len(b.estimators_) and scores[-1] == b.score(TEXTS, LABELS)

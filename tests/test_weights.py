@@ -9,6 +9,7 @@ from hypothesis.extra import numpy as hnp
 from skw2s._weights import (
     BoostStep,
     adaboost_decision,
+    staged_adaboost_decision,
     adaboost_step,
     check_sample_weight,
     normalize_weights,
@@ -150,6 +151,12 @@ def test_decision_of_symmetric_votes(votes, alphas):
     assert np.allclose(adaboost_decision(votes, alphas), expected)
     with pytest.raises(ValueError):
         adaboost_decision(votes * 0, alphas)
+    # The staged sums and the plain one are one computation, in one order: the last stage
+    # equals the plain decision bit for bit, whatever the machine's BLAS or thread count.
+    staged = list(staged_adaboost_decision(votes, alphas))
+    assert len(staged) == len(alphas)
+    np.testing.assert_array_equal(staged[-1], adaboost_decision(votes, alphas))
+    np.testing.assert_array_equal(staged[0], alphas[0] * votes[0])
 
 
 @SETTINGS
