@@ -61,24 +61,25 @@ def _pretrained_tiny(X, y, device):
 
 
 class _FitCounter:
-    """Counts weak-learner trainings (``LLMGenerator._train_encoded`` calls)."""
+    """Counts weak-learner trainings (``LLMGenerator.fit`` calls that train, ``n_epochs > 0``)."""
 
     def __init__(self):
         from skw2s.generator import LLMGenerator
 
         self.cls = LLMGenerator
-        self.original = LLMGenerator._train_encoded
+        self.original = LLMGenerator.fit
         self.count = 0
         counter = self
 
         def counted(est, *a, **kw):
-            counter.count += 1
+            if est.n_epochs > 0:
+                counter.count += 1
             return counter.original(est, *a, **kw)
 
-        LLMGenerator._train_encoded = counted
+        LLMGenerator.fit = counted
 
     def restore(self):
-        self.cls._train_encoded = self.original
+        self.cls.fit = self.original
 
 
 def run(args):

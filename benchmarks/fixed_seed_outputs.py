@@ -47,9 +47,12 @@ def _mc():
 
 
 def _seed_torch():
+    """Seed torch's and numpy's global generators (learners with ``random_state=None`` draw
+    their seed from numpy's), so that each record does not depend on the ones before it."""
     import torch
 
     torch.manual_seed(0)
+    np.random.seed(0)
 
 
 def _tolist(value):
@@ -109,6 +112,7 @@ def record(workdir):
             "errors": _tolist(boost.estimator_errors_),
             "proba": _tolist(boost.predict_proba(X)),
         }
+    _seed_torch()
     splitter = DifficultySplitter(
         LLMClassifier(lm, mode="head", lr=0.05, n_epochs=30, **clf_kw), n_splits=3, random_state=0
     ).fit(TEXTS, LABELS)

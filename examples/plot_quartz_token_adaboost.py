@@ -36,7 +36,7 @@ import numpy as np
 
 from skw2s.datasets import load_quartz, to_multiple_choice
 from skw2s.generator import LLMGenerator
-from skw2s.token_boosting import TokenAdaBoostGenerator
+from skw2s import TokenAdaBoostGenerator
 
 logger = logging.getLogger("plot_quartz_token_adaboost")
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.base import clone
 
-from skw2s.boosting import LLMAdaBoostClassifier
+from skw2s import LLMAdaBoostClassifier
 from skw2s.classifier import LLMClassifier
 from skw2s.datasets import binarize_sciq, load_sciq, to_classification
 

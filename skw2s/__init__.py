@@ -4,13 +4,17 @@ Implements EnsemW2S (arXiv 2410.04571) as scikit-learn estimators that wrap Hugg
 models. ``import skw2s`` is cheap: torch and transformers load when a model is first needed.
 """
 
-from .boosting import LLMAdaBoostClassifier
 from .classifier import LLMClassifier
 from .difficulty import DifficultySplitter
+from .ensemble import (
+    LLMAdaBoostClassifier,
+    TokenAdaBoostGenerator,
+    UniformEnsembleClassifier,
+    UniformEnsembleGenerator,
+)
 from .generator import LLMGenerator
 from .metrics import make_pgr_scorer, pgr_score
 from .pipeline import WeakToStrongPipeline
-from .token_boosting import TokenAdaBoostGenerator
 
 __version__ = "0.1.0"
 
@@ -20,6 +24,8 @@ __all__ = [
     "LLMClassifier",
     "LLMGenerator",
     "TokenAdaBoostGenerator",
+    "UniformEnsembleClassifier",
+    "UniformEnsembleGenerator",
     "WeakToStrongPipeline",
     "__version__",
     "make_pgr_scorer",

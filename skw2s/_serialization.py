@@ -1,4 +1,4 @@
-"""Pickle-friendly snapshots of Hugging Face objects, stored as safetensors.
+"""Snapshots of Hugging Face objects as safetensors bytes, for pickling and the cache.
 
 Fitted estimators hold live models. Their ``__getstate__`` replaces each model by the files
 ``save_pretrained`` writes (``model.safetensors``, ``config.json``, tokenizer files ...), kept as
@@ -9,11 +9,20 @@ safetensors file, which loads without running code.
 
 from __future__ import annotations
 
-import os
+import json
 import tempfile
 from pathlib import Path
 
-__all__ = ["dump_pretrained", "load_pretrained"]
+__all__ = [
+    "add_adapter",
+    "dump_adapter",
+    "dump_full_model",
+    "dump_pretrained",
+    "dump_tokenizer",
+    "load_full_model",
+    "load_pretrained",
+    "load_tokenizer",
+]
 
 
 def dump_pretrained(obj) -> dict:
@@ -39,3 +48,82 @@ def load_pretrained(files: dict, loader, **kwargs):
         # Weights may be memory-mapped from these files; on POSIX the mapping outlives the
         # directory's removal, so nothing needs copying.
         return loader(tmp, **kwargs)
+
+
+def _json_default(obj):
+    if isinstance(obj, set):
+        return sorted(obj)
+    if hasattr(obj, "value"):
+        return obj.value
+    return str(obj)
+
+
+def dump_adapter(model, adapter_name):
+    """``{"kind": "lora", "config": json, "weights": safetensors bytes}`` of one adapter."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save
+
+    state = get_peft_model_state_dict(model, adapter_name=adapter_name, save_embedding_layers=False)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    config = json.dumps(model.peft_config[adapter_name].to_dict(), default=_json_default)
+    return {"kind": "lora", "config": config, "weights": save(state)}
+
+
+def add_adapter(model, payload, adapter_name):
+    """Add the adapter in ``payload`` to ``model`` under ``adapter_name``.
+
+    ``model`` is a plain causal LM (it is wrapped into a peft model) or a peft model that
+    already holds other adapters. Returns the peft model, in eval mode.
+    """
+    from peft import PeftConfig, PeftModel, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load
+
+    config = PeftConfig.from_peft_type(**json.loads(payload["config"]))
+    config.inference_mode = True
+    if isinstance(model, PeftModel):
+        model.add_adapter(adapter_name, config)
+    else:
+        model = get_peft_model(model, config, adapter_name=adapter_name)
+    state = load(payload["weights"])
+    result = set_peft_model_state_dict(model, state, adapter_name=adapter_name)
+    missing = [k for k in getattr(result, "unexpected_keys", []) if adapter_name in k]
+    if missing:
+        raise ValueError(f"Adapter weights do not fit the model: unexpected keys {missing[:3]}.")
+    model.eval()
+    return model
+
+
+def dump_full_model(model):
+    """``{"kind": "full", "files": {...}, "dtype": str}``: a whole model as safetensors files."""
+    dtype = str(model.dtype).split(".")[-1]
+    return {"kind": "full", "files": dump_pretrained(model), "dtype": dtype}
+
+
+def load_full_model(payload, device):
+    """Load a model saved by :func:`dump_full_model` onto ``device`` (eval mode)."""
+    from transformers import AutoModelForCausalLM
+
+    from .models import resolve_device
+
+    model = load_pretrained(
+        payload["files"], AutoModelForCausalLM.from_pretrained, dtype=payload["dtype"]
+    )
+    model.to(resolve_device(device))
+    model.eval()
+    return model
+
+
+def dump_tokenizer(tokenizer):
+    """``{"files": {...}, "padding_side": str}``: a tokenizer as the files it saves."""
+    return {"files": dump_pretrained(tokenizer), "padding_side": tokenizer.padding_side}
+
+
+def load_tokenizer(payload):
+    """Load a tokenizer saved by :func:`dump_tokenizer`, with a pad token."""
+    from transformers import AutoTokenizer
+
+    tokenizer = load_pretrained(payload["files"], AutoTokenizer.from_pretrained)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token if tokenizer.eos_token else tokenizer.unk_token
+    tokenizer.padding_side = payload["padding_side"]
+    return tokenizer

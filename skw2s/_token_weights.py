@@ -7,11 +7,12 @@ boundaries.
 
 import numbers
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 
 from ._weights import (
+    EPS,
+    BoostStep,
     _as_distribution,
     _check_incorrect,
     _reweight,
@@ -19,8 +20,6 @@ from ._weights import (
     check_sample_weight,
 )
 
-EPS = 1e-10
-"""``eps`` and ``eps_pre`` are clipped to ``[EPS, 1 - EPS]`` before taking logs."""
 
 
 def _check_lengths(lengths):
@@ -162,29 +161,6 @@ def token_alpha(eps, eps_pre):
     return float((np.log(ep) - np.log1p(-ep)) - (np.log(e) - np.log1p(-e)))
 
 
-@dataclass(frozen=True)
-class TokenBoostStep:
-    """Result of one token-level boosting round.
-
-    Attributes
-    ----------
-    weights : ndarray
-        Token weights for the next round (normalised, float64).
-    alpha : float or None
-        Learner weight; None when the round is rejected.
-    error : float
-        Weighted token error of the new model.
-    stop_reason : str or None
-        None to continue; ``"perfect"`` (error 0: learner kept, stop);
-        ``"error>=eps_pre"`` (round rejected, stop); ``"non-finite weights"``.
-    """
-
-    weights: np.ndarray
-    alpha: float | None
-    error: float
-    stop_reason: str | None
-
-
 def token_boost_step(D, incorrect, eps_pre):
     """Run the weight arithmetic of one EnsemW2S-AdaBoost round.
 
@@ -202,7 +178,7 @@ def token_boost_step(D, incorrect, eps_pre):
 
     Returns
     -------
-    TokenBoostStep
+    BoostStep
         A rejected round (``error >= eps_pre``, or ``alpha <= 0`` after
         clipping) returns the input weights normalised and ``alpha=None``.
     """
@@ -214,12 +190,12 @@ def token_boost_step(D, incorrect, eps_pre):
     error = _weighted_error(w, inc)
     alpha = token_alpha(error, eps_pre)
     if error >= eps_pre or alpha <= 0:
-        return TokenBoostStep(w, None, error, "error>=eps_pre")
+        return BoostStep(w, None, error, "error>=eps_pre")
     new = _reweight(w, alpha * inc)
     if new is None:
         warnings.warn("Token weights are not finite; stopping.", RuntimeWarning, stacklevel=2)
-        return TokenBoostStep(w, None, error, "non-finite weights")
-    return TokenBoostStep(new, alpha, error, "perfect" if error == 0 else None)
+        return BoostStep(w, None, error, "non-finite weights")
+    return BoostStep(new, alpha, error, "perfect" if error == 0 else None)
 
 
 def _check_random_state(random_state):

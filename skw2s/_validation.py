@@ -29,6 +29,8 @@ from sklearn.utils.multiclass import type_of_target
 from . import _weights
 
 __all__ = [
+    "MEMORY",
+    "RANDOM_STATE",
     "HasMethods",
     "Interval",
     "StrOptions",
@@ -37,6 +39,8 @@ __all__ = [
     "check_text_input",
     "reset_fitted_attributes",
     "resolve_seed",
+    "round_rng",
+    "spawn_seed",
     "take_rows",
     "validate_params",
 ]
@@ -134,22 +138,64 @@ class _NoneConstraint:
         return "None"
 
 
+class _RandomStateConstraint:
+    """What ``sklearn.utils.check_random_state`` accepts: None, a seed, a RandomState."""
+
+    def is_satisfied_by(self, value):
+        if value is None or isinstance(value, np.random.RandomState):
+            return True
+        return Interval(Integral, 0, 2**32 - 1, closed="both").is_satisfied_by(value)
+
+    def __str__(self):
+        return "an int in the range [0, 4294967295], an instance of 'numpy.random.mtrand.RandomState' or None"
+
+
+class _MemoryConstraint:
+    def is_satisfied_by(self, value):
+        import joblib
+
+        return value is None or isinstance(value, (str, os.PathLike, joblib.Memory))
+
+    def __str__(self):
+        return "a str, a path-like, a joblib.Memory or None"
+
+
 NONE = _NoneConstraint()
 """Constraint satisfied by ``None`` only."""
 
 PATH = _InstanceOf((str, os.PathLike), "a str or path-like")
 """Constraint satisfied by a ``str`` or ``os.PathLike``."""
 
+RANDOM_STATE = _RandomStateConstraint()
+"""The ``random_state`` parameter of every estimator: None, an int seed or a RandomState."""
 
-def validate_params(estimator, constraints):
-    """Check ``estimator``'s parameters against ``constraints``.
+MEMORY = _MemoryConstraint()
+"""The ``memory`` parameter: None, a directory or a ``joblib.Memory``."""
+
+VERBOSE = [Interval(Integral, 0, None, closed="left"), _InstanceOf((bool,), "a bool")]
+"""The ``verbose`` parameter: a non-negative int or a bool."""
+
+POSITIVE_INT = Interval(Integral, 1, None, closed="left")
+"""An int in ``[1, inf)``."""
+
+POSITIVE_FINITE = Interval(Real, 0, np.inf, closed="neither")
+"""A finite float in ``(0, inf)``: learning rates and scales (``inf`` and NaN are rejected)."""
+
+
+def validate_params(estimator, constraints=None):
+    """Check ``estimator``'s parameters against ``constraints``: the one validation mechanism.
+
+    Every public estimator declares ``_parameter_constraints`` (one entry per ``__init__``
+    parameter; ``tests/test_common.py`` checks that none is missing) and calls this at the
+    start of ``fit``.
 
     Parameters
     ----------
     estimator : BaseEstimator
         Its ``get_params(deep=False)`` values are checked.
-    constraints : dict of str to list
-        For each parameter name, the constraints of which at least one must hold.
+    constraints : dict of str to list, default=None
+        For each parameter name, the constraints of which at least one must hold. None means
+        ``estimator._parameter_constraints``.
 
     Raises
     ------
@@ -157,6 +203,8 @@ def validate_params(estimator, constraints):
         ``"The 'name' parameter of Class must be <constraints>. Got <value> instead."``, the
         message scikit-learn's parameter validation gives.
     """
+    if constraints is None:
+        constraints = estimator._parameter_constraints
     params = estimator.get_params(deep=False)
     owner = type(estimator).__name__
     for name, options in constraints.items():
@@ -170,17 +218,49 @@ def validate_params(estimator, constraints):
         )
 
 
+_SEED_HIGH = np.iinfo(np.int32).max
+
+
 def resolve_seed(random_state):
-    """Turn a ``random_state`` parameter into an int seed.
+    """Turn a ``random_state`` parameter into an int seed: the one seed rule of skw2s.
 
     An int is returned as it is; None or a ``RandomState`` draw one from
     :func:`sklearn.utils.check_random_state` (so None is not reproducible, as in scikit-learn).
-    Invalid values raise scikit-learn's ``ValueError``.
+    Every estimator turns its ``random_state`` into a seed with this function, and derives
+    every further seed from that one with :func:`spawn_seed` / :func:`round_rng`.
+
+    Raises
+    ------
+    ValueError
+        For anything ``check_random_state`` does not accept.
     """
-    rng = check_random_state(random_state)
     if isinstance(random_state, (Integral, np.integer)) and not isinstance(random_state, bool):
+        if not 0 <= int(random_state) <= 2**32 - 1:
+            raise ValueError(f"random_state must be in [0, 4294967295]; got {random_state!r}.")
         return int(random_state)
-    return int(rng.randint(np.iinfo(np.int32).max))
+    try:
+        rng = check_random_state(random_state)
+    except ValueError:
+        raise ValueError(
+            f"random_state must be an int in the range [0, 4294967295], an instance of "
+            f"'numpy.random.mtrand.RandomState' or None. Got {random_state!r} instead."
+        ) from None
+    return int(rng.randint(_SEED_HIGH))
+
+
+def round_rng(seed, t):
+    """The generator of boosting round ``t`` (1-based): ``numpy.random.default_rng([seed, t - 1])``.
+
+    A round's draws (its learner's seed, then its resampling) depend on ``(seed, t)`` only, not
+    on ``n_estimators`` or on other rounds, so every ensemble that runs round ``t`` from the
+    same weights trains the same learner.
+    """
+    return np.random.default_rng([int(seed), int(t) - 1])
+
+
+def spawn_seed(rng):
+    """An int seed for a child estimator, drawn from a numpy ``Generator``."""
+    return int(rng.integers(_SEED_HIGH))
 
 
 def reset_fitted_attributes(estimator, private=()):

@@ -10,8 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-EPS = np.finfo(np.float64).eps
-"""Errors are clipped to ``[EPS, 1 - EPS]`` before taking logs (about 2.2e-16)."""
+EPS = 1e-10
+"""The one clipping bound of the weight math: errors (binary ``eps_t``, token ``eps_t`` and
+``eps_pre``) are clipped to ``[EPS, 1 - EPS]`` before taking logs, so a perfect learner gets a
+large finite weight (``1/2 log((1 - EPS) / EPS)`` is about 11.5) instead of an infinite one."""
 
 _FLOOR = np.finfo(np.float64).tiny
 """Positive weights are never allowed to underflow below this (about 2.2e-308)."""
@@ -127,22 +129,23 @@ def _reweight(w, log_factor):
 
 @dataclass(frozen=True)
 class BoostStep:
-    """Result of one binary AdaBoost round.
+    """The result of one boosting round's weight step: the one step record of every ensemble.
 
     Attributes
     ----------
-    sample_weight : ndarray
-        Weights for the next round (normalised, float64).
+    weights : ndarray
+        The weights for the next round (normalised, float64): one per sample (binary
+        AdaBoost) or one per answer token (token-level EnsemW2S).
     alpha : float or None
-        Learner weight; None when the round is rejected.
+        The learner's weight; None when the round is rejected (the learner is discarded).
     error : float
-        Weighted error of the learner, before clipping.
+        The learner's weighted error, before clipping.
     stop_reason : str or None
-        None to continue; ``"perfect"`` (error 0: learner kept, stop);
-        ``"error>=1/2"`` (round rejected, stop); ``"non-finite weights"``.
+        None to continue; ``"perfect"`` (error 0: learner kept, stop); ``"error>=1/2"`` or
+        ``"error>=eps_pre"`` (round rejected, stop); ``"non-finite weights"`` (rejected).
     """
 
-    sample_weight: np.ndarray
+    weights: np.ndarray
     alpha: float | None
     error: float
     stop_reason: str | None
@@ -301,3 +304,53 @@ def soft_pseudo_labels(proba, alphas):
     for out in staged_soft_pseudo_labels(proba, alphas):
         pass
     return out
+
+
+def fit_mixture_weights(likelihoods, *, n_iter=500, tol=1e-12):
+    """Global mixture weights of fixed experts, fitted by maximum likelihood on held-out data.
+
+    Maximises ``sum_i log(sum_t w_t L[t, i])`` over the simplex with the EM update
+    ``w_t <- mean_i w_t L[t, i] / sum_s w_s L[s, i]``. The objective is concave in ``w``, so EM
+    converges to the global maximum. This is the learned combination of
+    ``combine="learned"`` (RAVEN's learned global weights; EnsemW2S names it as future work).
+
+    Parameters
+    ----------
+    likelihoods : array-like of shape (T, m)
+        ``L[t, i]``: the probability expert ``t`` gives the gold label (a class, or an answer
+        token under teacher forcing) of held-out item ``i``. Non-negative and finite.
+    n_iter : int, default=500
+        Most EM iterations.
+    tol : float, default=1e-12
+        Stop when no weight moves by more than this.
+
+    Returns
+    -------
+    ndarray of shape (T,)
+        Non-negative weights that sum to 1, starting from (and, when the experts are
+        indistinguishable, staying at) uniform weights.
+
+    Raises
+    ------
+    ValueError
+        If ``likelihoods`` is not a non-empty 2-D array of finite non-negative values, or an
+        item has likelihood 0 under every expert.
+    """
+    L = np.asarray(likelihoods, dtype=np.float64)
+    if L.ndim != 2 or L.shape[0] == 0 or L.shape[1] == 0:
+        raise ValueError(f"likelihoods must be a non-empty 2-D array (T, m); got shape {L.shape}.")
+    if not np.all(np.isfinite(L)) or np.any(L < 0):
+        raise ValueError("likelihoods must be finite and non-negative.")
+    if np.any(L.sum(axis=0) <= 0):
+        raise ValueError("Some held-out item has likelihood 0 under every expert.")
+    L = L / L.max(axis=0, keepdims=True)  # per-item scale cancels in the responsibilities
+    w = np.full(L.shape[0], 1.0 / L.shape[0])
+    for _ in range(int(n_iter)):
+        mix = w @ L
+        new = w * (L / mix).mean(axis=1)
+        new /= new.sum()
+        done = np.max(np.abs(new - w)) <= tol
+        w = new
+        if done:
+            break
+    return w

@@ -70,6 +70,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "AdapterExpert",
     "answer_token_errors",
+    "check_shared_vocabulary",
     "choice_nll",
     "choice_nll_mixture",
     "encode_prompts",
@@ -1418,3 +1419,35 @@ def _decode_batch_speculative(
         elif dcache is not None and sliding:
             _crop(dcache, 0)
     return generated
+
+
+def check_shared_vocabulary(tokenizers):
+    """Check that all experts' tokenizers have one and the same vocabulary.
+
+    The mixture (eq. 1) adds the experts' next-token distributions index by index, which only
+    means something when every index is the same token for every expert.
+
+    Parameters
+    ----------
+    tokenizers : sequence of transformers tokenizers
+        The experts' tokenizers; the first is the reference.
+
+    Raises
+    ------
+    ValueError
+        If any tokenizer's ``get_vocab()`` differs from the first one's.
+    """
+    tokenizers = list(tokenizers)
+    if not tokenizers:
+        return
+    reference = tokenizers[0].get_vocab()
+    for i, tok in enumerate(tokenizers[1:], start=1):
+        vocab = tok.get_vocab()
+        if vocab != reference:
+            differing = len(set(vocab.items()) ^ set(reference.items()))
+            raise ValueError(
+                f"Experts must share one vocabulary: the tokenizer of expert {i} "
+                f"({len(vocab)} tokens) differs from that of expert 0 ({len(reference)} "
+                f"tokens; {differing} (token, id) pairs differ). Build every weak expert from "
+                "the same base model or tokenizer; only the strong student may use another one."
+            )

@@ -25,6 +25,7 @@ seeded fit is reproducible on the same machine and device.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 import warnings
@@ -39,6 +40,7 @@ __all__ = [
     "EncodedExample",
     "encode_sft",
     "extract_features",
+    "seeded_torch",
     "train_causal_lm",
     "train_classifier",
     "train_head",
@@ -232,6 +234,32 @@ def _run_trainer(model, dataset, collator, **kwargs):
     model.eval()
     logger.info("Training finished: %s", result.metrics)
     return result.metrics
+
+
+@contextlib.contextmanager
+def seeded_torch(seed, device=None):
+    """Seed torch's global generators inside the block and restore them afterwards.
+
+    Everything random in a fit happens inside it: a new classification head and LoRA matrices
+    are initialised from torch's global generator, and the Trainer reseeds it. So the same
+    ``random_state`` gives bit-identical weights in a fresh process, whatever the caller did
+    to torch's generator before, and the caller's generator is left as it was.
+
+    Parameters
+    ----------
+    seed : int
+        The fit's seed.
+    device : torch.device or str, default=None
+        A CUDA device also gets its generator forked and seeded.
+    """
+    import torch
+
+    devices = []
+    if device is not None and torch.device(device).type == "cuda":
+        devices = [torch.device(device).index or 0]
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
 
 
 def _check_mode(mode, allowed):

@@ -16,7 +16,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.tree import DecisionTreeClassifier
 
 from skw2s import _weights
-from skw2s.boosting import LLMAdaBoostClassifier
+from skw2s import LLMAdaBoostClassifier
 from skw2s.classifier import LLMClassifier, clear_cache
 
 WORDS = "oxygen nitrogen hydrogen helium carbon iron water sun moon earth".split()
@@ -163,7 +163,7 @@ def test_outputs_follow_algorithm_2(boosted):
         assert b.history_[t]["train_accuracy"] == pytest.approx(
             np.mean(est.predict(TEXTS) == LABELS)
         )
-        D = step.sample_weight
+        D = step.weights
 
 
 def test_staged_outputs_end_with_the_plain_ones(boosted):
@@ -202,7 +202,7 @@ def _chain(b, X, y, D):
     """Replay the weight chain with the fitted learners; yields (t, D_t)."""
     for t, est in enumerate(b.estimators_):
         yield t, D
-        D = _weights.adaboost_step(D, est.predict(X) != y).sample_weight
+        D = _weights.adaboost_step(D, est.predict(X) != y).weights
 
 
 def test_reweight_passes_scaled_weights_and_chains_adaboost_step():
@@ -338,7 +338,7 @@ def test_memory_fit_3_then_5_trains_only_2(tiny_lm, tmp_path, count_llm_fits, ca
         TEXTS, LABELS
     )
     assert len(count_llm_fits) == 3 and b3.stop_reason_ is None
-    with caplog.at_level(logging.INFO, logger="skw2s.boosting"):
+    with caplog.at_level(logging.INFO, logger="skw2s.ensemble"):
         b5 = clone(b3).set_params(n_estimators=5).fit(TEXTS, LABELS)
     assert len(count_llm_fits) == 5  # only rounds 4 and 5 were trained
     assert [h["cached"] for h in b5.history_] == [True, True, True, False, False]
@@ -556,7 +556,10 @@ BAD_PARAMS = [
         r"'estimator' parameter .* must be an object implementing 'fit', 'predict' and "
         r"'predict_proba' or None",
     ),
-    (dict(memory=3), r"'memory' must be None, a directory path or a joblib.Memory"),
+    (dict(memory=3), r"'memory' parameter of LLMAdaBoostClassifier must be a str, a path-like, "
+     r"a joblib.Memory or None. Got 3 instead"),
+    (dict(random_state="x"), r"'random_state' parameter of LLMAdaBoostClassifier must be an int "
+     r"in the range \[0, 4294967295\]"),
     (
         dict(estimator=NoWeightLearner(), sampling="reweight"),
         r"NoWeightLearner.fit does not accept sample_weight",

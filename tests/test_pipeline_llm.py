@@ -123,9 +123,12 @@ KILL_SCRIPT = textwrap.dedent(
     flag = os.environ.get("DIE_AFTER_ROUND")
     from skw2s import _cache
     save = _cache.Store.save
+    rounds_saved = []
     def dying_save(self, namespace, key, obj):
         path = save(self, namespace, key, obj)
-        if flag and not os.path.exists(flag) and isinstance(obj, dict) and obj.get("record", {}).get("round") == 2:
+        if isinstance(obj, dict) and "learner" in obj:  # a boosting round
+            rounds_saved.append(key)
+        if flag and not os.path.exists(flag) and len(rounds_saved) == 2:
             open(flag, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
         return path

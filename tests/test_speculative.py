@@ -253,7 +253,7 @@ def test_bad_parameters(tiny_experts, kw, match):
 
 def test_estimator_generate(tiny_lm):
     from skw2s.generator import LLMGenerator
-    from skw2s.token_boosting import TokenAdaBoostGenerator
+    from skw2s import TokenAdaBoostGenerator
 
     X = [p for p in PROMPTS for _ in range(2)]
     y = [" carbon dioxide", " blue", " yes", " one hundred", " A"] * 2

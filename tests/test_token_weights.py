@@ -3,8 +3,8 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
+from skw2s._weights import BoostStep
 from skw2s._token_weights import (
-    TokenBoostStep,
     initial_token_weights,
     sample_level_weights,
     sample_token_counts,
@@ -36,7 +36,7 @@ def token_data(draw, allow_zero=True):
 def test_weights_stay_a_distribution(data, eps_pre):
     lengths, D, incorrect = data
     step = token_boost_step(D, incorrect, eps_pre)
-    assert isinstance(step, TokenBoostStep)
+    assert isinstance(step, BoostStep)
     new = step.weights
     assert new.shape == D.shape and np.all(np.isfinite(new)) and np.all(new >= 0)
     assert new.sum() == pytest.approx(1.0)

@@ -52,7 +52,7 @@ def test_weights_stay_a_distribution(data, learning_rate):
     w, incorrect = data
     step = adaboost_step(w, incorrect, learning_rate=learning_rate)
     assert isinstance(step, BoostStep)
-    new = step.sample_weight
+    new = step.weights
     assert new.dtype == np.float64
     assert np.all(np.isfinite(new)) and np.all(new >= 0)
     assert new.sum() == pytest.approx(1.0)
@@ -67,7 +67,7 @@ def test_weights_stay_a_distribution(data, learning_rate):
 def test_misclassified_never_lose_relative_weight(data):
     w, incorrect = data
     assume(incorrect.any() and (~incorrect).any())
-    new = adaboost_step(w, incorrect).sample_weight
+    new = adaboost_step(w, incorrect).weights
     old_ratio = np.outer(w[incorrect], 1 / w[~incorrect])
     new_ratio = np.outer(new[incorrect], 1 / new[~incorrect])
     assert np.all(new_ratio >= old_ratio * (1 - 1e-9))
@@ -92,10 +92,10 @@ def test_perfect_and_tiny_weights_are_stable(tiny):
     with np.errstate(over="raise", invalid="raise", divide="raise"):
         step = adaboost_step([1.0, 1.0, 0.0], [False, False, False])
         assert step.stop_reason == "perfect" and np.isfinite(step.alpha) and step.alpha > 0
-        assert np.allclose(step.sample_weight, [0.5, 0.5, 0.0])
+        assert np.allclose(step.weights, [0.5, 0.5, 0.0])
         step = adaboost_step([tiny, 1.0, 1.0, 0.0], [True, False, False, True])
     assert step.stop_reason is None and np.isfinite(step.alpha)
-    new = step.sample_weight
+    new = step.weights
     assert np.all(np.isfinite(new)) and new[0] > 0 and new[3] == 0
     assert new.sum() == pytest.approx(1.0)
 
@@ -107,7 +107,7 @@ def test_reweighted_error_is_one_half(data):
     step = adaboost_step(w, incorrect)
     assume(step.stop_reason is None)
     # K = 2 case of (K - 1) / K.
-    assert adaboost_step(step.sample_weight, incorrect).error == pytest.approx(0.5)
+    assert adaboost_step(step.weights, incorrect).error == pytest.approx(0.5)
 
 
 @settings(max_examples=40, deadline=None)
@@ -138,7 +138,7 @@ def test_matches_sklearn_samme_at_two_classes(w, seed):
     alpha_samme = clf.estimator_weights_[0]
     assert alpha_samme == pytest.approx(2 * step.alpha)
     sk_new = w / w.sum() * np.exp(alpha_samme * incorrect)
-    np.testing.assert_allclose(step.sample_weight, sk_new / sk_new.sum(), rtol=1e-10)
+    np.testing.assert_allclose(step.weights, sk_new / sk_new.sum(), rtol=1e-10)
 
 
 @SETTINGS

@@ -1,0 +1,296 @@
+"""The one boosting loop of skw2s: every weak-side ensemble is this loop and a few hooks.
+
+:class:`BaseWeakEnsemble.fit` owns what every ensemble does the same way, as scikit-learn's
+``BaseWeightBoosting.fit`` does:
+
+- parameter validation (``_parameter_constraints``) and the reset of fitted state;
+- one per-round seed: round ``t`` draws from ``skw2s._validation.round_rng(seed, t)``, first
+  its learner's ``random_state`` and then its resampling, so a round depends on
+  ``(seed, t, D_t)`` only;
+- the ``memory`` store: a round is stored under a key of its learner's class and parameters,
+  the training data, how the learner sees the weights, the seed, ``t`` and its input weights
+  ``D_t`` (the class's ``_memory_exclude`` lists the ensemble parameters that never change a
+  round). The finished consecutive rounds of an earlier fit therefore load instead of
+  training, ``n_estimators=5`` after ``3`` trains two rounds, and ensembles that share a round
+  share its entry: round 1 of :class:`~skw2s.LLMAdaBoostClassifier` is member 1 of
+  :class:`~skw2s.UniformEnsembleClassifier` when both draw their data the same way;
+- the accept / reject / perfect rules, read from one step record
+  (:class:`skw2s._weights.BoostStep`): ``alpha is None`` rejects the round (an error on the
+  first round, a stop later), ``stop_reason == "perfect"`` keeps it and stops;
+- ``history_``, logging and the progress bar; the fitted arrays, cut to the kept rounds;
+- ``combine="learned"``: a held-out part of the training data, and mixture weights fitted on
+  it (:func:`skw2s._weights.fit_mixture_weights`) after boosting.
+
+**Where a new boosting variant goes.** A subclass of :class:`BaseClassifierEnsemble` or
+:class:`BaseGeneratorEnsemble` (which add the data checks, the draws and the predictions of
+their kind of learner) overrides ``_boost(t, weights, incorrect, context)``, the pure weight
+step, and nothing else; a variant that changes how a learner sees the weights overrides
+``_resampling()`` or ``_draw``. :class:`~skw2s.UniformEnsembleClassifier` is such a subclass.
+
+The learner is used only through public methods (``fit``, ``predict`` ... and, for
+generators, the protocol of :class:`~skw2s.LLMGenerator`); the ensemble never sets a
+learner's fitted attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from numbers import Integral
+from types import SimpleNamespace
+
+import numpy as np
+from sklearn.base import BaseEstimator, clone
+from tqdm.auto import tqdm
+
+from .._cache import fingerprint, get_store, with_checkpoints
+from .._validation import (
+    MEMORY,
+    RANDOM_STATE,
+    VERBOSE,
+    Interval,
+    reset_fitted_attributes,
+    resolve_seed,
+    round_rng,
+    spawn_seed,
+    validate_params,
+)
+from .._weights import fit_mixture_weights
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["BaseWeakEnsemble"]
+
+ROUNDS_NAMESPACE = "rounds-v2"
+"""Store namespace of boosting rounds (the key layout of this version; older entries are never
+read)."""
+
+
+class BaseWeakEnsemble(BaseEstimator):
+    """Base of the weak-side ensembles: one ``fit`` loop; subclasses write the hooks.
+
+    Hooks (``data`` is what ``_check_data`` returns, ``context`` what ``_prepare`` returns):
+
+    - ``_prototype()``: the learner (``estimator``, or the default when it is None), and
+      ``_check_learner(prototype)``: a clear error when it cannot serve the settings;
+    - ``_check_data(X, y, sample_weight)``: validated data, a ``SimpleNamespace`` with at
+      least ``X``, ``y`` and ``n``;
+    - ``_prepare(data, prototype, store)``: anything the steps need before round 1 (the
+      pre-trained error, lengths ...); returns ``context``;
+    - ``_initial_weights(data, context)``: ``D_1``;
+    - ``_draw(weights, data, context, rng)``: how round ``t``'s learner sees ``D_t``;
+      returns ``(fit_kwargs, info)``;
+    - ``_fit_learner(learner, data, fit_kwargs, context)`` and ``_mistakes(learner, data)``: train it,
+      and its mistakes on the training data, in [0, 1];
+    - ``_boost(t, weights, incorrect, context)``: the weight step, a
+      :class:`skw2s._weights.BoostStep`;
+    - ``_accept(learner, t, kept, context)``: a kept learner, before it joins ``estimators_``;
+    - ``_round_record(entry, data, context)``: extra ``history_`` fields of a round;
+    - ``_finish(data, context, weights)``: extra fitted attributes;
+    - ``_likelihoods(learners, data)``: the probability of each held-out gold label under
+      each learner, for ``combine="learned"``.
+    """
+
+    _memory_exclude = frozenset({"estimator", "n_estimators", "memory", "verbose"})
+    """Ensemble parameters that never change a trained round (not in the round key). The key
+    holds the learner and the draw instead (see ``_draw_key``)."""
+
+    _base_constraints = {
+        "n_estimators": [Interval(Integral, 1, None, closed="left")],
+        "random_state": [RANDOM_STATE],
+        "memory": [MEMORY],
+        "verbose": VERBOSE,
+    }
+
+    # -- hooks with defaults ------------------------------------------------------------
+    def _check_learner(self, prototype):
+        """Raise ``ValueError`` when the learner cannot serve this ensemble's settings."""
+
+    def _prepare(self, data, prototype, store):
+        return SimpleNamespace()
+
+    def _accept(self, learner, t, kept, context):
+        return learner
+
+    def _round_record(self, entry, data, context):
+        return {}
+
+    def _finish(self, data, context, weights):
+        pass
+
+    def _draw_key(self):
+        """How a learner sees ``D_t``, for round keys. Every concrete ensemble defines
+        ``_resampling()``: True when a learner trains on a weighted draw of the data, False
+        when it sees the weights (or, for the uniform controls, all the data)."""
+        return "resample" if self._resampling() else "weights"
+
+    def _first_round_error(self, step, context):
+        return (
+            f"The first weak learner of {type(self).__name__} has a weighted error of "
+            f"{step.error:.4f} ({step.stop_reason}): it is no better than the rule allows, and "
+            "the ensemble cannot be fit. Train the learner longer or with another learning rate."
+        )
+
+    def _learned(self):
+        return getattr(self, "combine", None) == "learned"
+
+    # -- fit ----------------------------------------------------------------------------
+    def fit(self, X, y, sample_weight=None):
+        """Boost at most ``n_estimators`` learners on the training data.
+
+        Parameters
+        ----------
+        X : sequence of str, DataFrame or array-like
+            The training inputs, in the format of the learner.
+        y : array-like of shape (n_samples,)
+            The training targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Initial weights ``D_1`` of the samples (normalised); None means uniform. Not
+            every ensemble accepts them (see the subclass).
+
+        Returns
+        -------
+        self : object
+            The fitted ensemble.
+
+        Raises
+        ------
+        ValueError
+            On invalid parameters or input, or when the first round is rejected (there is no
+            learner to keep).
+        """
+        validate_params(self)
+        reset_fitted_attributes(self)
+        prototype = clone(self._prototype())
+        self._check_learner(prototype)
+        data = self._check_data(X, y, sample_weight)
+        seed = resolve_seed(self.random_state)
+        holdout = None
+        if self._learned():
+            data, holdout = self._split_holdout(data, seed)
+        store = get_store(self.memory)
+        context = self._prepare(data, prototype, store)
+        weights = self._initial_weights(data, context)
+        key_parts = self._round_key_parts(prototype, data) if store is not None else None
+
+        kept, alphas, errors, history = [], [], [], []
+        stop_reason = None
+        rounds = tqdm(
+            range(1, self.n_estimators + 1), desc="boosting", disable=not self.verbose,
+            leave=False,
+        )
+        for t in rounds:
+            entry, cached = self._load_or_train(store, key_parts, t, seed, prototype, data,
+                                                context, weights)
+            step = self._boost(t, weights, entry["incorrect"], context)
+            record = {
+                "round": t,
+                "error": float(step.error),
+                "alpha": None if step.alpha is None else float(step.alpha),
+                "stop_reason": step.stop_reason,
+                "fit_seconds": float(entry["fit_seconds"]),
+                "cached": cached,
+                **self._round_record(entry, data, context),
+            }
+            history.append(record)
+            self._log_round(record)
+            if step.alpha is None:
+                if not kept:
+                    raise ValueError(self._first_round_error(step, context))
+                stop_reason = step.stop_reason
+                break
+            kept.append(self._accept(entry["learner"], t, kept, context))
+            alphas.append(float(step.alpha))
+            errors.append(float(step.error))
+            weights = step.weights
+            if step.stop_reason is not None:
+                stop_reason = step.stop_reason
+                break
+        rounds.close()
+
+        self.estimator_ = prototype
+        self.estimators_ = kept
+        self.estimator_weights_ = np.asarray(alphas, dtype=np.float64)
+        self.estimator_errors_ = np.asarray(errors, dtype=np.float64)
+        self.stop_reason_ = stop_reason
+        self.history_ = history
+        self._finish(data, context, weights)
+        if holdout is not None:
+            self.combination_weights_ = fit_mixture_weights(self._likelihoods(kept, holdout))
+        logger.info(
+            "%s: %d learner(s) kept of %d round(s) run; stop reason: %s",
+            type(self).__name__, len(kept), len(history), stop_reason,
+        )
+        return self
+
+    def _mixture_weights(self, n_learners=None):
+        """The weights inference mixes the learners with: the learned ones under
+        ``combine="learned"``, else ``estimator_weights_`` (the first ``n_learners``)."""
+        k = len(self.estimators_) if n_learners is None else n_learners
+        if self._learned():
+            w = self.combination_weights_[:k]
+            return w if w.sum() > 0 else np.full(k, 1.0 / k)
+        return self.estimator_weights_[:k]
+
+    def _split_holdout(self, data, seed):
+        """``(training part, held-out part)`` of the data for ``combine="learned"``."""
+        n_hold = int(round(self.validation_fraction * data.n))
+        if n_hold < 1 or n_hold >= data.n:
+            raise ValueError(
+                f"validation_fraction={self.validation_fraction} of {data.n} training rows "
+                "leaves no held-out row (or nothing to train on) for combine='learned'."
+            )
+        order = np.random.default_rng([seed, 2**31 - 1]).permutation(data.n)
+        hold, train = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+        return self._subset(data, train), self._subset(data, hold)
+
+    # -- one round ----------------------------------------------------------------------
+    def _round_key_parts(self, prototype, data):
+        params = {k: v for k, v in prototype.get_params(deep=True).items()
+                  if k not in ("verbose", "random_state")}
+        seed_key = self.random_state if isinstance(self.random_state, Integral) else None
+        parts = (
+            ROUNDS_NAMESPACE,
+            f"{type(prototype).__module__}.{type(prototype).__qualname__}",
+            sorted(params.items(), key=lambda kv: kv[0]),
+            self._draw_key(),
+            data.fingerprint,
+            seed_key,
+        )
+        return with_checkpoints(parts, prototype)
+
+    def _load_or_train(self, store, key_parts, t, seed, prototype, data, context, weights):
+        """Round ``t``'s entry ``{"learner", "incorrect", "fit_seconds", "info"}``, from the
+        store when it is there, else trained (and stored)."""
+        key = fingerprint(*key_parts, t, weights) if store is not None else None
+        if store is not None:
+            entry = store.load(ROUNDS_NAMESPACE, key)
+            if entry is not None:
+                return entry, True
+        rng = round_rng(seed, t)
+        learner = clone(prototype)
+        if "random_state" in learner.get_params(deep=False):
+            learner.set_params(random_state=spawn_seed(rng))
+        fit_kwargs, info = self._draw(weights, data, context, rng)
+        start = time.perf_counter()
+        learner = self._fit_learner(learner, data, fit_kwargs, context)
+        fit_seconds = time.perf_counter() - start
+        incorrect = np.asarray(self._mistakes(learner, data), dtype=np.float64)
+        entry = {"learner": learner, "incorrect": incorrect, "fit_seconds": fit_seconds,
+                 "info": info}
+        if store is not None:
+            store.save(ROUNDS_NAMESPACE, key, entry)
+        return entry, False
+
+    def _log_round(self, record):
+        logger.info(
+            "Round %d: error=%.4f alpha=%s%s%s",
+            record["round"],
+            record["error"],
+            "rejected" if record["alpha"] is None else f"{record['alpha']:.4f}",
+            " (from memory)" if record["cached"] else f" ({record['fit_seconds']:.1f} s)",
+            f" -> stop: {record['stop_reason']}" if record["stop_reason"] else "",
+        )
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "estimators_")

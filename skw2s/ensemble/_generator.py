@@ -1,0 +1,350 @@
+"""What the generator ensembles share: data, token draws, LoRA sharing and mixture inference.
+
+The boosting loop is :class:`skw2s.ensemble._base.BaseWeakEnsemble`; the weight steps are in
+the subclasses (:class:`~skw2s.TokenAdaBoostGenerator`,
+:class:`~skw2s.UniformEnsembleGenerator`). Inference is
+:class:`skw2s._generation.GenerationMixin` over the mixture of the kept learners (eq. 1).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+
+from .._cache import fingerprint
+from .._generation import GenerationMixin, pad_proba
+from .._inputs import check_generation_input, check_generation_target
+from .._token_weights import initial_token_weights, sample_token_counts, split_by_lengths
+from .._validation import NONE, HasMethods, StrOptions, take_rows
+from ..scoring import check_shared_vocabulary
+from ._base import ROUNDS_NAMESPACE, BaseWeakEnsemble
+
+__all__ = ["BaseGeneratorEnsemble"]
+
+LEARNER_PROTOCOL = ("fit", "token_mistakes", "answer_lengths", "as_expert")
+"""The public methods a generator ensemble calls on its learner (see :class:`~skw2s.LLMGenerator`)."""
+
+
+class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
+    """A weighted mixture of causal-LM experts, fitted by the one boosting loop.
+
+    Subclasses write ``_boost`` (the weight step over answer tokens) and ``_resampling``.
+    This class gives the data checks, the zero-shot reference learner (``n_epochs=0``: the
+    answer lengths, the tokenizer and, when ``_uses_pretrained_error``, its token mistakes),
+    the token draws (``n`` tokens with replacement by ``D_t``, as counts), the sharing of one
+    base model by LoRA learners, and the mixture inference with its ``staged_*`` methods.
+    """
+
+    _parameter_constraints = {
+        **BaseWeakEnsemble._base_constraints,
+        "estimator": [HasMethods(LEARNER_PROTOCOL), NONE],
+        "combine": [StrOptions(("prob", "logit"))],
+    }
+    _uses_pretrained_error = False
+
+    def _prototype(self):
+        from ..generator import LLMGenerator
+
+        return LLMGenerator() if self.estimator is None else self.estimator
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        tags.target_tags.required = True
+        return tags
+
+    # -- the hooks of the boosting loop ---------------------------------------------------
+    def _check_data(self, X, y, sample_weight):
+        if sample_weight is not None:
+            raise ValueError(
+                f"{type(self).__name__} weights answer tokens, starting uniform; it takes no "
+                "sample_weight."
+            )
+        inputs = check_generation_input(X)
+        answers, _ = check_generation_target(y, inputs)
+        return SimpleNamespace(
+            X=X, y=y, n=len(inputs), fingerprint=fingerprint(list(inputs.prompts), list(answers))
+        )
+
+    def _subset(self, data, rows):
+        X, y = take_rows(data.X, rows), take_rows(np.asarray(data.y, dtype=object), rows)
+        inputs = check_generation_input(X)
+        answers, _ = check_generation_target(y, inputs)
+        return SimpleNamespace(
+            X=X, y=y, n=len(rows), fingerprint=fingerprint(list(inputs.prompts), list(answers))
+        )
+
+    def _prepare(self, data, prototype, store):
+        zero = clone(prototype).set_params(n_epochs=0).fit(data.X, data.y)
+        context = SimpleNamespace(
+            lengths=zero.answer_lengths(data.X, data.y), tokenizer=zero.tokenizer_,
+            pretrained_incorrect=None,
+        )
+        if self._uses_pretrained_error:
+            params = {k: v for k, v in prototype.get_params(deep=True).items()
+                      if k not in ("verbose", "random_state", "n_epochs")}
+            key = fingerprint(ROUNDS_NAMESPACE, "pretrained", type(prototype).__qualname__,
+                              sorted(params.items()), data.fingerprint)
+            entry = store.load(ROUNDS_NAMESPACE, key) if store is not None else None
+            if entry is None:
+                entry = {"incorrect": np.asarray(zero.token_mistakes(data.X, data.y), dtype=float)}
+                if store is not None:
+                    store.save(ROUNDS_NAMESPACE, key, entry)
+            context.pretrained_incorrect = entry["incorrect"]
+        return context
+
+    def _initial_weights(self, data, context):
+        return initial_token_weights(context.lengths)
+
+    def _draw(self, weights, data, context, rng):
+        lengths = context.lengths
+        if not self._resampling():
+            return {}, {"n_distinct_tokens": int(lengths.sum()), "n_samples_trained": data.n}
+        counts = sample_token_counts(weights, int(lengths.sum()), rng)
+        token_weight = split_by_lengths(counts.astype(np.float64), lengths)
+        info = {
+            "n_distinct_tokens": int(np.count_nonzero(counts)),
+            "n_samples_trained": int(sum(w.sum() > 0 for w in token_weight)),
+        }
+        return {"token_weight": token_weight}, info
+
+    def _fit_learner(self, learner, data, fit_kwargs, context):
+        learner.fit(data.X, data.y, **fit_kwargs)
+        check_shared_vocabulary([context.tokenizer, learner.tokenizer_])
+        return learner
+
+    def _mistakes(self, learner, data):
+        return learner.token_mistakes(data.X, data.y)
+
+    def _round_record(self, entry, data, context):
+        return {
+            "token_accuracy": float(1.0 - np.mean(entry["incorrect"])),
+            "n_tokens": int(context.lengths.sum()),
+            **entry["info"],
+        }
+
+    def _accept(self, learner, t, kept, context):
+        if kept and hasattr(learner, "share_base_with"):
+            learner.share_base_with(kept[0], f"round{t}")
+        return learner
+
+    def _finish(self, data, context, weights):
+        self.tokenizer_ = context.tokenizer
+        self.token_weights_flat_ = np.asarray(weights, dtype=np.float64)
+        self.token_weights_ = split_by_lengths(self.token_weights_flat_, context.lengths)
+
+    # -- inference plumbing -----------------------------------------------------------
+    def _mixture_parts(self, n_experts=None):
+        k = len(self.estimators_) if n_experts is None else n_experts
+        experts = [e.as_expert() for e in self.estimators_[:k]]
+        return experts, self._mixture_weights(k), self.combine
+
+    def _settings(self):
+        params = self.estimators_[0].get_params(deep=False)
+        return {
+            "batch_size": params["batch_size"],
+            "max_length": params["max_length"],
+            "max_new_tokens": params["max_new_tokens"],
+            "choice_score": params["choice_score"],
+            "random_state": self.random_state,
+        }
+
+    # -- staged and ensemble-specific methods ------------------------------------------
+    def staged_generate(
+        self, X, *, max_new_tokens=None, do_sample=False, temperature=1.0, random_state=None,
+        return_tokens=False, speculative_k=None,
+    ):
+        """Generate with the mixture of the first ``s`` experts, for ``s = 1 .. T``.
+
+        Parameters
+        ----------
+        X : DataFrame or list of str
+            Prompts in the generation input format.
+        max_new_tokens : int, default=None
+            Most tokens per prompt; default: the learners' ``max_new_tokens``.
+        do_sample : bool, default=False
+            Sample instead of greedy decoding.
+        temperature : float, default=1.0
+            Sampling temperature.
+        random_state : int, RandomState instance or None, default=None
+            Seeds sampling; default: the ensemble's ``random_state``.
+        return_tokens : bool, default=False
+            Yield token ids instead of strings.
+        speculative_k : int or None, default=None
+            Greedy speculative decoding (see :meth:`generate`); each stage drafts with its own
+            expert of largest weight.
+
+        Yields
+        ------
+        list of str, or list of list of int
+            The generations of each stage.
+        """
+        check_is_fitted(self)
+        inputs = check_generation_input(X)
+        for s in range(1, len(self.estimators_) + 1):
+            experts, alphas, combine = self._mixture_parts(s)
+            tokens = self._generate_tokens(
+                inputs.prompts, experts, alphas, combine, max_new_tokens=max_new_tokens,
+                do_sample=do_sample, temperature=temperature, random_state=random_state,
+                speculative_k=speculative_k,
+            )
+            yield self._decode(tokens, return_tokens)
+
+    def staged_predict(self, X):
+        """:meth:`predict` of the ensemble after each round.
+
+        Parameters
+        ----------
+        X : DataFrame or list of str
+            Generation input.
+
+        Yields
+        ------
+        ndarray of shape (n_samples,)
+            Choice indices (multiple choice, from one pass in which each expert runs once) or
+            generated texts.
+        """
+        check_is_fitted(self)
+        inputs = check_generation_input(X)
+        if not inputs.has_choices:
+            for texts in self.staged_generate(inputs.prompts):
+                yield np.array(texts, dtype=object)
+            return
+        for nll in self._choice_nll(inputs, staged=True):
+            yield np.array([int(np.argmin(r)) for r in nll], dtype=np.int64)
+
+    def staged_predict_proba(self, X):
+        """:meth:`predict_proba` of the ensemble after each round.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Multiple-choice input.
+
+        Yields
+        ------
+        ndarray of shape (n_samples, max_n_choices)
+        """
+        check_is_fitted(self)
+        inputs = check_generation_input(X, require_choices=True)
+        for nll in self._choice_nll(inputs, staged=True):
+            yield pad_proba(nll)
+
+    def staged_score(self, X, y):
+        """:meth:`score` of the ensemble after each round.
+
+        Parameters
+        ----------
+        X : DataFrame or list of str
+            Generation input.
+        y : array-like
+            Choice indices or answer strings.
+
+        Yields
+        ------
+        float
+            Option accuracy (multiple choice) or token accuracy (free text).
+        """
+        check_is_fitted(self)
+        inputs = check_generation_input(X)
+        if inputs.has_choices:
+            _, indices = check_generation_target(y, inputs)
+            for pred in self.staged_predict(X):
+                yield float(np.mean(pred == indices))
+            return
+        for error in self.staged_token_error(X, y):
+            yield 1.0 - error
+
+    def staged_token_error(self, X, y):
+        """:meth:`token_error` of the ensemble after each round (each expert runs once).
+
+        Parameters
+        ----------
+        X : DataFrame or list of str
+            Generation input.
+        y : array-like
+            Choice indices or answer strings.
+
+        Yields
+        ------
+        float
+        """
+        check_is_fitted(self)
+        for mistakes in self._token_mistakes(X, y, staged=True):
+            yield float(np.mean(mistakes))
+
+    def estimator_token_errors(self, X, y):
+        """Token error of each expert on its own (not mixed).
+
+        Parameters
+        ----------
+        X : DataFrame or list of str
+            Generation input.
+        y : array-like
+            Choice indices or answer strings, as in :meth:`token_error`.
+
+        Returns
+        -------
+        ndarray of shape (len(estimators_),)
+        """
+        check_is_fitted(self)
+        return np.array([e.token_error(X, y) for e in self.estimators_])
+
+    def pseudo_label(
+        self, X, *, do_sample=False, temperature=1.0, max_new_tokens=None, random_state=None
+    ):
+        """Pseudo-labels for the student: what the mixture answers on ``X``.
+
+        Parameters
+        ----------
+        X : DataFrame or list of str
+            Usually the hard questions.
+        do_sample : bool, default=False
+            Sample free-text answers instead of greedy decoding.
+        temperature : float, default=1.0
+            Sampling temperature.
+        max_new_tokens : int, default=None
+            Most tokens per free-text answer.
+        random_state : int, RandomState instance or None, default=None
+            Seeds sampling.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+            With choices: the index of the choice with the lowest mixture NLL, a valid ``y``
+            for a student's ``fit``. Without: the generated answers (object array of str).
+        """
+        check_is_fitted(self)
+        inputs = check_generation_input(X)
+        if inputs.has_choices:
+            return self.predict(X)
+        texts = self.generate(
+            inputs.prompts, max_new_tokens=max_new_tokens, do_sample=do_sample,
+            temperature=temperature, random_state=random_state,
+        )
+        return np.array(texts, dtype=object)
+
+    # -- pickling ----------------------------------------------------------------------
+    def __getstate__(self):
+        from .._serialization import dump_tokenizer
+
+        state = dict(self.__dict__)
+        if "tokenizer_" in state:
+            state["tokenizer_"] = dump_tokenizer(state["tokenizer_"])
+        return state
+
+    def __setstate__(self, state):
+        from .._serialization import load_tokenizer
+
+        state = dict(state)
+        if isinstance(state.get("tokenizer_"), dict):
+            state["tokenizer_"] = load_tokenizer(state["tokenizer_"])
+        self.__dict__.update(state)
+        learners = self.__dict__.get("estimators_") or []
+        for t, learner in enumerate(learners[1:], start=2):
+            if hasattr(learner, "share_base_with"):  # one base model in memory again
+                learner.share_base_with(learners[0], getattr(learner, "adapter_name_", None) or f"round{t}")
