@@ -214,7 +214,8 @@ def _binary_harden(p0, prior, active=None):
     hardened predictions ``(n, 2)``: class 0 where ``p0 >= threshold``, class 1 below, so the
     fraction of class 1 matches ``prior`` within ``1/n`` for distinct probabilities.
     """
-    threshold = torch.quantile(p0 if active is None else p0[active], prior.clamp(0.0, 1.0))
+    q = torch.as_tensor(prior, dtype=p0.dtype, device=p0.device).clamp(0.0, 1.0)
+    threshold = torch.quantile(p0 if active is None else p0[active], q)
     return threshold, torch.stack([p0 >= threshold, p0 < threshold], dim=1).to(p0.dtype)
 
 
