@@ -518,7 +518,8 @@ def choice_xent(loglik, labels, *, sample_weight=None, step_frac=None, reduction
     Parameters
     ----------
     loglik : Tensor of shape (n, n_choices)
-        Per-choice log-likelihoods; ``-inf`` marks an absent choice.
+        Per-choice log-likelihoods (``loglik / lengths`` for length-normalised scores);
+        ``-inf`` marks an absent choice.
     labels : Tensor or array-like of shape (n,) (int) or (n, n_choices) (probabilities)
         Must not point to, or put probability on, an absent choice.
     sample_weight, step_frac, reduction
@@ -553,7 +554,8 @@ def choice_logconf(loglik, labels, *, sample_weight=None, step_frac=None, reduct
     Parameters
     ----------
     loglik : Tensor of shape (n, n_choices)
-        Per-choice log-likelihoods; ``-inf`` marks an absent choice.
+        Per-choice log-likelihoods (``loglik / lengths`` for length-normalised scores);
+        ``-inf`` marks an absent choice.
     labels : Tensor or array-like of shape (n,) (int) or (n, n_choices) (probabilities)
     sample_weight, step_frac, reduction
         See the module docstring; ``step_frac`` is required.
