@@ -56,10 +56,12 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import logging
 import os
 import secrets
 import warnings
+import zipfile
 from pathlib import Path
 
 import joblib
@@ -172,6 +174,17 @@ def _untrusted(payload) -> list[str]:
     return sorted(set(sio.get_untrusted_types(data=payload)) - set(trusted_types()))
 
 
+def _check_archive(payload):
+    """Raise ``ValueError`` for a compressed member: the store writes them stored as they are,
+    and a crafted compressed member could inflate to any size when read."""
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(
+                    f"archive member {info.filename!r} is compressed; the store writes none"
+                )
+
+
 def _check_trees(obj):
     """Raise ``ValueError`` when ``obj`` holds a decision tree whose node arrays point outside
     themselves: scikit-learn follows them without bounds checks."""
@@ -208,9 +221,9 @@ def _check_trees(obj):
 
 
 def _check_tree(tree):
-    n = tree.node_count
-    if not 1 <= n <= tree.capacity:  # the node arrays are views of ``node_count`` nodes
-        raise ValueError(f"a decision tree claims {n} nodes with room for {tree.capacity}")
+    n = tree.node_count  # Tree.__setstate__ caps it at the number of nodes it was given
+    if n < 1:  # predict starts at node 0
+        raise ValueError("a decision tree has no nodes")
     left, right, feature = tree.children_left, tree.children_right, tree.feature
     leaf = left == -1
     nodes = np.arange(n)
@@ -280,6 +293,7 @@ class Store:
                 path, "is corrupted or not in this store's format (checksum mismatch)"
             )
         try:
+            _check_archive(payload)
             obj = sio.loads(payload, trusted=list(trusted_types()))
         except UntrustedTypesFoundException:
             try:

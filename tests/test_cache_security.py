@@ -141,6 +141,22 @@ def test_malicious_skops_entry_is_rejected_and_runs_nothing(tmp_path, case):
         assert marker.exists()
 
 
+def test_compressed_archive_member_is_rejected(tmp_path):
+    # A member that inflates to 20 MB from 20 kB (a real bomb inflates much further): refused
+    # before anything is read.
+    schema = zipfile.ZipFile(io.BytesIO(sio.dumps(0))).read("schema.json")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", schema)
+        archive.writestr("bomb.bin", b"\0" * 20_000_000)
+    store = Store(tmp_path)
+    path = store.save("ns", "key", 0)
+    path.write_bytes(_cache._frame(buffer.getvalue()))
+    with pytest.warns(RuntimeWarning, match="'schema.json' is compressed; the store writes none"):
+        assert store.load("ns", "key") is None
+    assert not path.exists()
+
+
 class _Exploit:
     def __init__(self, command):
         self.command = command
@@ -210,6 +226,18 @@ def test_tampered_decision_tree_is_rejected(tmp_path, field, value, why):
     with pytest.warns(RuntimeWarning, match=f"invalid decision tree.*{why}"):
         assert store.load("ns", "key") is None
     assert not path.exists()
+
+
+def test_tree_without_nodes_is_rejected(tmp_path):
+    model, _ = _trees()
+    tree = model.estimators_[0].tree_
+    state = tree.__getstate__()
+    tree.__setstate__(dict(state, node_count=0, nodes=state["nodes"][:0],
+                           values=state["values"][:0]))
+    store = Store(tmp_path)
+    store.save("ns", "key", model)
+    with pytest.warns(RuntimeWarning, match="a decision tree has no nodes"):
+        assert store.load("ns", "key") is None
 
 
 def test_tree_with_fewer_features_than_its_estimator_is_rejected(tmp_path):
