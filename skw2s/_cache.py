@@ -33,7 +33,9 @@ skops rebuilds only the types it is told to trust, and the store trusts an expli
 - ``sklearn.tree._tree.Tree``, the node storage of decision trees (AdaBoost of stumps, random
   forests). skops leaves it out of its defaults because scikit-learn indexes its node arrays
   without bounds checks, so the store checks the node indices and features of every tree it
-  loads before handing the entry out.
+  loads before handing the entry out;
+- :mod:`pathlib`'s path classes, since ``model`` and ``memory`` parameters accept paths; a
+  path is built from its string parts and nothing else.
 
 An entry that names any other type (``os.system``, ``builtins.eval``, a class of the user's
 script ...) is rejected before anything in it is built: a ``RuntimeWarning`` names the types
@@ -59,6 +61,7 @@ import hashlib
 import io
 import logging
 import os
+import pathlib
 import secrets
 import warnings
 import zipfile
@@ -93,6 +96,9 @@ _SKW2S_DATA_TYPES = (
 )
 # scikit-learn types beyond skops's defaults. Tree is checked after loading (_check_trees).
 _SKLEARN_EXTRA_TYPES = ("sklearn.tree._tree.Tree",)
+# Paths, which ``model`` and ``memory`` parameters accept: built from their string parts only.
+_PATH_TYPES = (pathlib.PurePosixPath, pathlib.PureWindowsPath, pathlib.PosixPath,
+               pathlib.WindowsPath)
 
 _warned_types: set[str] = set()
 
@@ -137,8 +143,9 @@ def trusted_types() -> tuple[str, ...]:
     names : tuple of str
         Fully qualified type names as skops records them (``module.Class``): the classes
         exported by :mod:`skw2s` (found from the classes themselves, so they follow a class
-        that moves between modules), skw2s's plain data classes and
-        ``sklearn.tree._tree.Tree``. Never a function and never a whole module.
+        that moves between modules), skw2s's plain data classes, ``sklearn.tree._tree.Tree``
+        and :mod:`pathlib`'s path classes (``model`` and ``memory`` parameters may be paths).
+        Never a function and never a whole module.
     """
     import skw2s
 
@@ -147,7 +154,8 @@ def trusted_types() -> tuple[str, ...]:
         for obj in (getattr(skw2s, name) for name in skw2s.__all__)
         if isinstance(obj, type) and obj.__module__.split(".")[0] == "skw2s"
     )
-    return (*exported, *_SKW2S_DATA_TYPES, *_SKLEARN_EXTRA_TYPES)
+    paths = tuple(f"{cls.__module__}.{cls.__name__}" for cls in _PATH_TYPES)
+    return (*exported, *_SKW2S_DATA_TYPES, *_SKLEARN_EXTRA_TYPES, *paths)
 
 
 def _warn(message, depth=0):

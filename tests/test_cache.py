@@ -88,6 +88,19 @@ def test_builtin_numpy_and_object_arrays_round_trip(tmp_path):
     assert back["nested"] == [{"round": 1, "cached": False}, (1, "two", 3.5)]
 
 
+def test_paths_round_trip_in_parameters(tmp_path, tiny_lm):
+    # ``model`` and ``memory`` parameters may be paths; the rounds that hold them must store.
+    from pathlib import Path, PurePosixPath, PureWindowsPath
+
+    learner = LLMClassifier(Path(tiny_lm), mode="head", device="cpu")
+    obj = {"learner": learner, "pure": PurePosixPath("a/b"), "windows": PureWindowsPath("C:/x")}
+    store = Store(tmp_path)
+    assert store.save("ns", "key", obj) is not None
+    back = store.load("ns", "key")
+    assert back["learner"].model == Path(tiny_lm) and type(back["learner"].model) is type(Path())
+    assert back["pure"] == PurePosixPath("a/b") and back["windows"] == PureWindowsPath("C:/x")
+
+
 def test_entry_is_a_checksummed_skops_archive_without_pickles(tmp_path):
     path = Store(tmp_path).save("ns", "key", {"w": np.ones(3)})
     blob = path.read_bytes()

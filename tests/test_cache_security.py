@@ -12,6 +12,7 @@ import os
 import pickle
 import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,6 +58,7 @@ def test_trusted_types_are_named_classes_and_cover_the_estimators():
                 skw2s.WeakToStrongPipeline):
         assert f"{cls.__module__}.{cls.__name__}" in names
     assert "sklearn.tree._tree.Tree" in names
+    assert f"{type(Path()).__module__}.{type(Path()).__name__}" in names
     assert not [n for n in names if n.startswith(("os.", "builtins.", "posix.", "subprocess."))]
 
 
