@@ -318,7 +318,7 @@ class Store:
             return self._reject(path, f"could not be rebuilt ({type(exc).__name__}: {exc})")
         try:
             _check_trees(obj)
-        except ValueError as exc:
+        except Exception as exc:  # noqa: BLE001 - ValueError names the fault
             return self._reject(path, f"holds an invalid decision tree ({exc})")
         return obj
 
