@@ -8,27 +8,99 @@ everything it depends on (estimator parameters, data, seed, round index), so tha
 - fitting ``n_estimators=5`` after ``3`` on the same data trains only 2 new rounds, which makes
   ``GridSearchCV`` over ``n_estimators`` cost about one fit of the largest value.
 
-Writes are atomic: an entry is written to a temporary file in the same directory and moved into
-place with ``os.replace``. Each entry carries a SHA-256 of its payload; an entry that fails the
-check or does not unpickle is logged, removed and recomputed, never trusted.
+Format
+------
+An entry is the file ``LOCATION/NAMESPACE/KEY.skops``: the line ``skw2s-store-v2``, the
+SHA-256 (64 hex digits) of everything else in the file (that line and the archive), then a
+`skops <https://skops.readthedocs.io>`_ archive (``skops.io``). The archive describes objects
+in JSON (types by name, attributes) and keeps arrays as ``.npy`` files read with
+``allow_pickle=False`` and bytes (the safetensors weights that skw2s estimators'
+``__getstate__`` produce) as plain files. Nothing in it is unpickled. Entries of the pickle
+format of earlier versions (``KEY.pkl``, marker ``skw2s-store-v1``) are never read, so they
+are recomputed; they can be deleted.
+
+Trust
+-----
+skops rebuilds only the types it is told to trust, and the store trusts an explicit list
+(:func:`trusted_types`):
+
+- what skops trusts by default: builtin scalars and containers, numpy arrays, dtypes, ufuncs
+  and random states, and scikit-learn's public estimators;
+- skw2s's own classes: the estimator classes exported by :mod:`skw2s` and the plain data
+  classes in ``_SKW2S_DATA_TYPES``. They are rebuilt through their ``__setstate__``, which
+  loads the stored safetensors weights and reloads base models from the ``model`` spec with
+  ``trust_remote_code=False``;
+- ``sklearn.tree._tree.Tree``, the node storage of decision trees (AdaBoost of stumps, random
+  forests). skops leaves it out of its defaults because scikit-learn indexes its node arrays
+  without bounds checks, so the store checks the node indices and features of every tree it
+  loads before handing the entry out;
+- :mod:`pathlib`'s path classes, since ``model`` and ``memory`` parameters accept paths; a
+  path is built from its string parts and nothing else.
+
+An entry that names any other type (``os.system``, ``builtins.eval``, a class of the user's
+script ...) is rejected before anything in it is built: a ``RuntimeWarning`` names the types
+and the file, the entry is removed and its work recomputed. :meth:`Store.save` checks the same
+rule and skips, with one warning per type, an object that could never load.
+
+Failures
+--------
+The store never ends a run, since the work it would lose is already done. Writes are atomic:
+an entry is written to a temporary file in its directory, flushed with ``fsync`` and moved into
+place with ``os.replace``. A write or a removal that fails (read-only directory, full disk,
+another user's files) warns with a ``RuntimeWarning`` that names the path and the OS error, and
+the run goes on; :meth:`Store.save` then returns ``None``. :meth:`Store.load` returns ``None``
+for an entry that is absent, unreadable, corrupted, untrusted or fails to rebuild, and never
+raises for it. Entries are created with mode ``0o666 & ~umask``, like any file the user writes,
+so a cache shared through group permissions stays readable by the group.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import logging
 import os
-import pickle
-import tempfile
+import pathlib
+import secrets
+import warnings
+import zipfile
 from pathlib import Path
 
 import joblib
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Store", "checkpoints", "fingerprint", "get_store", "with_checkpoints"]
+__all__ = [
+    "Store",
+    "checkpoints",
+    "fingerprint",
+    "get_store",
+    "trusted_types",
+    "with_checkpoints",
+]
 
-_MAGIC = b"skw2s-store-v1\n"
+_MAGIC = b"skw2s-store-v2\n"
+_DIGEST_SIZE = 64  # hex digits of a SHA-256
+_SUFFIX = ".skops"
+
+# Plain skw2s data classes (frozen dataclasses of arrays, lists and numbers) that entries may
+# hold, by the name skops records. The estimator classes come from ``skw2s.__all__``.
+_SKW2S_DATA_TYPES = (
+    "skw2s._inputs.GenerationInput",
+    "skw2s._token_weights.TokenBoostStep",
+    "skw2s._weights.BoostStep",
+    "skw2s.models.ModelSpec",
+    "skw2s.training.EncodedExample",
+)
+# scikit-learn types beyond skops's defaults. Tree is checked after loading (_check_trees).
+_SKLEARN_EXTRA_TYPES = ("sklearn.tree._tree.Tree",)
+# Paths, which ``model`` and ``memory`` parameters accept: built from their string parts only.
+_PATH_TYPES = (pathlib.PurePosixPath, pathlib.PureWindowsPath, pathlib.PosixPath,
+               pathlib.WindowsPath)
+
+_warned_types: set[str] = set()
 
 
 def fingerprint(*parts) -> str:
@@ -63,8 +135,128 @@ def with_checkpoints(parts, *estimators):
     return (*parts, found) if found else tuple(parts)
 
 
+def trusted_types() -> tuple[str, ...]:
+    """The types, beyond skops's defaults, that store entries may hold.
+
+    Returns
+    -------
+    names : tuple of str
+        Fully qualified type names as skops records them (``module.Class``): the classes
+        exported by :mod:`skw2s` (found from the classes themselves, so they follow a class
+        that moves between modules), skw2s's plain data classes, ``sklearn.tree._tree.Tree``
+        and :mod:`pathlib`'s path classes (``model`` and ``memory`` parameters may be paths).
+        Never a function and never a whole module.
+    """
+    import skw2s
+
+    exported = sorted(
+        f"{obj.__module__}.{obj.__name__}"
+        for obj in (getattr(skw2s, name) for name in skw2s.__all__)
+        if isinstance(obj, type) and obj.__module__.split(".")[0] == "skw2s"
+    )
+    paths = tuple(f"{cls.__module__}.{cls.__name__}" for cls in _PATH_TYPES)
+    return (*exported, *_SKW2S_DATA_TYPES, *_SKLEARN_EXTRA_TYPES, *paths)
+
+
+def _warn(message, depth=0):
+    # Point at the code calling Store.load/save: _warn <- a Store helper (``depth`` more
+    # helpers) <- Store.load/save <- caller.
+    warnings.warn(message, RuntimeWarning, stacklevel=4 + depth)
+
+
+def _digest(payload) -> bytes:
+    h = hashlib.sha256(_MAGIC)
+    h.update(payload)
+    return h.hexdigest().encode()
+
+
+def _frame(payload: bytes) -> bytes:
+    """The file content of an entry whose skops archive is ``payload``."""
+    return _MAGIC + _digest(payload) + payload
+
+
+def _untrusted(payload) -> list[str]:
+    """Types named in a skops archive that the store does not trust (nothing is built)."""
+    import skops.io as sio
+
+    return sorted(set(sio.get_untrusted_types(data=payload)) - set(trusted_types()))
+
+
+def _check_archive(payload):
+    """Raise ``ValueError`` for a compressed member: the store writes them stored as they are,
+    and a crafted compressed member could inflate to any size when read."""
+    with zipfile.ZipFile(io.BytesIO(payload)) as archive:
+        for info in archive.infolist():
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(
+                    f"archive member {info.filename!r} is compressed; the store writes none"
+                )
+
+
+def _check_trees(obj):
+    """Raise ``ValueError`` when ``obj`` holds a decision tree whose node arrays point outside
+    themselves: scikit-learn follows them without bounds checks."""
+    from sklearn.base import BaseEstimator
+    from sklearn.tree._tree import Tree
+
+    seen, todo = set(), [obj]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, Tree):
+            _check_tree(item)
+        elif isinstance(item, dict):
+            todo.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            todo.extend(item)
+        elif isinstance(item, np.ndarray):
+            if item.dtype == object:
+                todo.extend(item.ravel().tolist())
+        elif isinstance(item, BaseEstimator) or (
+            dataclasses.is_dataclass(item) and not isinstance(item, type)
+        ):
+            attrs = vars(item)
+            tree = attrs.get("tree_")
+            expected = attrs.get("n_features_in_")
+            if isinstance(tree, Tree) and expected is not None and expected != tree.n_features:
+                raise ValueError(
+                    f"a {type(item).__name__} expects {expected} features but its "
+                    f"tree splits on {tree.n_features}"
+                )
+            todo.extend(attrs.values())
+
+
+def _check_tree(tree):
+    n = tree.node_count  # Tree.__setstate__ caps it at the number of nodes it was given
+    if n < 1:  # predict starts at node 0
+        raise ValueError("a decision tree has no nodes")
+    left, right, feature = tree.children_left, tree.children_right, tree.feature
+    leaf = left == -1
+    nodes = np.arange(n)
+    # Children come after their parent (as scikit-learn builds them): in range and acyclic.
+    inner_ok = (
+        (left > nodes) & (left < n) & (right > nodes) & (right < n)
+        & (feature >= 0) & (feature < tree.n_features)
+    )
+    if not np.all(np.where(leaf, right == -1, inner_ok)):
+        raise ValueError("a decision tree has node indices or features out of range")
+
+
 class Store:
-    """Atomic, checksummed pickle store in a directory."""
+    """Atomic, checksummed store of finished work in a directory (skops format).
+
+    Parameters
+    ----------
+    location : str or path-like
+        The directory; created on the first write. ``~`` is expanded.
+
+    Notes
+    -----
+    See the module docstring for the file format, the types an entry may hold, and the
+    failure policy: no method raises for an unwritable directory or a bad entry.
+    """
 
     def __init__(self, location):
         self.location = Path(location).expanduser()
@@ -73,46 +265,190 @@ class Store:
         return f"Store({str(self.location)!r})"
 
     def _path(self, namespace: str, key: str) -> Path:
-        return self.location / namespace / f"{key}.pkl"
+        return self.location / namespace / f"{key}{_SUFFIX}"
 
     def load(self, namespace: str, key: str):
-        """Return the stored object, or ``None`` when absent or corrupted (then removed)."""
+        """Return the object stored under ``namespace/key``, or ``None``.
+
+        ``None`` also when the entry cannot be read, or is corrupted, untrusted or fails to
+        rebuild; such an entry is removed (when it can be) so that its work is recomputed.
+
+        Parameters
+        ----------
+        namespace, key : str
+            The entry's directory and name, as given to :meth:`save`.
+
+        Returns
+        -------
+        obj : object or None
+            The stored object.
+        """
+        import skops.io as sio
+        from skops.io.exceptions import UntrustedTypesFoundException
+
         path = self._path(namespace, key)
         try:
             blob = path.read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # absent (save warns about the latter)
             return None
-        digest, payload = blob[len(_MAGIC) : len(_MAGIC) + 64], blob[len(_MAGIC) + 64 :]
+        except OSError as exc:
+            self._warn_os("Could not read cache entry", path, exc, "Make it readable")
+            return None
+        start = len(_MAGIC) + _DIGEST_SIZE
+        payload = blob[start:]
+        if not blob.startswith(_MAGIC) or blob[len(_MAGIC) : start] != _digest(payload):
+            return self._reject(
+                path, "is corrupted or not in this store's format (checksum mismatch)"
+            )
         try:
-            if not blob.startswith(_MAGIC) or hashlib.sha256(payload).hexdigest().encode() != digest:
-                raise ValueError("checksum mismatch")
-            return pickle.loads(payload)
+            _check_archive(payload)
+            obj = sio.loads(payload, trusted=list(trusted_types()))
+        except UntrustedTypesFoundException:
+            try:
+                names = ", ".join(_untrusted(payload))
+            except Exception:  # noqa: BLE001 - the listing is only for the message
+                names = "unknown"
+            return self._reject(
+                path,
+                f"holds types the store does not trust ({names}). Nothing in it was built or "
+                "run. skw2s never writes such entries: check who can write to the cache "
+                "directory",
+            )
         except Exception as exc:  # noqa: BLE001 - any failure means: recompute
-            logger.warning("Discarding corrupted cache entry %s (%s); it will be recomputed.", path, exc)
-            path.unlink(missing_ok=True)
-            return None
-
-    def save(self, namespace: str, key: str, obj) -> Path:
-        """Store ``obj`` atomically under ``namespace/key``; returns the entry's path."""
-        path = self._path(namespace, key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-        blob = _MAGIC + hashlib.sha256(payload).hexdigest().encode() + payload
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}-", dir=path.parent)
+            return self._reject(path, f"could not be rebuilt ({type(exc).__name__}: {exc})")
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(blob)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            _check_trees(obj)
+        except Exception as exc:  # noqa: BLE001 - ValueError names the fault
+            return self._reject(path, f"holds an invalid decision tree ({exc})")
+        return obj
+
+    def save(self, namespace: str, key: str, obj):
+        """Store ``obj`` atomically under ``namespace/key``.
+
+        Parameters
+        ----------
+        namespace, key : str
+            The entry's directory (under the store's location) and name.
+        obj : object
+            What to store: skw2s and scikit-learn estimators, numpy arrays, builtin
+            containers and scalars (see :func:`trusted_types`).
+
+        Returns
+        -------
+        path : Path or None
+            The entry's path, or ``None`` when nothing was written: ``obj`` holds a type that
+            would not load, or the directory is not writable. Either case warns.
+        """
+        path = self._path(namespace, key)
+        payload = self._serialize(obj, path)
+        if payload is None:
+            return None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_atomic(path, (_MAGIC, _digest(payload), payload))
+        except OSError as exc:
+            self._warn_os("Could not write cache entry", path, exc, "Make the directory writable")
+            return None
         return path
+
+    @staticmethod
+    def _serialize(obj, path):
+        import skops.io as sio
+
+        try:
+            payload = sio.dumps(obj)
+            untrusted = _untrusted(payload)
+        except Exception as exc:  # noqa: BLE001 - not storable: recompute next time
+            kind = f"{type(obj).__module__}.{type(obj).__qualname__}"
+            untrusted = [f"{kind} ({type(exc).__name__}: {exc})"]
+        if not untrusted:
+            return payload
+        new = [name for name in untrusted if name not in _warned_types]
+        _warned_types.update(untrusted)
+        message = (
+            f"Not storing {path}: it holds {', '.join(untrusted)}, which the cache cannot "
+            "store or would refuse to load. Entries may hold skw2s and scikit-learn estimators, "
+            "numpy arrays and builtin types; this work will be recomputed on the next run. Use "
+            "estimators made of those types to make it resumable."
+        )
+        if new:
+            _warn(message)
+        else:
+            logger.debug(message)
+        return None
+
+    @staticmethod
+    def _reject(path, reason):
+        _warn(f"Ignoring cache entry {path}: it {reason}. It will be removed and recomputed.")
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            Store._warn_os(
+                "Could not remove rejected cache entry", path, exc,
+                "It will be rejected again on every run until it is deleted; delete it by hand "
+                "or make its directory writable",
+                depth=1,
+            )
+        return None
+
+    @staticmethod
+    def _warn_os(what, path, exc, fix, depth=0):
+        _warn(
+            f"{what} {path} ({type(exc).__name__}: {exc}); the run goes on and this work will "
+            f"be recomputed next time. {fix}, or pass another memory directory.",
+            depth,
+        )
+
+
+def _write_atomic(path: Path, chunks):
+    """Write ``chunks`` to ``path`` through a temporary file and ``os.replace``.
+
+    The temporary file is opened with mode 0o666, which the umask reduces as for any new file
+    (``tempfile.mkstemp`` would make it 0o600, unreadable to the rest of a group).
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(16):
+        tmp = path.with_name(f".{path.stem}-{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free temporary name next to {path}")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the error that brought us here is the one to report
+        raise
 
 
 def get_store(memory):
-    """``None`` -> ``None``; a path or a ``joblib.Memory`` -> a :class:`Store`."""
+    """Turn a ``memory`` parameter into a :class:`Store`.
+
+    Parameters
+    ----------
+    memory : None, str, path-like, joblib.Memory or Store
+        ``None`` (or a ``joblib.Memory`` without a location) for no store; a directory; a
+        ``joblib.Memory``, whose ``location/skw2s`` is used.
+
+    Returns
+    -------
+    store : Store or None
+
+    Raises
+    ------
+    ValueError
+        If ``memory`` is of another type.
+    """
     if memory is None:
         return None
     if isinstance(memory, Store):

@@ -396,7 +396,7 @@ def test_memory_ignores_corrupted_round(tiny_lm, tmp_path, count_llm_fits):
     ref = LLMAdaBoostClassifier(est, n_estimators=3, random_state=0, memory=tmp_path).fit(
         TEXTS, LABELS
     )
-    entries = sorted(tmp_path.rglob("*.pkl"), key=lambda p: p.stat().st_mtime_ns)
+    entries = sorted(tmp_path.rglob("*.skops"), key=lambda p: p.stat().st_mtime_ns)
     assert len(entries) == 3
     entries[1].write_bytes(b"garbage")
     again = clone(ref).fit(TEXTS, LABELS)

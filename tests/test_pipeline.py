@@ -134,7 +134,7 @@ def test_memory_reuses_stages(tmp_path):
 def test_corrupted_stage_is_recomputed(tmp_path):
     X, y = _data(120)
     first = _pipe(memory=str(tmp_path)).fit(X, y)
-    entries = sorted((tmp_path / "pipeline").glob("*.pkl"))
+    entries = sorted((tmp_path / "pipeline").glob("*.skops"))
     assert len(entries) == 6
     for entry in entries:
         data = bytearray(entry.read_bytes())
