@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from . import scoring
+from . import decoding as scoring
 from ._inputs import check_generation_input, check_generation_target
 from .training import encode_sft
 

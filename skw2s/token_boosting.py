@@ -17,7 +17,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from . import scoring
+from . import decoding as scoring
 from ._cache import fingerprint, get_store, with_checkpoints
 from ._inputs import check_generation_input, check_generation_target
 from ._token_weights import (
@@ -40,7 +40,8 @@ from .generator import (
     add_adapter,
     load_full_model,
 )
-from .scoring import mixture_generate
+from .decoding import mixture_generate
+from .decoding.experts import check_shared_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -48,38 +49,6 @@ __all__ = ["TokenAdaBoostGenerator", "check_shared_vocabulary", "mixture_generat
 
 _NAMESPACE = "token_boosting"
 _CACHE_VERSION = "token-adaboost-v1"
-
-
-def check_shared_vocabulary(tokenizers):
-    """Check that all experts' tokenizers have one and the same vocabulary.
-
-    The mixture (eq. 1) adds the experts' next-token distributions index by index, which only
-    means something when every index is the same token for every expert.
-
-    Parameters
-    ----------
-    tokenizers : sequence of transformers tokenizers
-        The experts' tokenizers; the first is the reference.
-
-    Raises
-    ------
-    ValueError
-        If any tokenizer's ``get_vocab()`` differs from the first one's.
-    """
-    tokenizers = list(tokenizers)
-    if not tokenizers:
-        return
-    reference = tokenizers[0].get_vocab()
-    for i, tok in enumerate(tokenizers[1:], start=1):
-        vocab = tok.get_vocab()
-        if vocab != reference:
-            differing = len(set(vocab.items()) ^ set(reference.items()))
-            raise ValueError(
-                f"Experts must share one vocabulary: the tokenizer of expert {i} "
-                f"({len(vocab)} tokens) differs from that of expert 0 ({len(reference)} "
-                f"tokens; {differing} (token, id) pairs differ). Build every weak expert from "
-                "the same base model or tokenizer; only the strong student may use another one."
-            )
 
 
 class TokenAdaBoostGenerator(GenerationMixin, BaseEstimator):

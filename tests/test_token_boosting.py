@@ -26,7 +26,7 @@ import skw2s.token_boosting as tb
 import skw2s.training
 from skw2s.generator import LLMGenerator
 from skw2s.models import load_causal_lm, load_tokenizer
-from skw2s.scoring import answer_token_errors, mixture_generate, token_predictions
+from skw2s.decoding import answer_token_errors, mixture_generate, token_predictions
 from skw2s.token_boosting import TokenAdaBoostGenerator, check_shared_vocabulary
 from skw2s.training import encode_sft
 
