@@ -3,8 +3,9 @@
 An *expert* is a causal LM called like a Hugging Face model
 (``model(input_ids=..., attention_mask=...)``), or an :class:`AdapterExpert`, one named LoRA
 adapter of a peft model that holds several, so that all boosting rounds share one base model in
-memory. Experts are mixed index by index over the vocabulary, so they must share one
-(:func:`check_shared_vocabulary` compares their tokenizers).
+memory. Experts are mixed index by index over the vocabulary, so they must share one:
+:func:`check_shared_vocabulary` compares their tokenizers, :func:`check_vocabulary_sizes` the
+sizes of their embeddings.
 
 **One forward for all LoRA experts** (``batch_adapters=True`` in the scoring and decoding
 functions): experts that are adapters of one peft model run in one forward over the batch
@@ -23,10 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import numbers
 
 import numpy as np
 
-__all__ = ["AdapterExpert", "check_shared_vocabulary"]
+__all__ = ["AdapterExpert", "check_shared_vocabulary", "check_vocabulary_sizes"]
 
 
 class AdapterExpert:
@@ -387,3 +389,73 @@ def check_shared_vocabulary(tokenizers):
                 f"tokens; {differing} (token, id) pairs differ). Build every weak expert from "
                 "the same base model or tokenizer; only the strong student may use another one."
             )
+
+
+def _embedding_rows(module):
+    weight = getattr(module, "weight", None)
+    return None if weight is None or weight.ndim != 2 else int(weight.shape[0])
+
+
+def _vocabulary_size(model):
+    """How many token ids an expert can both read and score: the smaller of its input and
+    output embedding sizes, else ``config.vocab_size``; None when it tells neither."""
+    hf = _hf_model(model)
+    sizes = []
+    for getter in ("get_input_embeddings", "get_output_embeddings"):
+        get = getattr(hf, getter, None)
+        rows = _embedding_rows(get()) if callable(get) else None
+        if rows is not None:
+            sizes.append(rows)
+    if sizes:
+        return min(sizes)
+    config = getattr(hf, "config", None)
+    if hasattr(config, "get_text_config"):
+        config = config.get_text_config()
+    size = getattr(config, "vocab_size", None)
+    return int(size) if isinstance(size, numbers.Integral) else None
+
+
+def _describe(model):
+    """A short name of an expert for error messages (never the whole module tree)."""
+    if isinstance(model, AdapterExpert):
+        return repr(model)
+    path = getattr(getattr(model, "config", None), "name_or_path", None)
+    return type(model).__name__ + (f" {path!r}" if path else "")
+
+
+def check_vocabulary_sizes(models, tokenizer):
+    """Check that all experts score one vocabulary that holds every id of ``tokenizer``.
+
+    The mixture adds the experts' next-token distributions index by index, and every expert
+    reads the prompt's token ids and each chosen token. This compares sizes only; to compare
+    the vocabularies themselves, pass the experts' tokenizers to
+    :func:`check_shared_vocabulary`.
+
+    Parameters
+    ----------
+    models : sequence of causal LM or AdapterExpert
+        The experts. An expert's size is the smaller of its input and output embedding sizes
+        (``config.vocab_size`` when it has no embeddings to read); an expert that tells neither
+        is not checked.
+    tokenizer : transformers tokenizer
+        The tokenizer of the prompts; ``len(tokenizer)`` ids must fit every expert.
+
+    Raises
+    ------
+    ValueError
+        If the experts' sizes differ, or one is smaller than ``len(tokenizer)``; the message
+        names every expert and its size.
+    """
+    models = list(models)
+    n_tokens = len(tokenizer)
+    sizes = {i: s for i, s in enumerate(_vocabulary_size(m) for m in models) if s is not None}
+    if len(set(sizes.values())) > 1 or any(s < n_tokens for s in sizes.values()):
+        listed = "; ".join(
+            f"expert {i} ({_describe(models[i])}): {s} tokens" for i, s in sizes.items()
+        )
+        raise ValueError(
+            f"Experts must share one vocabulary that holds the tokenizer's {n_tokens} tokens; "
+            f"their vocabulary sizes are: {listed}. Build every expert from the same base "
+            "model or tokenizer (give one tokenizer per expert to compare the vocabularies "
+            "themselves)."
+        )

@@ -30,6 +30,8 @@ from .experts import (
     _hf_model,
     _make_groups,
     _sessions,
+    check_shared_vocabulary,
+    check_vocabulary_sizes,
 )
 from .speculative import (
     _check_speculative,
@@ -86,6 +88,21 @@ def encode_prompts(tokenizer, prompts, *, max_length=512):
     return out
 
 
+def _prompt_tokenizer(models, tokenizer):
+    """The tokenizer of the prompts, once the experts are known to share its vocabulary."""
+    if isinstance(tokenizer, (list, tuple)):
+        tokenizers = list(tokenizer)
+        if len(tokenizers) != len(models):
+            raise ValueError(
+                f"Got {len(models)} experts but {len(tokenizers)} tokenizers: give one "
+                "tokenizer for all of them, or one per expert."
+            )
+        check_shared_vocabulary(tokenizers)
+        tokenizer = tokenizers[0]
+    check_vocabulary_sizes(models, tokenizer)
+    return tokenizer
+
+
 def _eos_ids(tokenizer, models, eos_token_id):
     if eos_token_id is None:
         ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
@@ -135,7 +152,11 @@ def mixture_generate(
         Experts sharing one vocabulary (and ``tokenizer``).
     alphas : array-like of shape (T,)
         Positive expert weights.
-    tokenizer : transformers tokenizer
+    tokenizer : transformers tokenizer, or list of them (one per expert)
+        Encodes the prompts (the first of a list). The experts must share its vocabulary: a
+        list is compared token by token (:func:`~skw2s.decoding.experts.check_shared_vocabulary`),
+        and every expert's vocabulary size must match the others' and hold the tokenizer's
+        ids (:func:`~skw2s.decoding.experts.check_vocabulary_sizes`).
     prompts : list of str
     combine : {"prob", "logit"}, default="prob"
     max_new_tokens : int, default=32
@@ -182,7 +203,8 @@ def mixture_generate(
     Raises
     ------
     ValueError
-        If an argument is out of range.
+        If an argument is out of range, or the experts do not share the tokenizer's vocabulary
+        (the message names the experts).
 
     Notes
     -----
@@ -206,6 +228,7 @@ def mixture_generate(
 
     # every argument is checked here, once, before any model runs
     models, a = _check_experts(models, alphas)
+    tokenizer = _prompt_tokenizer(models, tokenizer)
     check_combine(combine)
     batch_size = _check_positive_int("batch_size", batch_size)
     max_new_tokens = _check_positive_int("max_new_tokens", max_new_tokens)
