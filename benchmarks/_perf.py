@@ -141,7 +141,7 @@ def lora_experts(base, n_experts, *, r=16, seed=0):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from skw2s.scoring import AdapterExpert
+    from skw2s.decoding import AdapterExpert
     from skw2s.training import DEFAULT_LORA_TARGETS
 
     config = LoraConfig(

@@ -48,7 +48,7 @@ def _agreement(a, b):
 
 
 def run(args):
-    from skw2s.scoring import choice_nll, choice_nll_mixture, token_predictions
+    from skw2s.decoding import choice_nll, choice_nll_mixture, token_predictions
     from skw2s.training import encode_sft
 
     device, threads = _perf.setup(args.threads, args.device)

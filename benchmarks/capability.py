@@ -85,7 +85,7 @@ def _zero_shot(task, model_spec, test, test_frame, budget):
     import torch
 
     from skw2s.models import load_causal_lm
-    from skw2s.scoring import choice_nll
+    from skw2s.decoding import choice_nll
 
     model, tok = load_causal_lm(model_spec, device="auto")
     if task.startswith("sciq_binary"):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from . import scoring
+from . import decoding
 from ._inputs import check_generation_input, check_generation_target
 from .training import encode_sft
 
@@ -42,7 +42,7 @@ class GenerationMixin:
     def _choice_nll(self, inputs, *, staged=False):
         experts, alphas, combine = self._mixture_parts()
         s = self._settings()
-        return scoring.choice_nll_mixture(
+        return decoding.choice_nll_mixture(
             experts, alphas, self.tokenizer_, inputs.prompts, inputs.choices, combine=combine,
             reduction=s["choice_score"], batch_size=s["batch_size"], max_length=s["max_length"],
             staged=staged, verbose=getattr(self, "verbose", 0),
@@ -55,18 +55,18 @@ class GenerationMixin:
         s = self._settings()
         encoded = encode_sft(self.tokenizer_, inputs.prompts, answers, max_length=s["max_length"])
         experts, alphas, combine = self._mixture_parts()
-        preds = scoring.token_predictions_mixture(
+        preds = decoding.token_predictions_mixture(
             experts, alphas, self.tokenizer_, encoded, combine=combine,
             batch_size=s["batch_size"], staged=staged,
             verbose=getattr(self, "verbose", 0),
         )
         stages = preds if staged else [preds]
-        return [scoring.answer_token_errors(encoded, p)[0] for p in stages]
+        return [decoding.answer_token_errors(encoded, p)[0] for p in stages]
 
     def _generate_tokens(self, prompts, experts, alphas, combine, *, max_new_tokens, do_sample,
                          temperature, random_state, speculative_k=None, draft_expert=None):
         s = self._settings()
-        return scoring.mixture_generate(
+        return decoding.mixture_generate(
             experts, alphas, self.tokenizer_, prompts, combine=combine,
             max_new_tokens=s["max_new_tokens"] if max_new_tokens is None else max_new_tokens,
             do_sample=do_sample, temperature=temperature,
@@ -104,7 +104,7 @@ class GenerationMixin:
         speculative_k : int or None, default=None
             Greedy speculative mixture decoding: one expert drafts ``speculative_k`` tokens and
             the mixture verifies them in one forward per expert; the tokens are those of plain
-            greedy decoding (see :func:`skw2s.scoring.mixture_generate`). Needs
+            greedy decoding (see :func:`skw2s.decoding.mixture_generate`). Needs
             ``do_sample=False``. Useful for an ensemble; a single model gains nothing.
         draft_expert : int or None, default=None
             Index of the drafting expert; default: the one with the largest weight.

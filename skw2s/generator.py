@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from . import scoring
+from . import decoding
 from ._generation import GenerationMixin
 from ._inputs import check_generation_input, check_generation_target
 from ._validation import (
@@ -307,7 +307,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         """
         check_is_fitted(self)
         if self.adapter_name_ is not None:
-            return scoring.AdapterExpert(self.model_, self.adapter_name_)
+            return decoding.AdapterExpert(self.model_, self.adapter_name_)
         return self.model_
 
     def share_base_with(self, other, adapter_name):

@@ -26,7 +26,7 @@ from sklearn.utils.estimator_checks import (
 )
 
 from skw2s.generator import LLMGenerator
-from skw2s.scoring import choice_nll
+from skw2s.decoding import choice_nll
 
 X_MC = pd.DataFrame(
     {
@@ -252,7 +252,7 @@ def test_fit_and_generate_on_cuda(tiny_lm):
 
 def test_import_is_lazy():
     code = (
-        "import sys, skw2s.generator, skw2s.scoring, skw2s.ensemble; "
+        "import sys, skw2s.generator, skw2s.decoding, skw2s.ensemble; "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
-from skw2s.models import load_causal_lm
-from skw2s.scoring import (
+from skw2s.models import load_causal_lm, load_tokenizer
+from skw2s.decoding import (
     AdapterExpert,
     answer_token_errors,
     choice_nll,
@@ -216,3 +218,44 @@ def test_adapter_experts_share_one_base(experts, tiny_lm):
     assert any(not np.array_equal(x, y) for x, y in zip(pa, pb))
     ref = _reference_generate([a, b], [1.0, 2.0], tok, PROMPTS, 5, eos={tok.eos_token_id})
     assert mixture_generate([a, b], [1.0, 2.0], tok, PROMPTS, max_new_tokens=5) == ref
+
+
+def test_generate_refuses_experts_of_another_vocabulary(experts, tiny_lm, tiny_lm_other_vocab):
+    """Experts whose vocabularies differ are refused up front with an error that names them
+    (they used to fail inside an embedding with an IndexError)."""
+    (model, second, _), tok = experts
+    other, other_tok = load_causal_lm(tiny_lm_other_vocab, device="cpu")
+    assert len(tok) == 320 and len(other_tok) == 300
+    with pytest.raises(ValueError, match=r"expert 1 \(LlamaForCausalLM '.*tiny-lm-other.*'\): "
+                                         r"300 tokens"):
+        mixture_generate([model, other], [1.0, 1.0], tok, PROMPTS, max_new_tokens=2)
+    # one expert is checked against the tokenizer too
+    with pytest.raises(ValueError, match=r"holds the tokenizer's 320 tokens.*expert 0 .*: 300 "):
+        mixture_generate([other], [1.0], tok, PROMPTS, max_new_tokens=2)
+    # with one tokenizer per expert, the vocabularies themselves are compared
+    with pytest.raises(ValueError, match="the tokenizer of expert 1 \\(300 tokens\\) differs"):
+        mixture_generate([model, other], [1.0, 1.0], [tok, other_tok], PROMPTS)
+    with pytest.raises(ValueError, match="Got 2 experts but 1 tokenizers"):
+        mixture_generate([model, other], [1.0, 1.0], [tok], PROMPTS)
+    # experts that do share the vocabulary decode as with one tokenizer
+    ref = mixture_generate([model, second], [1.0, 2.0], tok, PROMPTS, max_new_tokens=4)
+    same = [tok, load_tokenizer(tiny_lm)]
+    assert mixture_generate([model, second], [1.0, 2.0], same, PROMPTS, max_new_tokens=4) == ref
+
+
+def test_verbose_shows_a_progress_bar_over_the_batches(experts, capsys):
+    (model, *_), tok = experts
+    enc = encode_sft(tok, PROMPTS, ANSWERS)
+    for share_prompts in (True, False):
+        token_predictions(model, tok, enc, batch_size=1, share_prompts=share_prompts, verbose=1)
+        assert re.search(r"token predictions: .*\| 0/3 ", capsys.readouterr().err)
+        choice_nll(model, tok, PROMPTS, CHOICES, batch_size=2, share_prompts=share_prompts,
+                   verbose=1)
+        n_batches = 2 if share_prompts else 4  # 3 questions, or their 7 options
+        assert re.search(rf"choice NLL: .*\| 0/{n_batches} ", capsys.readouterr().err)
+    mixture_generate([model], [1.0], tok, PROMPTS, max_new_tokens=2, batch_size=2, verbose=1)
+    assert re.search(r"generating: .*\| 0/2 ", capsys.readouterr().err)
+    token_predictions(model, tok, enc)
+    choice_nll(model, tok, PROMPTS, CHOICES)
+    mixture_generate([model], [1.0], tok, PROMPTS, max_new_tokens=2)
+    assert "it/s" not in capsys.readouterr().err

@@ -26,9 +26,13 @@ import skw2s.ensemble._generator as tb
 import skw2s.training
 from skw2s.generator import LLMGenerator
 from skw2s.models import load_causal_lm, load_tokenizer
-from skw2s.scoring import answer_token_errors, mixture_generate, token_predictions
 from skw2s import TokenAdaBoostGenerator, UniformEnsembleGenerator
-from skw2s.scoring import check_shared_vocabulary
+from skw2s.decoding import (
+    answer_token_errors,
+    check_shared_vocabulary,
+    mixture_generate,
+    token_predictions,
+)
 from skw2s.training import encode_sft
 
 ROWS = [

@@ -19,7 +19,7 @@ from .._generation import GenerationMixin, pad_proba
 from .._inputs import check_generation_input, check_generation_target
 from .._token_weights import initial_token_weights, sample_token_counts, split_by_lengths
 from .._validation import NONE, HasMethods, StrOptions, take_rows
-from ..scoring import check_shared_vocabulary
+from ..decoding import check_shared_vocabulary
 from ._base import ROUNDS_NAMESPACE, BaseWeakEnsemble
 
 __all__ = ["BaseGeneratorEnsemble"]
