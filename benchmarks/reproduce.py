@@ -54,7 +54,7 @@ def config_path(name, configs=CONFIGS):
 
 def run(names, seeds, data_dir, configs=CONFIGS):
     """Run the named cells; with ``seeds``, one seed of every cell before the next seed."""
-    from skw2s.cli import load_config, run_config
+    from skw2s.experiment import load_config, run_config
 
     os.chdir(ROOT)  # the configs' output_dir and cache_dir are relative to the repository
     for seed_group in ([[s] for s in seeds] if seeds else [None]):
@@ -173,7 +173,7 @@ def _md(frame):
 
 def report(markdown=MARKDOWN, results=RESULTS):
     """Rebuild the plots under ``results/report`` and the tables of ``markdown``."""
-    from skw2s.cli import write_report
+    from skw2s.report import write_report
     from skw2s.report import aggregate, id_ood_table, load_runs, rounds_table, summary_table
 
     out = results / "report"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "aggregate", "id_ood_table", "load_runs", "plot_rounds", "plot_summary", "rounds_table", "summary_table",
+    "write_report",
 ]
 
 MODEL_ORDER = ["weak_single", "weak_ensemble", "baseline_student", "ensemble_student", "ceiling"]
@@ -252,3 +254,28 @@ def plot_summary(agg: pd.DataFrame, path) -> Path:
         gap = group.gap_mean.dropna()
         ax.set_title(f"PGR (gap ceiling-weak = {gap.iloc[0]:.3f})" if len(gap) else "PGR", fontsize=9)
     return _save(fig, path)
+
+
+def write_report(run_dirs, out_dir):
+    """Aggregate ``run_dirs`` into ``out_dir``: results.csv, summary.csv/.md, results.png, and
+    rounds.md / rounds.png (every boosting round) and id_ood.md (when easy test rows exist)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = load_runs(run_dirs)
+    agg = aggregate(runs)
+    agg.to_csv(out_dir / "results.csv", index=False)
+    (out_dir / "results.json").write_text(agg.to_json(orient="records", indent=2))
+    summary = summary_table(agg)
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    (out_dir / "summary.md").write_text(summary.to_markdown(index=False) + "\n")
+    plot_summary(agg, out_dir / "results.png")
+    rounds = rounds_table(agg)
+    if len(rounds):
+        (out_dir / "rounds.md").write_text(rounds.to_markdown(index=False) + "\n")
+        plot_rounds(agg, out_dir / "rounds.png")
+    id_ood = id_ood_table(agg)
+    if len(id_ood):
+        (out_dir / "id_ood.md").write_text(id_ood.to_markdown(index=False) + "\n")
+    sys.stdout.write(summary.to_string(index=False) + "\n")
+    sys.stdout.write(f"Wrote {out_dir}/results.csv, summary.md and results.png\n")
+    return summary

@@ -7,7 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from skw2s.cli import ConfigError, load_config, main, run_config
+from skw2s.cli import main
+from skw2s.experiment import ConfigError, load_config, run_config
 
 
 def _config(tiny_lm, tmp_path, **overrides):
@@ -144,7 +145,7 @@ def test_report_without_results(tmp_path, capsys):
 
 
 def test_demo_config_is_valid_and_uses_the_measured_pair():
-    from skw2s.cli import DEMO_CONFIG
+    from skw2s.experiment import DEMO_CONFIG
 
     config = load_config(DEMO_CONFIG)
     assert config["weak"]["model"] == "smollm2-135m[:6]" and config["strong"]["model"] == "smollm2-135m[:12]"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skw2s.cli import load_config
+from skw2s.experiment import load_config
 
 
 @pytest.fixture(scope="module")
