@@ -277,10 +277,13 @@ def write_json(name, payload, out=None):
 
 
 def default_data_dir():
-    """``SKW2S_DATA_DIR``, else ``../shared/data`` beside the checkout when it exists."""
-    env = os.environ.get("SKW2S_DATA_DIR")
-    if env:
-        return env
+    """``SKW2S_DATA_DIR`` (through :func:`skw2s.datasets.resolve_data_dir`), else
+    ``../shared/data`` beside the checkout when it exists."""
+    from skw2s.datasets import resolve_data_dir
+
+    found = resolve_data_dir(None, required=False)
+    if found is not None:
+        return str(found)
     shared = HERE.parents[1] / "shared" / "data"
     return str(shared) if shared.exists() else None
 

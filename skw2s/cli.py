@@ -43,25 +43,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
-from pathlib import Path
 
 from .experiment import DEMO_CONFIG, ConfigError, load_config, run_config
 from .report import write_report
 
 __all__ = ["main"]
-
-
-def _data_dir_or_exit(value):
-    data_dir = value or os.environ.get("SKW2S_DATA_DIR")
-    if not data_dir or not Path(data_dir).is_dir():
-        raise ConfigError(
-            "This needs the offline QA data: pass --data-dir PATH (the folder holding sciq/, "
-            "quartz/ and arc_easy/, e.g. ../shared/data) or set SKW2S_DATA_DIR."
-            + (f" {data_dir!r} is not a directory." if data_dir else "")
-        )
-    return data_dir
 
 
 def main(argv=None):
@@ -90,11 +77,10 @@ def main(argv=None):
             config = load_config(args.config)
             if args.seeds:
                 config["seeds"] = args.seeds
-            data_dir = args.data_dir or config["data_dir"] or os.environ.get("SKW2S_DATA_DIR")
-            run_config(config, data_dir=_data_dir_or_exit(data_dir), output_dir=args.output_dir, force=args.force)
+            run_config(config, data_dir=args.data_dir, output_dir=args.output_dir, force=args.force)
         elif args.command == "demo":
             config = load_config(DEMO_CONFIG)
-            run_config(config, data_dir=_data_dir_or_exit(args.data_dir), output_dir=args.output_dir)
+            run_config(config, data_dir=args.data_dir, output_dir=args.output_dir)
         else:
             out = args.output_dir or (args.dirs[0] if len(args.dirs) == 1 else "report")
             write_report(args.dirs, out)

@@ -17,9 +17,10 @@ On disk the same schema is stored as JSON Lines, one object per line, in
 ``<data_dir>/<dataset>/{train,validation,test}.jsonl`` where ``<dataset>`` is
 ``sciq``, ``quartz``, ``arc_easy`` or ``arc_challenge``. The data directory is
 taken from the ``data_dir`` argument, else from the ``SKW2S_DATA_DIR``
-environment variable. ``data_dir`` may also point directly at one dataset's
-folder. When neither is given, the data are downloaded from the Hugging Face hub
-with :func:`datasets.load_dataset` and normalised to the same schema.
+environment variable (:func:`resolve_data_dir`). ``data_dir`` may also point
+directly at one dataset's folder. When neither is given, the data are
+downloaded from the Hugging Face hub with :func:`datasets.load_dataset` and
+normalised to the same schema.
 
 Prompt formatting lives in this module only: :func:`format_classification`
 for the binary SciQ task of Burns et al. (``"Q: {question} A: {answer}"``), and
@@ -49,6 +50,7 @@ __all__ = [
     "load_dataset",
     "load_quartz",
     "load_sciq",
+    "resolve_data_dir",
     "to_classification",
     "to_multiple_choice",
 ]
@@ -58,8 +60,8 @@ COLUMNS = ("id", "question", "choices", "answer", "support")
 ENV_VAR = "SKW2S_DATA_DIR"
 _ARC_SUBSETS = {"easy": "ARC-Easy", "challenge": "ARC-Challenge"}
 _HOW_TO = (
-    f"Pass data_dir= (the folder holding sciq/, quartz/, arc_easy/, ...) or set "
-    f"the {ENV_VAR} environment variable."
+    f"Pass data_dir= (on the command line --data-dir PATH), the folder holding sciq/, quartz/, "
+    f"arc_easy/, ..., or set the {ENV_VAR} environment variable."
 )
 
 
@@ -128,14 +130,40 @@ def _read_jsonl(path):
 # ----------------------------------------------------------------------------
 # Locating files
 # ----------------------------------------------------------------------------
-def _resolve_dir(data_dir):
-    """Return the data directory from ``data_dir`` or the environment, or None."""
-    if data_dir is None:
+def resolve_data_dir(data_dir=None, *, required=True):
+    """Locate the folder of the offline question-answering data.
+
+    The one place that reads the ``SKW2S_DATA_DIR`` environment variable: the loaders of this
+    module, :mod:`skw2s.experiment`, the ``skw2s`` command and the benchmarks all go through it.
+
+    Parameters
+    ----------
+    data_dir : str, path-like or None, default=None
+        The folder holding ``sciq/``, ``quartz/``, ``arc_easy/``, ... (or one dataset's folder
+        itself). When None, the ``SKW2S_DATA_DIR`` environment variable is used.
+    required : bool, default=True
+        What to do when neither is set: raise (True) or return None (False; the loaders then
+        fall back to the Hugging Face hub).
+
+    Returns
+    -------
+    path : pathlib.Path or None
+        The existing directory; None only when ``required=False`` and nothing is set.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the folder given (by ``data_dir`` or the environment) does not exist, or when
+        ``required=True`` and neither is set.
+    """
+    if data_dir is None or str(data_dir) == "":
         data_dir = os.environ.get(ENV_VAR) or None
         source = f"the {ENV_VAR} environment variable"
     else:
         source = "data_dir"
     if data_dir is None:
+        if required:
+            raise FileNotFoundError(f"No data directory given. {_HOW_TO}")
         return None
     path = Path(data_dir).expanduser()
     if not path.is_dir():
@@ -154,7 +182,7 @@ def _find_file(root, folder, filename):
 
 
 def _load_local_or_hub(folder, split, data_dir, hub_loader):
-    root = _resolve_dir(data_dir)
+    root = resolve_data_dir(data_dir, required=False)
     if root is None:
         return hub_loader()
     return _read_jsonl(_find_file(root, folder, f"{split}.jsonl"))
@@ -353,9 +381,10 @@ def load_arc_metadata(data_dir=None, *, subset="easy"):
         ``"2013-2014"``). Covers all three splits.
     """
     _check_option("subset", subset, tuple(_ARC_SUBSETS))
-    root = _resolve_dir(data_dir)
-    if root is None:
-        raise FileNotFoundError(f"ARC metadata is only available offline. {_HOW_TO}")
+    try:
+        root = resolve_data_dir(data_dir)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"ARC metadata is only available offline. {exc}") from None
     path = _find_file(root, f"arc_{subset}", "metadata.jsonl")
     required = ("id", "split", "set", "schoolGrade", "examName", "year")
     records = []

@@ -120,6 +120,22 @@ def test_env_var_missing_dir(tmp_path, monkeypatch):
     assert str(missing) in str(info.value)
 
 
+def test_resolve_data_dir_argument_then_env_then_error(tmp_path, monkeypatch):
+    from skw2s.datasets import resolve_data_dir
+
+    given, env = tmp_path / "given", tmp_path / "env"
+    given.mkdir()
+    env.mkdir()
+    with pytest.raises(FileNotFoundError, match="No data directory given.*--data-dir.*SKW2S_DATA_DIR"):
+        resolve_data_dir(None)
+    assert resolve_data_dir(None, required=False) is None
+    monkeypatch.setenv("SKW2S_DATA_DIR", str(env))
+    assert resolve_data_dir(None) == env
+    assert resolve_data_dir(str(given)) == given  # the argument wins over the environment
+    with pytest.raises(FileNotFoundError, match=r"from data_dir"):
+        resolve_data_dir(tmp_path / "missing")
+
+
 def test_arc_metadata(data_dir):
     meta = load_arc_metadata(data_dir=data_dir)
     assert meta.index.name == "id"

@@ -149,10 +149,10 @@ def load_task_data(config, data_dir=None):
     """The labelled pool ``(X, y, ids)`` that a config describes."""
     from sklearn.utils import check_random_state
 
-    from ..datasets import binarize_sciq, load_dataset, to_classification, to_multiple_choice
+    from ..datasets import binarize_sciq, load_dataset, resolve_data_dir, to_classification, to_multiple_choice
 
-    data_dir = data_dir or config["data_dir"]
-    df = load_dataset(config["dataset"], split=config["split"], data_dir=data_dir)
+    root = resolve_data_dir(data_dir or config["data_dir"])
+    df = load_dataset(config["dataset"], split=config["split"], data_dir=root)
     n = config["n_examples"]
     if n is not None and n < len(df):
         rows = np.sort(check_random_state(config["data_seed"]).choice(len(df), n, replace=False))
@@ -178,10 +178,11 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None):
         d = config["difficulty"]
         kwargs = {k: d[k] for k in ("n_splits", "easy_fraction", "n_jobs") if k in d}
         if "precomputed" in d:
-            from ..datasets import load_arc_metadata
+            from ..datasets import load_arc_metadata, resolve_data_dir
 
             subset = "easy" if config["dataset"] == "arc_easy" else "challenge"
-            grades = load_arc_metadata(data_dir or config["data_dir"], subset=subset)["grade"]
+            root = resolve_data_dir(data_dir or config["data_dir"])
+            grades = load_arc_metadata(root, subset=subset)["grade"]
             values = grades.reindex(ids).to_numpy(dtype=float)
             kwargs.pop("n_splits", None)
             splitter = DifficultySplitter(difficulty=values, random_state=seed, **kwargs)
