@@ -209,6 +209,23 @@ def test_malformed_jsonl(tmp_path, bad_line, problem):
     assert "line 3" in msg
 
 
+def test_non_utf8_data_file_names_file_and_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"id": "q\xe9"}\n')
+    with pytest.raises(ValueError, match=r"line 2: byte 0xe9 at column 10 is not UTF-8") as info:
+        load_sciq("train", data_dir=tmp_path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_empty_data_file_is_named(tmp_path, content):
+    path = tmp_path / "test.jsonl"
+    path.write_text(content)
+    with pytest.raises(ValueError, match="is empty") as info:
+        load_quartz("test", data_dir=tmp_path)
+    assert str(path) in str(info.value)
+
+
 def test_small_valid_file_and_blank_lines(tmp_path):
     path = tmp_path / "validation.jsonl"
     path.write_text(json.dumps(GOOD) + "\n\n")
