@@ -185,6 +185,9 @@ def _yaml_config(tiny_lm, tmp_path, text, name="exp.yaml"):
         ("dataset: {path: q.jsonl, colums: {}}\n", r"Unknown key\(s\) \['colums'\] in 'dataset'"),
         ("dataset: {path: q.jsonl, columns: {question: q}}\n", r"'dataset.columns': Unknown role\(s\) \['question'\].*binary"),
         ("dataset: [sciq]\n", r"'dataset' must be a built-in name"),
+        ("dataset: {path: q.jsonl}\nsplit: test\n", r"put split inside the dataset mapping"),
+        ("dataset: {path: q.jsonl, choices_sep: ''}\n", r"'dataset.choices_sep' must be a non-empty string"),
+        ("task: multiple_choice\ndataset: {path: q.jsonl, columns: {choices: [a]}}\n", r"'dataset.columns'.*list of two or more"),
     ],
 )
 def test_config_types_are_checked_and_name_the_key(tiny_lm, tmp_path, text, match):

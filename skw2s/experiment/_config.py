@@ -53,8 +53,8 @@ CONFIG_KEYS = (
         "Burns et al., or your own text/label rows). multiple_choice: LLMGenerator learners "
         "boosted by TokenAdaBoostGenerator."),
     Key("dataset", "str or mapping", REQUIRED,
-        "A built-in dataset (sciq, quartz, arc_easy, arc_challenge; binary needs sciq), or your "
-        "own data as a mapping: path (a JSONL/JSON/CSV/TSV/Parquet/Arrow file, a datasets "
+        "A built-in dataset (sciq, quartz, arc_easy, arc_challenge; of these, task binary takes "
+        "sciq), or your own data as a mapping: path (a JSONL/JSON/CSV/TSV/Parquet/Arrow file, a datasets "
         "save_to_disk directory, or a Hugging Face Hub name), columns (role -> column name; "
         "multiple_choice: question, choices, answer, optional id and support; binary: text, "
         "label, optional id), split (of a datasets directory or Hub dataset), name (a Hub "
