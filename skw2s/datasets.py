@@ -47,7 +47,7 @@ from ._hub import hub_frame as _hub_frame
 from ._hub import hub_load as _hub_load
 from ._hub import normalise_labelled as _normalise_labelled
 from ._hub import normalise_sciq as _normalise_sciq
-from ._tables import COLUMNS
+from ._tables import COLUMNS  # noqa: F401 - the schema's column names, as skw2s.datasets.COLUMNS
 from ._tables import check_record as _check_record
 from ._tables import frame as _frame
 
