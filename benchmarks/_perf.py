@@ -22,6 +22,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "performance"
+QUICK_RESULTS = RESULTS / "quick"  # --quick smoke runs; not committed (.gitignore)
 QUICK_PROMPTS = [
     "Question: Which gas do plants absorb from the air to make food?\nAnswer:",
     "Question: What happens to water when it is cooled below zero degrees?\nAnswer:",
@@ -267,8 +268,18 @@ def verdict(value, target, *, at_least=False, quick=False):
     return f"{'met' if ok else 'MISSED'} ({'>=' if at_least else '<='} {target:g})"
 
 
-def write_json(name, payload, out=None):
-    out = Path(out) if out else RESULTS
+def results_dir(args):
+    """Where a run's JSON goes: ``--out`` when given, else ``results/performance/`` for full
+    runs and ``results/performance/quick/`` (ignored by git) for ``--quick`` smoke runs, so a
+    quick run never overwrites the committed records."""
+    if getattr(args, "out", None):
+        return Path(args.out)
+    return QUICK_RESULTS if getattr(args, "quick", False) else RESULTS
+
+
+def write_json(name, payload, args):
+    """Write ``payload`` as ``{name}.json`` in :func:`results_dir` of ``args``."""
+    out = results_dir(args)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=str))
@@ -277,10 +288,13 @@ def write_json(name, payload, out=None):
 
 
 def default_data_dir():
-    """``SKW2S_DATA_DIR``, else ``../shared/data`` beside the checkout when it exists."""
-    env = os.environ.get("SKW2S_DATA_DIR")
-    if env:
-        return env
+    """``SKW2S_DATA_DIR`` (through :func:`skw2s.datasets.resolve_data_dir`), else
+    ``../shared/data`` beside the checkout when it exists."""
+    from skw2s.datasets import resolve_data_dir
+
+    found = resolve_data_dir(None, required=False)
+    if found is not None:
+        return str(found)
     shared = HERE.parents[1] / "shared" / "data"
     return str(shared) if shared.exists() else None
 
@@ -294,7 +308,8 @@ def common_arguments(parser, *, default_model="smollm2-135m"):
                         help="torch threads (1 is steadier on a shared machine)")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--data-dir", default=default_data_dir())
-    parser.add_argument("--out", default=None, help=f"JSON folder (default {RESULTS})")
+    parser.add_argument("--out", default=None,
+                        help=f"JSON folder (default {RESULTS}; with --quick {QUICK_RESULTS})")
     return parser
 
 

@@ -203,7 +203,7 @@ def run(args):
         _perf.print_table(rows, list(rows[0]))
         payload["p2"] = {"times": times, "rows": rows, "same_tokens": same}
     if "p1" in args.parts or "p2" in args.parts:
-        _perf.write_json(_perf.result_name("decoding", args, device), payload, args.out)
+        _perf.write_json(_perf.result_name("decoding", args, device), payload, args)
     if "speculative" in args.parts:
         payload["speculative"] = run_speculative(args, device, info, spec, prompts, source)
     return payload
@@ -307,7 +307,7 @@ def run_speculative(args, device, info, spec, prompts, source):
     print()
     _perf.print_table(rows, list(rows[0]))
     payload["rows"] = rows
-    _perf.write_json(_perf.result_name("speculative", args, device), payload, args.out)
+    _perf.write_json(_perf.result_name("speculative", args, device), payload, args)
     return payload
 
 

@@ -152,7 +152,7 @@ def run(args):
                             "batch_size": args.batch_size, "max_new_tokens": n_new,
                             "experts": args.experts},
                "results": results, "rows": rows}
-    _perf.write_json(_perf.result_name("memory", args, device), payload, args.out)
+    _perf.write_json(_perf.result_name("memory", args, device), payload, args)
     return payload
 
 

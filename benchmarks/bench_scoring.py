@@ -122,7 +122,7 @@ def run(args):
         "p3_single": p3,
     }
     if args.skip_ensemble:
-        _perf.write_json(_perf.result_name("scoring", args, device), payload, args.out)
+        _perf.write_json(_perf.result_name("scoring", args, device), payload, args)
         return payload
 
     # -- the ensemble: T LoRA experts on one base, staged (staged_predict) ------------------
@@ -181,7 +181,7 @@ def run(args):
 
     payload["ensemble"] = {"times": mtimes, "rows": mrows}
     payload["token_predictions"] = {"times": ttimes, "rows": trows}
-    _perf.write_json(_perf.result_name("scoring", args, device), payload, args.out)
+    _perf.write_json(_perf.result_name("scoring", args, device), payload, args)
     return payload
 
 

@@ -151,7 +151,7 @@ def run(args):
                "settings": {"quick": quick, "rows": n_rows, "cv": cv.get_n_splits(),
                             "grid": GRID, "repeats": repeats},
                "times": times, "fits": fits, "rows": rows}
-    _perf.write_json(_perf.result_name("selection", args, device), payload, args.out)
+    _perf.write_json(_perf.result_name("selection", args, device), payload, args)
     return payload
 
 

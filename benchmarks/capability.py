@@ -175,7 +175,7 @@ def report(out, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=os.environ.get("SKW2S_DATA_DIR"))
+    parser.add_argument("--data-dir", help="the folder holding sciq/, quartz/, arc_easy/; default: SKW2S_DATA_DIR")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)
@@ -185,12 +185,16 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not args.report:
-        if not args.data_dir:
-            parser.error("pass --data-dir (the folder holding sciq/, quartz/, arc_easy/) or set SKW2S_DATA_DIR")
+        from skw2s.datasets import resolve_data_dir
+
+        try:
+            data_dir = resolve_data_dir(args.data_dir)
+        except FileNotFoundError as exc:
+            parser.error(str(exc))
         for seed in args.seeds:
             for task in args.tasks:
                 for model in args.models:
-                    run_cell(task, model, seed, args.data_dir, args.out, BUDGET)
+                    run_cell(task, model, seed, data_dir, args.out, BUDGET)
     report(args.out, args.markdown)
 
 

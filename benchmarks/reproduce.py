@@ -54,7 +54,7 @@ def config_path(name, configs=CONFIGS):
 
 def run(names, seeds, data_dir, configs=CONFIGS):
     """Run the named cells; with ``seeds``, one seed of every cell before the next seed."""
-    from skw2s.cli import load_config, run_config
+    from skw2s.experiment import load_config, run_config
 
     os.chdir(ROOT)  # the configs' output_dir and cache_dir are relative to the repository
     for seed_group in ([[s] for s in seeds] if seeds else [None]):
@@ -173,7 +173,7 @@ def _md(frame):
 
 def report(markdown=MARKDOWN, results=RESULTS):
     """Rebuild the plots under ``results/report`` and the tables of ``markdown``."""
-    from skw2s.cli import write_report
+    from skw2s.report import write_report
     from skw2s.report import aggregate, id_ood_table, load_runs, rounds_table, summary_table
 
     out = results / "report"
@@ -210,7 +210,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run cells (resumable), then rebuild the report")
-    r.add_argument("--data-dir", default=os.environ.get("SKW2S_DATA_DIR"))
+    r.add_argument("--data-dir", help="the folder holding sciq/, quartz/, arc_easy/; default: SKW2S_DATA_DIR")
     r.add_argument("--only", nargs="+", help=f"cell names; default: {' '.join(MAIN + ABLATIONS)}")
     r.add_argument("--seeds", nargs="+", type=int, help="run these seeds, each over all cells first")
     r.add_argument("--no-report", action="store_true")
@@ -218,9 +218,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "run":
-        if not args.data_dir:
-            parser.error("pass --data-dir (the folder holding sciq/, quartz/, arc_easy/) or set SKW2S_DATA_DIR")
-        run(args.only or MAIN + ABLATIONS, args.seeds, str(Path(args.data_dir).resolve()))
+        from skw2s.datasets import resolve_data_dir
+
+        try:
+            data_dir = resolve_data_dir(args.data_dir)
+        except FileNotFoundError as exc:
+            parser.error(str(exc))
+        run(args.only or MAIN + ABLATIONS, args.seeds, str(data_dir.resolve()))
         if args.no_report:
             return
     report()

@@ -54,7 +54,7 @@ def mc(data_dir):
 
 def binary(data_dir):
     from skw2s import LLMAdaBoostClassifier, LLMClassifier
-    from skw2s.cli import load_config, load_task_data
+    from skw2s.experiment import load_config, load_task_data
 
     config = load_config(HERE / "reproduce" / "sciq-binary-random.yaml")
     X, y, _ = load_task_data(config, data_dir)

@@ -1,379 +1,119 @@
-"""The ``skw2s`` command: run weak-to-strong experiments from a YAML config, and report them.
-
-``skw2s run CONFIG.yaml``
-    Runs :class:`~skw2s.WeakToStrongPipeline` once per seed. Writes ``seed{N}.json`` per seed,
-    then ``results.csv`` (mean ± SEM over seeds, every model and boosting round),
-    ``summary.csv`` / ``summary.md`` and ``results.png`` into the output directory. Finished
-    seeds are skipped and each stage and boosting round is cached under ``cache/``, so an
-    interrupted run picks up where it stopped when started again.
-``skw2s demo``
-    The small real experiment the README runs: binarised SciQ, a weak model cut from SmolLM2
-    (6 layers) and boosted, a stronger cut (12 layers) as the student, on the offline model.
-``skw2s report DIR...``
-    Rebuilds the tables and the plot from the ``seed*.json`` files of one or more run
-    directories.
-
-Config keys (``weak``, ``strong`` and ``boost`` take the estimators' own parameter names)::
-
-    name: sciq-binary            # label in tables and plots
-    task: binary                 # binary (SciQ) | multiple_choice
-    dataset: sciq                # sciq | quartz | arc_easy | arc_challenge
-    data_dir: null               # else SKW2S_DATA_DIR
-    split: train                 # the dataset split that forms the labelled pool
-    n_examples: 600              # random subset of the pool (fixed by data_seed); null = all
-    data_seed: 0
-    use_support: false           # multiple choice: put the support passage in the prompt
-    split_kind: random           # random | easy_hard
-    difficulty: {n_splits: 3, easy_fraction: 0.5, estimator: {...}}   # or {precomputed: grade}
-    test_size: 0.25             # part of the hard side held out (out-of-distribution test)
-    id_test_size: null           # part of the easy side held out (in-distribution test)
-    seeds: [0, 1, 2]
-    weak: {model: smollm2-135m, mode: head, ...}       # LLMClassifier / LLMGenerator params
-    boost: {n_estimators: 5, ...}                      # LLMAdaBoostClassifier / TokenAdaBoostGenerator
-    strong: {model: gemma3-270m, mode: head, ...}
-    baseline: true
-    ceiling: true
-    output_dir: runs/NAME
-    cache_dir: null              # stage and round cache; default OUTPUT_DIR/cache/seed{N}.
-                                 # Configs that share one (e.g. ablations) reuse each other's
-                                 # split, rounds and ceiling.
-"""
+"""The ``skw2s`` command: argument parsing over :mod:`skw2s.experiment` and :mod:`skw2s.report`."""
 
 from __future__ import annotations
 
 import argparse
-import copy
-import json
 import logging
-import os
-import platform
 import sys
-import time
-from pathlib import Path
+import traceback
 
-import numpy as np
+__all__ = ["main"]
 
-logger = logging.getLogger(__name__)
+DESCRIPTION = """\
+Weak-to-strong experiments (EnsemW2S) from a YAML config, and their reports.
 
-__all__ = ["ConfigError", "build_pipeline", "load_config", "main", "run_config"]
-
-TASKS = ("binary", "multiple_choice")
-SPLIT_KINDS = ("random", "easy_hard")
-DEFAULTS = {
-    "name": None,
-    "task": "binary",
-    "dataset": "sciq",
-    "data_dir": None,
-    "split": "train",
-    "n_examples": 600,
-    "data_seed": 0,
-    "use_support": False,
-    "split_kind": "random",
-    "difficulty": None,
-    "test_size": 0.25,
-    "id_test_size": None,
-    "seeds": [0],
-    "weak": {},
-    "boost": {},
-    "strong": {},
-    "baseline": True,
-    "ceiling": True,
-    "output_dir": None,
-    "cache_dir": None,
-}
-DIFFICULTY_KEYS = ("n_splits", "easy_fraction", "estimator", "precomputed", "n_jobs")
-
-DEMO_CONFIG = {
-    "name": "demo-sciq-binary",
-    "task": "binary",
-    "dataset": "sciq",
-    "n_examples": 1600,
-    "split_kind": "random",
-    "test_size": 0.4,
-    "id_test_size": 0.2,
-    "seeds": [0, 1, 2],
-    # The SciQ-binary pair of benchmarks/CAPABILITY.md: the first 6 and the first 12 of
-    # SmolLM2-135M's 30 layers, each a linear head on its frozen features (the largest
-    # measured gap with the strong side ahead). 30 Adam steps keep each weak learner from
-    # fitting the easy half perfectly (at 200 steps the first learner has zero training error
-    # and boosting stops after one round).
-    "weak": {"model": "smollm2-135m[:6]", "mode": "head", "lr": 1e-2, "n_epochs": 30,
-             "max_length": 96, "batch_size": 16},
-    "boost": {"n_estimators": 5, "sampling": "reweight"},
-    "strong": {"model": "smollm2-135m[:12]", "mode": "head", "max_length": 96, "batch_size": 16},
-}
+commands:
+  skw2s run CONFIG.yaml   fit the pipeline once per seed; writes seed{N}.json per seed, then
+                          results.csv (mean and SEM over seeds), summary.md and results.png.
+                          Finished seeds are skipped and stages are cached under cache/, so
+                          an interrupted run resumes when started again.
+  skw2s demo              a small real experiment on the offline models: binarised SciQ, a
+                          boosted weak model cut from SmolLM2 (6 layers), a 12-layer student.
+  skw2s report DIR...     rebuild the tables and plots from the seed*.json of the run
+                          directories in or below DIR.
+"""
 
 
-class ConfigError(ValueError):
-    """A configuration file names an unknown key or an invalid value."""
+def _config_epilog():
+    from .experiment import config_keys_text
 
-
-def _estimator_classes(task):
-    from . import LLMAdaBoostClassifier, LLMClassifier, LLMGenerator, TokenAdaBoostGenerator
-
-    if task == "binary":
-        return LLMClassifier, LLMAdaBoostClassifier
-    return LLMGenerator, TokenAdaBoostGenerator
-
-
-def _check_keys(section, given, allowed):
-    unknown = sorted(set(given) - set(allowed))
-    if unknown:
-        raise ConfigError(
-            f"Unknown key(s) {unknown} in {section}. Allowed: {', '.join(sorted(allowed))}."
-        )
-
-
-def _choice(key, value, allowed):
-    if value not in allowed:
-        raise ConfigError(f"Bad value {value!r} for '{key}'. Allowed: {', '.join(map(str, allowed))}.")
-
-
-def load_config(source) -> dict:
-    """Read and validate a config (a path to YAML, or a dict); returns it with defaults filled."""
-    import yaml
-
-    from .datasets import DATASETS
-
-    if isinstance(source, dict):
-        raw = copy.deepcopy(source)
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise ConfigError(f"Config file {path} does not exist.")
-        raw = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"Config file {path} must hold a mapping of keys to values.")
-        raw.setdefault("name", path.stem)
-    _check_keys("the config", raw, DEFAULTS)
-    config = copy.deepcopy(DEFAULTS)
-    config.update(raw)
-    _choice("task", config["task"], TASKS)
-    _choice("dataset", config["dataset"], sorted(DATASETS))
-    _choice("split_kind", config["split_kind"], SPLIT_KINDS)
-    _choice("split", config["split"], ("train", "validation", "test"))
-    if config["task"] == "binary" and config["dataset"] != "sciq":
-        raise ConfigError("task 'binary' is built from SciQ (Burns et al.); set dataset: sciq.")
-    seeds = config["seeds"]
-    if isinstance(seeds, int):
-        seeds = [seeds]
-    if not seeds or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError(f"'seeds' must be an int or a non-empty list of ints; got {seeds!r}.")
-    config["seeds"] = list(seeds)
-    learner_cls, ensemble_cls = _estimator_classes(config["task"])
-    learner_params = set(learner_cls().get_params(deep=False))
-    _check_keys("'weak'", config["weak"], learner_params)
-    _check_keys("'strong'", config["strong"], learner_params)
-    _check_keys("'boost'", config["boost"], set(ensemble_cls().get_params(deep=False)) - {"estimator"})
-    difficulty = config["difficulty"]
-    if config["split_kind"] == "easy_hard":
-        difficulty = dict(difficulty or {})
-        _check_keys("'difficulty'", difficulty, DIFFICULTY_KEYS)
-        _check_keys("'difficulty.estimator'", difficulty.get("estimator", {}), learner_params)
-        if "precomputed" in difficulty:
-            _choice("difficulty.precomputed", difficulty["precomputed"], ("grade",))
-            if config["dataset"] not in ("arc_easy", "arc_challenge"):
-                raise ConfigError("difficulty.precomputed: grade exists only for ARC datasets.")
-        config["difficulty"] = difficulty
-    if config["name"] is None:
-        config["name"] = f"{config['dataset']}-{config['task']}-{config['split_kind']}"
-    if config["output_dir"] is None:
-        config["output_dir"] = str(Path("runs") / config["name"])
-    return config
-
-
-def load_task_data(config, data_dir=None):
-    """The labelled pool ``(X, y, ids)`` that a config describes."""
-    from sklearn.utils import check_random_state
-
-    from .datasets import binarize_sciq, load_dataset, to_classification, to_multiple_choice
-
-    data_dir = data_dir or config["data_dir"]
-    df = load_dataset(config["dataset"], split=config["split"], data_dir=data_dir)
-    n = config["n_examples"]
-    if n is not None and n < len(df):
-        rows = np.sort(check_random_state(config["data_seed"]).choice(len(df), n, replace=False))
-        df = df.iloc[rows].reset_index(drop=True)
-    if config["task"] == "binary":
-        binary = binarize_sciq(df, random_state=config["data_seed"])
-        X, y = to_classification(binary)
-        return X, y, df["id"].tolist()
-    X, y = to_multiple_choice(df, use_support=config["use_support"])
-    return X, y, df["id"].tolist()
-
-
-def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None):
-    """The :class:`~skw2s.WeakToStrongPipeline` a config describes, for one seed."""
-    from .difficulty import DifficultySplitter
-    from .pipeline import WeakToStrongPipeline
-
-    learner_cls, ensemble_cls = _estimator_classes(config["task"])
-    weak = ensemble_cls(estimator=learner_cls(**config["weak"]), **config["boost"])
-    strong = learner_cls(**config["strong"])
-    splitter = "random"
-    if config["split_kind"] == "easy_hard":
-        d = config["difficulty"]
-        kwargs = {k: d[k] for k in ("n_splits", "easy_fraction", "n_jobs") if k in d}
-        if "precomputed" in d:
-            from .datasets import load_arc_metadata
-
-            subset = "easy" if config["dataset"] == "arc_easy" else "challenge"
-            grades = load_arc_metadata(data_dir or config["data_dir"], subset=subset)["grade"]
-            values = grades.reindex(ids).to_numpy(dtype=float)
-            kwargs.pop("n_splits", None)
-            splitter = DifficultySplitter(difficulty=values, random_state=seed, **kwargs)
-        else:
-            params = {**config["weak"], **d.get("estimator", {})}
-            splitter = DifficultySplitter(learner_cls(**params), random_state=seed, **kwargs)
-    return WeakToStrongPipeline(
-        weak=weak,
-        strong=strong,
-        splitter=splitter,
-        test_size=config["test_size"],
-        id_test_size=config["id_test_size"],
-        baseline=config["baseline"],
-        ceiling=config["ceiling"],
-        random_state=seed,
-        memory=memory,
-        verbose=1,
+    return (
+        "config keys (weak, strong and boost take the estimators' own parameter names):\n"
+        + config_keys_text()
     )
 
 
-def _versions():
-    import sklearn
-    import torch
-    import transformers
-
-    from . import __version__
-
-    return {
-        "skw2s": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "scikit-learn": sklearn.__version__,
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
-        + ("cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
-    }
-
-
-def run_config(config, *, data_dir=None, output_dir=None, force=False, seeds=None):
-    """Run the seeds of a validated config (or only ``seeds``, a subset run in this call:
-    ``config.json`` still records the config's own list); returns the output directory."""
-    out = Path(output_dir or config["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(config, indent=2, default=str))
-    seeds = config["seeds"] if seeds is None else [int(s) for s in seeds]
-    X, y, ids = load_task_data(config, data_dir)
-    logger.info("%s: %d examples, seeds %s, output in %s", config["name"], len(X), seeds, out)
-    for seed in seeds:
-        target = out / f"seed{seed}.json"
-        if target.exists() and not force:
-            logger.info("seed %d already finished (%s); skipping", seed, target)
-            continue
-        start = time.perf_counter()
-        memory = config["cache_dir"] or out / "cache" / f"seed{seed}"
-        pipe = build_pipeline(config, seed=seed, memory=str(memory), data_dir=data_dir, ids=ids)
-        pipe.fit(X, y)
-        weak = pipe.weak_
-        record = {
-            "name": config["name"],
-            "seed": seed,
-            "config": config,
-            "report": json.loads(pipe.report_.to_json(orient="records")),
-            "pseudo_label_accuracy": pipe.pseudo_label_accuracy_,
-            "n_easy": len(pipe.easy_indices_),
-            "n_hard_train": len(pipe.hard_train_indices_),
-            "n_test": len(pipe.test_indices_),
-            "n_id_test": len(pipe.id_test_indices_),
-            "weak_rounds": json.loads(json.dumps(getattr(weak, "history_", []), default=float)),
-            "stop_reason": getattr(weak, "stop_reason_", None),
-            "stages": pipe.history_,
-            "seconds": time.perf_counter() - start,
-            "versions": _versions(),
-        }
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=2, default=float))
-        os.replace(tmp, target)
-        logger.info("seed %d done in %.0f s", seed, record["seconds"])
-    write_report([out], out)
-    return out
+def _parser():
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="skw2s", description=DESCRIPTION, epilog=_config_epilog(), formatter_class=formatter
+    )
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the full traceback of an error")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment config (YAML)", epilog=_config_epilog(),
+                         formatter_class=formatter,
+                         description="Fit the pipeline of CONFIG once per seed, resumably.")
+    run.add_argument("config", help="the YAML config")
+    run.add_argument("--data-dir", help="folder of the built-in datasets (default: SKW2S_DATA_DIR)")
+    run.add_argument("--output-dir", help="overrides the config's output_dir")
+    run.add_argument("--seeds", type=int, nargs="+", help="run only these seeds now")
+    run.add_argument("--force", action="store_true", help="rerun seeds that already finished")
+    run.add_argument("--quiet", action="store_true", help="no progress bars from the estimators")
+    demo = sub.add_parser("demo", help="a small real weak-to-strong experiment on the offline models")
+    demo.add_argument("--data-dir", help="folder holding sciq/ (default: SKW2S_DATA_DIR)")
+    demo.add_argument("--output-dir", default="runs/demo")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars from the estimators")
+    report = sub.add_parser("report", help="aggregate the seed*.json of run directories and re-plot")
+    report.add_argument("dirs", nargs="+", help="run directories, or folders with run directories below")
+    report.add_argument("--output-dir",
+                        help="default: the directory given when it is the one run, else ./report")
+    return parser
 
 
-def write_report(run_dirs, out_dir):
-    """Aggregate ``run_dirs`` into ``out_dir``: results.csv, summary.csv/.md, results.png, and
-    rounds.md / rounds.png (every boosting round) and id_ood.md (when easy test rows exist)."""
-    from .report import aggregate, id_ood_table, load_runs, plot_rounds, plot_summary, rounds_table, summary_table
+def _report(dirs, output_dir):
+    from pathlib import Path
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    runs = load_runs(run_dirs)
-    agg = aggregate(runs)
-    agg.to_csv(out_dir / "results.csv", index=False)
-    (out_dir / "results.json").write_text(agg.to_json(orient="records", indent=2))
-    summary = summary_table(agg)
-    summary.to_csv(out_dir / "summary.csv", index=False)
-    (out_dir / "summary.md").write_text(summary.to_markdown(index=False) + "\n")
-    plot_summary(agg, out_dir / "results.png")
-    rounds = rounds_table(agg)
-    if len(rounds):
-        (out_dir / "rounds.md").write_text(rounds.to_markdown(index=False) + "\n")
-        plot_rounds(agg, out_dir / "rounds.png")
-    id_ood = id_ood_table(agg)
-    if len(id_ood):
-        (out_dir / "id_ood.md").write_text(id_ood.to_markdown(index=False) + "\n")
-    sys.stdout.write(summary.to_string(index=False) + "\n")
-    sys.stdout.write(f"Wrote {out_dir}/results.csv, summary.md and results.png\n")
-    return summary
+    from .report import find_run_dirs, write_report
 
-
-def _data_dir_or_exit(value):
-    data_dir = value or os.environ.get("SKW2S_DATA_DIR")
-    if not data_dir or not Path(data_dir).is_dir():
-        raise ConfigError(
-            "This needs the offline QA data: pass --data-dir PATH (the folder holding sciq/, "
-            "quartz/ and arc_easy/, e.g. ../shared/data) or set SKW2S_DATA_DIR."
-            + (f" {data_dir!r} is not a directory." if data_dir else "")
-        )
-    return data_dir
+    runs = find_run_dirs(dirs)
+    if output_dir is None:
+        one = len(dirs) == 1 and runs == [Path(dirs[0])]
+        output_dir = dirs[0] if one else "report"
+    return write_report(runs, output_dir), output_dir
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="skw2s", description=__doc__.split("\n\n")[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run an experiment config (YAML)")
-    run.add_argument("config")
-    run.add_argument("--data-dir")
-    run.add_argument("--output-dir")
-    run.add_argument("--seeds", type=int, nargs="+", help="override the config's seeds")
-    run.add_argument("--force", action="store_true", help="rerun seeds that already finished")
-    demo = sub.add_parser("demo", help="a small real weak-to-strong experiment on the offline models")
-    demo.add_argument("--data-dir")
-    demo.add_argument("--output-dir", default="runs/demo")
-    report = sub.add_parser("report", help="aggregate seed*.json of run directories and re-plot")
-    report.add_argument("dirs", nargs="+")
-    report.add_argument("--output-dir", help="default: the first directory, or ./report for several")
+    """Run the ``skw2s`` command.
+
+    Parameters
+    ----------
+    argv : list of str, default=None
+        The arguments; None reads ``sys.argv``.
+
+    Returns
+    -------
+    status : int
+        0 on success. Errors in the config or the data (:class:`~skw2s.experiment.ConfigError`,
+        any ``ValueError`` or ``FileNotFoundError``) exit with status 2 and one line
+        ``skw2s: error: ...`` (with ``-v``, after the traceback).
+    """
+    parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        if args.command == "run":
-            config = load_config(args.config)
-            if args.seeds:
-                config["seeds"] = args.seeds
-            data_dir = args.data_dir or config["data_dir"] or os.environ.get("SKW2S_DATA_DIR")
-            run_config(config, data_dir=_data_dir_or_exit(data_dir), output_dir=args.output_dir, force=args.force)
-        elif args.command == "demo":
-            config = load_config(DEMO_CONFIG)
-            run_config(config, data_dir=_data_dir_or_exit(args.data_dir), output_dir=args.output_dir)
+        if args.command == "report":
+            summary, out = _report(args.dirs, args.output_dir)
         else:
-            out = args.output_dir or (args.dirs[0] if len(args.dirs) == 1 else "report")
-            write_report(args.dirs, out)
-    except (ConfigError, FileNotFoundError) as exc:
-        parser.exit(2, f"skw2s: error: {exc}\n")
+            from .experiment import DEMO_CONFIG, load_config, run_config
+
+            config = load_config(DEMO_CONFIG if args.command == "demo" else args.config)
+            out = run_config(
+                config, data_dir=args.data_dir, output_dir=args.output_dir,
+                force=getattr(args, "force", False), seeds=getattr(args, "seeds", None),
+                verbose=0 if args.quiet else 1,
+            )
+            summary = (out / "summary.md").read_text()
+    except (ValueError, FileNotFoundError) as exc:  # ConfigError is a ValueError
+        if args.verbose:
+            traceback.print_exc()
+        message = " ".join(str(exc).split())  # one line
+        parser.exit(2, f"skw2s: error: {message}\n")
+    sys.stdout.write((summary if isinstance(summary, str) else summary.to_string(index=False)) + "\n")
+    sys.stdout.write(f"Wrote {out}/results.csv, summary.md and results.png\n")
     return 0
 
 

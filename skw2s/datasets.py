@@ -17,9 +17,14 @@ On disk the same schema is stored as JSON Lines, one object per line, in
 ``<data_dir>/<dataset>/{train,validation,test}.jsonl`` where ``<dataset>`` is
 ``sciq``, ``quartz``, ``arc_easy`` or ``arc_challenge``. The data directory is
 taken from the ``data_dir`` argument, else from the ``SKW2S_DATA_DIR``
-environment variable. ``data_dir`` may also point directly at one dataset's
-folder. When neither is given, the data are downloaded from the Hugging Face hub
-with :func:`datasets.load_dataset` and normalised to the same schema.
+environment variable (:func:`resolve_data_dir`). ``data_dir`` may also point
+directly at one dataset's folder. When neither is given, the data are
+downloaded from the Hugging Face hub with :func:`datasets.load_dataset` and
+normalised to the same schema.
+
+Your own questions load with :func:`load_table`: a JSONL, JSON, CSV, Parquet or
+Arrow file, a ``datasets`` ``save_to_disk`` directory or a Hub dataset name,
+mapped column by column onto the same schema.
 
 Prompt formatting lives in this module only: :func:`format_classification`
 for the binary SciQ task of Burns et al. (``"Q: {question} A: {answer}"``), and
@@ -28,7 +33,6 @@ generation tasks. :func:`to_multiple_choice` and :func:`to_classification`
 turn a loaded frame into the inputs the estimators take.
 """
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -36,6 +40,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
+
+from . import _tables
+from ._files import read_text
+from ._hub import hub_frame as _hub_frame
+from ._hub import hub_load as _hub_load
+from ._hub import normalise_labelled as _normalise_labelled
+from ._hub import normalise_sciq as _normalise_sciq
+from ._tables import COLUMNS  # noqa: F401 - the schema's column names, as skw2s.datasets.COLUMNS
+from ._tables import check_record as _check_record
+from ._tables import frame as _frame
 
 __all__ = [
     "DATASETS",
@@ -49,17 +63,18 @@ __all__ = [
     "load_dataset",
     "load_quartz",
     "load_sciq",
+    "load_table",
+    "resolve_data_dir",
     "to_classification",
     "to_multiple_choice",
 ]
 
 SPLITS = ("train", "validation", "test")
-COLUMNS = ("id", "question", "choices", "answer", "support")
 ENV_VAR = "SKW2S_DATA_DIR"
 _ARC_SUBSETS = {"easy": "ARC-Easy", "challenge": "ARC-Challenge"}
 _HOW_TO = (
-    f"Pass data_dir= (the folder holding sciq/, quartz/, arc_easy/, ...) or set "
-    f"the {ENV_VAR} environment variable."
+    f"Pass data_dir= (on the command line --data-dir PATH), the folder holding sciq/, quartz/, "
+    f"arc_easy/, ..., or set the {ENV_VAR} environment variable."
 )
 
 
@@ -74,68 +89,59 @@ def _check_option(name, value, allowed):
         )
 
 
-def _check_record(record, where):
-    """Validate one record of the shared schema; ``where`` names its location."""
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}.")
-    missing = [c for c in COLUMNS if c not in record]
-    if missing:
-        raise ValueError(f"{where}: missing field(s) {missing}; required fields are {list(COLUMNS)}.")
-    for field in ("id", "question", "support"):
-        if not isinstance(record[field], str):
-            raise ValueError(
-                f"{where}: field {field!r} must be a string, got {type(record[field]).__name__}."
-            )
-    choices = record["choices"]
-    if not isinstance(choices, list) or not all(isinstance(c, str) for c in choices):
-        raise ValueError(f"{where}: field 'choices' must be a list of strings, got {choices!r}.")
-    if not choices:
-        raise ValueError(f"{where}: field 'choices' is empty.")
-    answer = record["answer"]
-    if isinstance(answer, bool) or not isinstance(answer, int):
-        raise ValueError(f"{where}: field 'answer' must be an int, got {type(answer).__name__}.")
-    if not 0 <= answer < len(choices):
-        raise ValueError(
-            f"{where}: answer index {answer} is out of range for {len(choices)} choices."
-        )
-
-
-def _frame(records):
-    df = pd.DataFrame.from_records(
-        [{c: r[c] for c in COLUMNS} for r in records], columns=list(COLUMNS)
-    )
-    df["answer"] = df["answer"].astype(np.int64)
-    return df
-
-
 def _read_jsonl(path):
     """Read a JSONL file in the shared schema, validating every line."""
     records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: invalid JSON ({exc.msg}).") from exc
-            _check_record(record, where)
-            records.append(record)
+    for lineno, line in enumerate(read_text(path, what="data file").split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: invalid JSON ({exc.msg}).") from exc
+        _check_record(record, where)
+        records.append(record)
     return _frame(records)
 
 
 # ----------------------------------------------------------------------------
 # Locating files
 # ----------------------------------------------------------------------------
-def _resolve_dir(data_dir):
-    """Return the data directory from ``data_dir`` or the environment, or None."""
-    if data_dir is None:
+def resolve_data_dir(data_dir=None, *, required=True):
+    """Locate the folder of the offline question-answering data.
+
+    The one place that reads the ``SKW2S_DATA_DIR`` environment variable: the loaders of this
+    module, :mod:`skw2s.experiment`, the ``skw2s`` command and the benchmarks all go through it.
+
+    Parameters
+    ----------
+    data_dir : str, path-like or None, default=None
+        The folder holding ``sciq/``, ``quartz/``, ``arc_easy/``, ... (or one dataset's folder
+        itself). When None, the ``SKW2S_DATA_DIR`` environment variable is used.
+    required : bool, default=True
+        What to do when neither is set: raise (True) or return None (False; the loaders then
+        fall back to the Hugging Face hub).
+
+    Returns
+    -------
+    path : pathlib.Path or None
+        The existing directory; None only when ``required=False`` and nothing is set.
+
+    Raises
+    ------
+    FileNotFoundError
+        When the folder given (by ``data_dir`` or the environment) does not exist, or when
+        ``required=True`` and neither is set.
+    """
+    if data_dir is None or str(data_dir) == "":
         data_dir = os.environ.get(ENV_VAR) or None
         source = f"the {ENV_VAR} environment variable"
     else:
         source = "data_dir"
     if data_dir is None:
+        if required:
+            raise FileNotFoundError(f"No data directory given. {_HOW_TO}")
         return None
     path = Path(data_dir).expanduser()
     if not path.is_dir():
@@ -154,80 +160,10 @@ def _find_file(root, folder, filename):
 
 
 def _load_local_or_hub(folder, split, data_dir, hub_loader):
-    root = _resolve_dir(data_dir)
+    root = resolve_data_dir(data_dir, required=False)
     if root is None:
         return hub_loader()
     return _read_jsonl(_find_file(root, folder, f"{split}.jsonl"))
-
-
-# ----------------------------------------------------------------------------
-# Hugging Face hub normalisation
-# ----------------------------------------------------------------------------
-def _hub_load(path, name, split):
-    import datasets  # imported lazily: only the hub path needs it
-
-    if name is None:
-        return datasets.load_dataset(path, split=split)
-    return datasets.load_dataset(path, name, split=split)
-
-
-def _sciq_answer_position(row_id, n_choices):
-    # Same placement as the offline copy in shared/data (see its SOURCE.md), so
-    # both routes give identical frames: a per-row seed from sha256 of the id.
-    return int(hashlib.sha256(row_id.encode("utf-8")).hexdigest(), 16) % n_choices
-
-
-def _normalise_sciq(rows, split):
-    records = []
-    for i, row in enumerate(rows):
-        row_id = f"sciq-{split}-{i:05d}"
-        distractors = [row["distractor1"], row["distractor2"], row["distractor3"]]
-        k = _sciq_answer_position(row_id, len(distractors) + 1)
-        choices = distractors[:k] + [row["correct_answer"]] + distractors[k:]
-        records.append(
-            {
-                "id": row_id,
-                "question": row["question"],
-                "choices": choices,
-                "answer": k,
-                "support": row.get("support") or "",
-            }
-        )
-    return records
-
-
-def _label_index(labels, key, row_id):
-    labels = [str(label).strip() for label in labels]
-    key = str(key).strip()
-    if key not in labels:
-        raise ValueError(f"Row {row_id!r}: answerKey {key!r} is not one of the labels {labels}.")
-    return labels.index(key)
-
-
-def _normalise_labelled(rows, support_field):
-    """Normalise rows with ``choices: {text, label}`` and ``answerKey`` (QuaRTz, ARC)."""
-    records = []
-    for row in rows:
-        question = row["question"]
-        if isinstance(question, dict):  # raw AI2 files nest the stem
-            question = question["stem"]
-        choices = row["choices"]
-        records.append(
-            {
-                "id": str(row["id"]),
-                "question": question,
-                "choices": list(choices["text"]),
-                "answer": _label_index(choices["label"], row["answerKey"], row["id"]),
-                "support": (row.get(support_field) or "") if support_field else "",
-            }
-        )
-    return records
-
-
-def _hub_frame(records, source):
-    for i, record in enumerate(records, start=1):
-        _check_record(record, f"{source}, row {i}")
-    return _frame(records)
 
 
 # ----------------------------------------------------------------------------
@@ -353,28 +289,30 @@ def load_arc_metadata(data_dir=None, *, subset="easy"):
         ``"2013-2014"``). Covers all three splits.
     """
     _check_option("subset", subset, tuple(_ARC_SUBSETS))
-    root = _resolve_dir(data_dir)
-    if root is None:
-        raise FileNotFoundError(f"ARC metadata is only available offline. {_HOW_TO}")
+    try:
+        root = resolve_data_dir(data_dir)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"ARC metadata is only available offline. {exc}") from None
     path = _find_file(root, f"arc_{subset}", "metadata.jsonl")
     required = ("id", "split", "set", "schoolGrade", "examName", "year")
     records = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}, line {lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: invalid JSON ({exc.msg}).") from exc
-            missing = [c for c in required if c not in record]
-            if missing:
-                raise ValueError(f"{where}: missing field(s) {missing}.")
-            grade = record["schoolGrade"]
-            if isinstance(grade, bool) or not isinstance(grade, int):
-                raise ValueError(f"{where}: field 'schoolGrade' must be an int, got {grade!r}.")
-            records.append(record)
+    for lineno, line in enumerate(read_text(path, what="metadata file").split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {lineno}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: invalid JSON ({exc.msg}).") from exc
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}.")
+        missing = [c for c in required if c not in record]
+        if missing:
+            raise ValueError(f"{where}: missing field(s) {missing}.")
+        grade = record["schoolGrade"]
+        if isinstance(grade, bool) or not isinstance(grade, int):
+            raise ValueError(f"{where}: field 'schoolGrade' must be an int, got {grade!r}.")
+        records.append(record)
     df = pd.DataFrame.from_records(records, columns=list(required))
     df = df.rename(columns={"schoolGrade": "grade", "examName": "exam_name"})
     df["grade"] = df["grade"].astype(np.int64)
@@ -410,6 +348,90 @@ def load_dataset(name, split="train", data_dir=None):
     """
     _check_option("name", name, tuple(DATASETS))
     return DATASETS[name](split=split, data_dir=data_dir)
+
+
+def load_table(source, *, task="multiple_choice", columns=None, split=None, name=None, choices_sep="|"):
+    """Load your own questions (a file, a ``datasets`` directory or a Hub dataset) by column.
+
+    Parameters
+    ----------
+    source : str, path-like, pandas.DataFrame or datasets.Dataset
+        Where the rows are:
+
+        - a file: JSON Lines (``.jsonl``, ``.ndjson``), JSON (``.json``: a list of objects, or
+          JSON Lines), CSV (``.csv``) or TSV (``.tsv``) with a header row, Parquet
+          (``.parquet``) or Arrow (``.arrow``). Text files must be UTF-8;
+        - a directory: one written by ``datasets.Dataset.save_to_disk`` or
+          ``DatasetDict.save_to_disk`` (read offline with :func:`datasets.load_from_disk`), one
+          holding ``{split}.jsonl`` / ``{split}.csv`` / ... files, or one of ``*.arrow`` files;
+        - a Hugging Face Hub dataset name such as ``"allenai/openbookqa"`` (online; any string
+          that is not an existing path and does not look like one);
+        - a :class:`pandas.DataFrame`, :class:`datasets.Dataset` or ``DatasetDict``.
+    task : {"multiple_choice", "binary"}, default="multiple_choice"
+        What the rows hold. Multiple choice: ``question``, ``choices``, ``answer`` and
+        optionally ``id`` and ``support``. Binary: ``text`` and ``label`` and optionally ``id``.
+    columns : dict, default=None
+        Which column plays each role, as ``{role: column name}``; roles not given use the
+        column of their own name. For ``choices`` a list of two or more column names is also
+        accepted (one column per option, as in ``A, B, C, D`` CSV files; empty cells are
+        dropped, so questions may have different numbers of options).
+    split : str, default=None
+        The split of a ``DatasetDict``, a directory or a Hub dataset. None takes the only
+        split, else ``"train"``. A single file holds one split, so ``split`` must stay None.
+    name : str, default=None
+        The configuration name of a Hub dataset (``datasets.load_dataset(source, name)``).
+    choices_sep : str, default="|"
+        The separator of options written in one text cell (``"red | green | blue"``).
+
+    Returns
+    -------
+    df : pandas.DataFrame
+        Multiple choice: the shared schema of this module (``id, question, choices, answer,
+        support``), which :func:`to_multiple_choice` and :func:`binarize_sciq` take. Binary:
+        columns ``id, text, label`` (``label`` int64), which :func:`to_classification` takes.
+        Ids are the ``id`` column as strings, or ``"{file stem}-{row:05d}"`` without one.
+
+    Raises
+    ------
+    FileNotFoundError
+        When a path does not exist.
+    ValueError
+        When a column is missing (the message lists the columns present), a text file is not
+        UTF-8 or is empty, or a cell cannot be read; the message names the file and line (or
+        the row).
+
+    Notes
+    -----
+    A ``choices`` cell may be a list (JSON, Parquet, ``datasets``), a mapping with ``text``
+    (and ``label``) lists as in the Hub's ARC and QuaRTz, a JSON list written as text
+    (``'["red", "green"]'``, e.g. in a CSV cell), or options separated by ``choices_sep``
+    (surrounding spaces are stripped). A cell that starts with ``[`` is read as JSON.
+
+    The ``answer`` is matched in this order: against the choice labels when the choices came
+    with labels (ARC's ``answerKey``); an int (or a float with an integral value) is a 0-based
+    index; a string equal to one choice's text is that choice; a string of digits is a 0-based
+    index; a single capital letter is a position (``A`` = 0). A string that is both one
+    choice's text and the index of another (numeric options) is refused as ambiguous.
+
+    A binary ``label`` is an int, a bool or a string of digits (CSV).
+
+    Examples
+    --------
+    >>> from skw2s.datasets import load_table, to_multiple_choice   # doctest: +SKIP
+    >>> df = load_table("quiz.csv", columns={"question": "prompt", "choices": ["A", "B", "C"],
+    ...                                      "answer": "key"})       # doctest: +SKIP
+    >>> X, y = to_multiple_choice(df)                                 # doctest: +SKIP
+    """
+    _check_option("task", task, tuple(_tables.ROLES))
+    if not isinstance(choices_sep, str) or not choices_sep:
+        raise ValueError(f"The 'choices_sep' parameter must be a non-empty string. Got {choices_sep!r} instead.")
+    mapping = _tables.check_columns(columns, task)
+    rows, present, label = _tables.read_rows(source, split=split, name=name)
+    where = str(source) if isinstance(source, (str, os.PathLike)) else "the table"
+    return _tables.to_frame(
+        rows, present, mapping, task=task, choices_sep=choices_sep, id_prefix=label,
+        source=where, given=set(columns or ()),
+    )
 
 
 # ----------------------------------------------------------------------------

@@ -1,15 +1,23 @@
 """Aggregate per-seed results over seeds and plot them in the style of the paper's figures.
 
 A *run directory* holds one ``seed{N}.json`` per seed, each written by ``skw2s run``: the
-pipeline's ``report_`` as records plus the configuration that produced it. This module turns a
-set of run directories into one table (mean ± standard error over seeds) and one PNG (bars for
-weak / weak ensemble / baseline / ours / ceiling, and the PGR of both students).
+pipeline's ``report_`` as records plus the configuration that produced it. This module finds
+the run directories in or below a folder (:func:`find_run_dirs`) and turns them into tables
+(mean ± standard error of the mean, SEM, over seeds) and PNGs (bars for weak / weak ensemble /
+baseline / ours / ceiling, the PGR of both students, and every boosting round);
+:func:`write_report` writes them all.
+
+The pipeline's two test sets are called ``hard`` and ``easy`` in the data. They are the
+out-of-distribution (hard) and in-distribution (easy) questions only for an easy-hard split;
+for a random split (the ``split_kind`` of the config each seed file holds) both are random
+held-out rows of the student's and the weak side's halves, and tables and plots say so.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +28,8 @@ from .metrics import mean_sem
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "aggregate", "id_ood_table", "load_runs", "plot_rounds", "plot_summary", "rounds_table", "summary_table",
+    "aggregate", "find_run_dirs", "id_ood_table", "load_runs", "plot_rounds", "plot_summary", "rounds_table",
+    "summary_table", "write_report",
 ]
 
 MODEL_ORDER = ["weak_single", "weak_ensemble", "baseline_student", "ensemble_student", "ceiling"]
@@ -33,16 +42,102 @@ MODEL_LABELS = {
 }
 
 
+TEST_LABELS = {
+    "easy_hard": {"hard": "OOD (hard)", "easy": "ID (easy)"},
+    "random": {"hard": "student-side test", "easy": "weak-side test"},
+}
+"""Names of the two test sets by split kind; any other (unknown) split kind gets the random ones."""
+SEM_NOTE = "error bars: ± 1 SEM (standard error of the mean over seeds)"
+
+
+def _test_labels(split_kind):
+    return TEST_LABELS.get(split_kind, TEST_LABELS["random"])
+
+
+def _seed_record(path):
+    """The record of a seed file written by ``skw2s run``, or None for other JSON."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg}).") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text, so not a seed file of `skw2s run`.") from None
+    if isinstance(record, dict) and "report" in record and "seed" in record:
+        return record
+    return None
+
+
+def find_run_dirs(directories) -> list:
+    """The run directories in or below each of ``directories``.
+
+    Parameters
+    ----------
+    directories : list of str or path-like
+        Run directories, or folders with run directories anywhere below them.
+
+    Returns
+    -------
+    run_dirs : list of pathlib.Path
+        Every directory holding a ``seed*.json`` written by ``skw2s run``, in the order the
+        folders were given and by path within each. Hidden folders and the ``cache`` folder of a
+        run are not searched; other JSON named ``seed*.json`` (the capability matrix's) is not a
+        run.
+
+    Raises
+    ------
+    FileNotFoundError
+        When a folder does not exist, or holds no run results in or below it.
+    """
+    found = []
+    for directory in directories:
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{directory} is not a directory.")
+        below = []
+        for root, dirs, files in os.walk(directory):
+            root = Path(root)
+            skip = {"cache"} if (root / "config.json").is_file() else set()
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in skip)
+            seeds = sorted(f for f in files if f.startswith("seed") and f.endswith(".json"))
+            if any(_seed_record(root / f) is not None for f in seeds):
+                below.append(root)
+        if not below:
+            raise FileNotFoundError(
+                f"No run results in or below {directory}: no seed*.json written by `skw2s run` "
+                "(run an experiment first, or name the folder that holds its output)."
+            )
+        found += [d for d in below if d not in found]
+    return found
+
+
 def load_runs(directories) -> pd.DataFrame:
-    """All ``seed*.json`` rows of the given run directories as one long DataFrame."""
+    """All ``seed*.json`` rows of the given run directories as one long DataFrame.
+
+    Parameters
+    ----------
+    directories : list of str or path-like
+        Run directories (see :func:`find_run_dirs` for folders holding several).
+
+    Returns
+    -------
+    runs : pandas.DataFrame
+        The records of every seed's ``report_``, with columns ``run`` (the config's name),
+        ``seed`` and ``split_kind`` (of the config; None for files without one) added.
+
+    Raises
+    ------
+    FileNotFoundError
+        When a directory holds no seed file of ``skw2s run``.
+    ValueError
+        When a seed file is not valid JSON (naming the file and line).
+    """
     frames = []
     for directory in directories:
         directory = Path(directory)
-        files = sorted(directory.glob("seed*.json"))
-        if not files:
-            raise FileNotFoundError(f"No seed*.json results in {directory}: run `skw2s run` first.")
-        for path in files:
-            record = json.loads(path.read_text())
+        records = [r for r in map(_seed_record, sorted(directory.glob("seed*.json"))) if r is not None]
+        if not records:
+            raise FileNotFoundError(f"No seed*.json results of `skw2s run` in {directory}: run `skw2s run` first.")
+        for record in records:
             frame = pd.DataFrame(record["report"])
             if "test" not in frame:  # results written before the in-distribution test existed
                 frame["test"] = "hard"
@@ -50,19 +145,21 @@ def load_runs(directories) -> pd.DataFrame:
                 frame[column] = pd.to_numeric(frame.get(column, np.nan), errors="coerce").astype(float)
             frame["run"] = record.get("name", directory.name)
             frame["seed"] = record["seed"]
+            frame["split_kind"] = (record.get("config") or {}).get("split_kind")
             frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard error over seeds of accuracy, token error, PGR and gap, per
-    run/test set/model/round."""
+    run/test set/model/round (and the run's ``split_kind``, None when unknown)."""
     rows = []
     runs = runs.copy()
     if "test" not in runs:
         runs["test"] = "hard"
     if "token_error" not in runs:
         runs["token_error"] = np.nan
+    split_kinds = runs.groupby("run", sort=False)["split_kind"].first() if "split_kind" in runs else {}
     runs = pd.concat([runs, _gains(runs)], ignore_index=True)
     # Rounds split the weak ensemble's per-round rows only. Other models are one row per seed
     # even when early stopping left the seeds with ensembles of different sizes; their
@@ -71,7 +168,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     keys = ["run", "test", "model", "_round_key"]
     for (run, test, model, _), group in runs.groupby(keys, dropna=False, sort=False):
         rnd = group["round"].max()
-        row = {"run": run, "test": test, "model": model, "round": rnd, "n_seeds": group.seed.nunique()}
+        row = {"run": run, "test": test, "model": model, "round": rnd, "n_seeds": group.seed.nunique(),
+               "split_kind": split_kinds.get(run)}
         for column in ("accuracy", "token_error", "pgr", "gap"):
             row[f"{column}_mean"], row[f"{column}_sem"] = mean_sem(group[column])
         rows.append(row)
@@ -168,17 +266,23 @@ def rounds_table(agg: pd.DataFrame) -> pd.DataFrame:
 
 
 def id_ood_table(agg: pd.DataFrame) -> pd.DataFrame:
-    """Accuracy of each model on the in-distribution (easy) and out-of-distribution (hard)
-    test questions, for the runs that held out easy test rows."""
+    """Accuracy of each model on both test sets, for the runs that held out easy test rows.
+
+    For an easy-hard split the columns are ``ID (easy)`` and ``OOD (hard)``; for a random split
+    (or an unknown one) they are ``weak-side test`` and ``student-side test``, since both are
+    random held-out rows, neither easy nor out of distribution.
+    """
     rows = []
     if "test" not in agg:
         return pd.DataFrame(rows)
     for run, group in agg.groupby("run", sort=False):
         if "easy" not in set(group.test):
             continue
+        labels = _test_labels(group.split_kind.iloc[0] if "split_kind" in group else None)
         for model in MODEL_ORDER:
             row = {"run": run, "model": MODEL_LABELS[model]}
-            for test, label in (("easy", "ID (easy)"), ("hard", "OOD (hard)")):
+            for test in ("easy", "hard"):
+                label = labels[test]
                 sel = group[(group.test == test) & (group.model == model)]
                 if len(sel):
                     row[label] = _fmt(sel.accuracy_mean.iloc[0], sel.accuracy_sem.iloc[0])
@@ -200,27 +304,55 @@ def _save(fig, path) -> Path:
     return path
 
 
-def plot_rounds(agg: pd.DataFrame, path) -> Path:
-    """Accuracy of the weak ensemble after each round (± SEM), one line per run; saved as PNG."""
+def _split_kind(agg, run):
+    if "split_kind" not in agg:
+        return None
+    kinds = agg.loc[agg.run == run, "split_kind"]
+    return kinds.iloc[0] if len(kinds) else None
+
+
+def _rounds_figure(agg):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for run, group in _hard(agg).groupby("run", sort=False):
+    fig, ax = plt.subplots(figsize=(6, 4.3))
+    hard = _hard(agg)
+    for run, group in hard.groupby("run", sort=False):
         rounds = group[group.model == "weak_round"].sort_values("round")
         if len(rounds):
             ax.errorbar(rounds["round"], rounds.accuracy_mean, yerr=np.nan_to_num(rounds.accuracy_sem),
                         marker="o", capsize=3, label=run)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("boosting round")
-    ax.set_ylabel("weak ensemble accuracy (hard test)")
-    ax.legend(fontsize=7)
-    return _save(fig, path)
+    kinds = {_split_kind(agg, run) for run in hard.run}
+    where = "hard test questions" if kinds == {"easy_hard"} else "test"
+    ax.set_ylabel(f"weak ensemble accuracy ({where})")
+    ax.legend(fontsize=7, title="mean ± SEM over seeds", title_fontsize=7)
+    fig.text(0.01, 0.01, SEM_NOTE, fontsize=7)
+    return fig
 
 
-def plot_summary(agg: pd.DataFrame, path) -> Path:
-    """Bars of accuracy (± SEM) per model and a PGR panel, one column per run; saved as PNG."""
+def plot_rounds(agg: pd.DataFrame, path) -> Path:
+    """Accuracy of the weak ensemble after each round (± SEM), one line per run; saved as PNG.
+
+    Parameters
+    ----------
+    agg : pandas.DataFrame
+        Output of :func:`aggregate`.
+    path : str or path-like
+        The PNG to write.
+
+    Returns
+    -------
+    path : pathlib.Path
+    """
+    return _save(_rounds_figure(agg), path)
+
+
+def _summary_figure(agg):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -228,7 +360,7 @@ def plot_summary(agg: pd.DataFrame, path) -> Path:
 
     agg = _hard(agg)
     runs = list(dict.fromkeys(agg.run))
-    fig, axes = plt.subplots(2, len(runs), figsize=(4.2 * len(runs), 6.5), squeeze=False)
+    fig, axes = plt.subplots(2, len(runs), figsize=(4.2 * len(runs), 6.8), squeeze=False)
     colors = ["#9e9e9e", "#616161", "#64b5f6", "#1565c0", "#2e7d32"]
     for col, run in enumerate(runs):
         group = agg[(agg.run == run) & (agg.model != "weak_round")].set_index("model")
@@ -241,7 +373,8 @@ def plot_summary(agg: pd.DataFrame, path) -> Path:
         low = min(means) - 0.1
         ax.set_ylim(max(0.0, low), min(1.0, max(means) + 0.08))
         ax.set_title(run, fontsize=9)
-        ax.set_ylabel("test accuracy (hard questions)")
+        hard_questions = _split_kind(agg, run) == "easy_hard"
+        ax.set_ylabel("accuracy on hard test questions" if hard_questions else "test accuracy")
         ax = axes[1, col]
         students = [m for m in ("baseline_student", "ensemble_student") if m in group.index]
         pgr = [group.loc[m, "pgr_mean"] for m in students]
@@ -251,4 +384,65 @@ def plot_summary(agg: pd.DataFrame, path) -> Path:
         ax.set_xticks(range(len(students)), [{"baseline_student": "baseline", "ensemble_student": "ours"}[m] for m in students])
         gap = group.gap_mean.dropna()
         ax.set_title(f"PGR (gap ceiling-weak = {gap.iloc[0]:.3f})" if len(gap) else "PGR", fontsize=9)
-    return _save(fig, path)
+    fig.text(0.01, 0.005, f"Bars: mean over seeds; {SEM_NOTE}.", fontsize=7)
+    return fig
+
+
+def plot_summary(agg: pd.DataFrame, path) -> Path:
+    """Bars of accuracy (± SEM) per model and a PGR panel, one column per run; saved as PNG.
+
+    Parameters
+    ----------
+    agg : pandas.DataFrame
+        Output of :func:`aggregate`.
+    path : str or path-like
+        The PNG to write.
+
+    Returns
+    -------
+    path : pathlib.Path
+    """
+    return _save(_summary_figure(agg), path)
+
+
+def write_report(run_dirs, out_dir):
+    """Aggregate run directories into tables and plots.
+
+    Parameters
+    ----------
+    run_dirs : list of str or path-like
+        Run directories, or folders with run directories below them (:func:`find_run_dirs`).
+    out_dir : str or path-like
+        Where ``results.csv`` / ``results.json``, ``summary.csv`` / ``summary.md``,
+        ``results.png``, and, when there are boosting rounds, ``rounds.md`` / ``rounds.png``,
+        and, when easy test rows exist, ``id_ood.md`` go.
+
+    Returns
+    -------
+    summary : pandas.DataFrame
+        The :func:`summary_table`.
+
+    Raises
+    ------
+    FileNotFoundError
+        When there are no run results in or below ``run_dirs``.
+    """
+    out_dir = Path(out_dir)
+    runs = load_runs(find_run_dirs(run_dirs))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    agg = aggregate(runs)
+    agg.to_csv(out_dir / "results.csv", index=False)
+    (out_dir / "results.json").write_text(agg.to_json(orient="records", indent=2))
+    summary = summary_table(agg)
+    summary.to_csv(out_dir / "summary.csv", index=False)
+    (out_dir / "summary.md").write_text(summary.to_markdown(index=False) + "\n")
+    plot_summary(agg, out_dir / "results.png")
+    rounds = rounds_table(agg)
+    if len(rounds):
+        (out_dir / "rounds.md").write_text(rounds.to_markdown(index=False) + "\n")
+        plot_rounds(agg, out_dir / "rounds.png")
+    id_ood = id_ood_table(agg)
+    if len(id_ood):
+        (out_dir / "id_ood.md").write_text(id_ood.to_markdown(index=False) + "\n")
+    logger.info("Wrote %s/results.csv, summary.md and results.png", out_dir)
+    return summary

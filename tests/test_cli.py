@@ -6,8 +6,10 @@ import json
 
 import pandas as pd
 import pytest
+import yaml
 
-from skw2s.cli import ConfigError, load_config, main, run_config
+from skw2s.cli import main
+from skw2s.experiment import ConfigError, load_config, run_config
 
 
 def _config(tiny_lm, tmp_path, **overrides):
@@ -48,10 +50,11 @@ def test_bad_config_names_key_and_allowed_values(tiny_lm, tmp_path, overrides, m
 
 def test_config_file_roundtrip(tmp_path):
     path = tmp_path / "exp.yaml"
-    path.write_text("task: multiple_choice\ndataset: quartz\nseeds: 3\n")
+    path.write_text("task: multiple_choice\ndataset: quartz\nseeds: 3\nweak: {model: a}\nstrong: {model: b}\nboost:\n")
     config = load_config(path)
     assert config["name"] == "exp" and config["seeds"] == [3]
     assert config["output_dir"].endswith("exp")
+    assert config["boost"] == {}  # an empty optional section means the defaults
 
 
 def test_run_and_report_binary(tiny_lm, tmp_path, data_dir):
@@ -118,7 +121,9 @@ def test_id_test_rows_shared_cache_and_round_tables(tiny_lm, tmp_path, data_dir)
     for name in ["rounds.md", "rounds.png", "id_ood.md"]:
         assert (out / name).exists(), name
     assert "token error" in (out / "summary.md").read_text()
-    assert "ID (easy)" in (out / "id_ood.md").read_text()
+    # a random split: both test sets are random held-out rows, neither easy nor OOD
+    id_ood = (out / "id_ood.md").read_text()
+    assert "weak-side test" in id_ood and "ID (easy)" not in id_ood and "OOD" not in id_ood
     # an ablation of the weak side reuses the split and the ceiling from the shared cache
     ablation = run_config(mc_config("ablation", weighting="sample"), data_dir=data_dir)
     stages = {s["stage"]: s["cached"] for s in json.loads((ablation / "seed0.json").read_text())["stages"]}
@@ -138,14 +143,215 @@ def test_demo_without_data_dir_says_how(monkeypatch, capsys):
 
 
 def test_report_without_results(tmp_path, capsys):
-    with pytest.raises(SystemExit):
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(SystemExit) as exc:
         main(["report", str(tmp_path)])
-    assert "No seed*.json" in capsys.readouterr().err
+    assert exc.value.code == 2
+    assert f"No run results in or below {tmp_path}" in capsys.readouterr().err
 
 
 def test_demo_config_is_valid_and_uses_the_measured_pair():
-    from skw2s.cli import DEMO_CONFIG
+    from skw2s.experiment import DEMO_CONFIG
 
     config = load_config(DEMO_CONFIG)
     assert config["weak"]["model"] == "smollm2-135m[:6]" and config["strong"]["model"] == "smollm2-135m[:12]"
     assert config["id_test_size"] and len(config["seeds"]) >= 3
+
+
+# ----------------------------------------------------------------------------
+# Config validation: each error names the key
+# ----------------------------------------------------------------------------
+def _yaml_config(tiny_lm, tmp_path, text, name="exp.yaml"):
+    """A config file: the keys of the YAML ``text`` over a valid base."""
+    config = {"task": "binary", "dataset": "sciq", "weak": {"model": tiny_lm}, "strong": {"model": tiny_lm},
+              "output_dir": str(tmp_path / "run"), **(yaml.safe_load(text) or {})}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("baseline: 'false'\n", r"'baseline' must be a bool \(true or false, unquoted in YAML\); got 'false' \(str\)"),
+        ("ceiling: 1\n", r"'ceiling' must be a bool"),
+        ("seeds: [true]\n", r"'seeds' must be an int or a non-empty list of ints; got \[True\]"),
+        ("seeds: [0, 0]\n", r"'seeds' must be distinct"),
+        ("n_examples: abc\n", r"'n_examples' must be an int >= 1 or null; got 'abc' \(str\)"),
+        ("test_size: '0.3'\n", r"'test_size' must be a float or an int"),
+        ("data_seed: 1.5\n", r"'data_seed' must be an int"),
+        ("split_kind: random\ndifficulty: {n_splits: 2}\n", r"'difficulty' applies to split_kind: easy_hard only"),
+        ("boost: [1, 2]\n", r"'boost' must be a mapping"),
+        ("dataset: {path: q.jsonl, colums: {}}\n", r"Unknown key\(s\) \['colums'\] in 'dataset'"),
+        ("dataset: {path: q.jsonl, columns: {question: q}}\n", r"'dataset.columns': Unknown role\(s\) \['question'\].*binary"),
+        ("dataset: [sciq]\n", r"'dataset' must be a built-in name"),
+        ("dataset: {path: q.jsonl}\nsplit: test\n", r"put split inside the dataset mapping"),
+        ("dataset: {path: q.jsonl, choices_sep: ''}\n", r"'dataset.choices_sep' must be a non-empty string"),
+        ("task: multiple_choice\ndataset: {path: q.jsonl, columns: {choices: [a]}}\n", r"'dataset.columns'.*list of two or more"),
+    ],
+)
+def test_config_types_are_checked_and_name_the_key(tiny_lm, tmp_path, text, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(_yaml_config(tiny_lm, tmp_path, text))
+
+
+def test_a_section_given_as_a_string_is_not_a_mapping(tiny_lm, tmp_path):
+    path = _yaml_config(tiny_lm, tmp_path, "weak: smollm2-135m")
+    with pytest.raises(ConfigError, match=r"'weak' must be a mapping of parameter names to values; got 'smollm2-135m'"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"'strong' must name a model"):
+        load_config({**_config(tiny_lm, tmp_path), "strong": {"mode": "head"}})
+
+
+@pytest.mark.parametrize("content", ["", "# nothing set yet\n"])
+def test_empty_config_file_lists_the_required_keys(tmp_path, content, capsys):
+    path = tmp_path / "empty.yaml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=r"empty.yaml' is empty. A config needs at least: task, dataset, weak, strong"):
+        load_config(path)
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("skw2s: error: ") and err.count("\n") == 1 and "needs at least" in err
+    with pytest.raises(ConfigError, match=r"missing the required key\(s\) \['dataset', 'weak'\]"):
+        load_config({"task": "binary", "strong": {"model": "x"}})
+
+
+def test_config_file_that_is_not_utf8_or_not_yaml_names_file_and_line(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"task: binary\nname: caf\xe9\n")
+    with pytest.raises(ConfigError, match=r"latin1.yaml, line 2: byte 0xe9 at column 10 is not UTF-8"):
+        load_config(path)
+    path = tmp_path / "broken.yaml"
+    path.write_text("task: binary\nweak: {model: x\nstrong: {}\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml, line \d: not valid YAML"):
+        load_config(path)
+
+
+def test_run_errors_are_one_line_with_status_2_and_leave_no_config_json(tiny_lm, tmp_path, capsys):
+    # a missing data file
+    path = _yaml_config(tiny_lm, tmp_path, f"dataset: {{path: {tmp_path / 'missing.jsonl'}}}")
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(path)])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == f"skw2s: error: The data file '{tmp_path / 'missing.jsonl'}' does not exist.\n"
+    assert not (tmp_path / "run").exists()
+    # an empty data file is named
+    (tmp_path / "empty.jsonl").write_text("")
+    path.write_text(path.read_text().replace("missing.jsonl", "empty.jsonl"))
+    with pytest.raises(SystemExit):
+        main(["run", str(path)])
+    assert "empty.jsonl' is empty" in capsys.readouterr().err
+    # a ValueError raised while fitting (a test size the pipeline refuses): one line, no
+    # traceback, unless -v asks for it; no config.json is left behind
+    _binary_jsonl(tmp_path / "claims.jsonl")
+    path = _yaml_config(tiny_lm, tmp_path, f"dataset: {{path: {tmp_path / 'claims.jsonl'}, "
+                        "columns: {text: sentence, label: gold}}\ntest_size: 2.5\nn_examples: null")
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(path), "--quiet"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith("skw2s: error: The 'test_size' parameter")
+    assert "Traceback" not in err
+    assert not (tmp_path / "run" / "config.json").exists()
+    with pytest.raises(SystemExit):
+        main(["-v", "run", str(path), "--quiet"])
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("skw2s: error: The 'test_size'")
+
+
+def test_help_lists_every_config_key_without_rst(capsys):
+    from skw2s.experiment import CONFIG_KEYS
+
+    for argv in (["--help"], ["run", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        out = capsys.readouterr().out
+        for key in CONFIG_KEYS:
+            assert f"  {key.name}: {key.type}" in out
+        assert "``" not in out and ":class:" not in out and ":func:" not in out
+
+
+def test_docs_config_table_is_generated_from_the_schema():
+    from pathlib import Path
+
+    from skw2s.experiment import config_keys_markdown
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "config.md").read_text()
+    table = text.split("<!-- keys:begin -->\n")[1].split("<!-- keys:end -->")[0]
+    assert table == config_keys_markdown()
+
+
+# ----------------------------------------------------------------------------
+# The command line: verbosity, output directory
+# ----------------------------------------------------------------------------
+def test_run_turns_progress_on_and_quiet_turns_it_off(tiny_lm, tmp_path, monkeypatch):
+    import skw2s.experiment as experiment
+    from skw2s.experiment import build_pipeline
+
+    config = load_config(_config(tiny_lm, tmp_path, split_kind="easy_hard", difficulty={"n_splits": 2}))
+    pipe = build_pipeline(config, seed=0, verbose=1)
+    assert pipe.verbose == pipe.weak.verbose == pipe.weak.estimator.verbose == pipe.strong.verbose == 1
+    assert pipe.splitter.estimator.verbose == 1
+    assert build_pipeline({**config, "strong": {**config["strong"], "verbose": 0}}, seed=0, verbose=1).strong.verbose == 0
+    quiet = build_pipeline(config, seed=0)
+    assert quiet.verbose == quiet.weak.estimator.verbose == quiet.strong.verbose == 0
+    calls = []
+    monkeypatch.setattr(experiment, "run_config", lambda config, **kwargs: calls.append(kwargs) or tmp_path)
+    (tmp_path / "summary.md").write_text("table\n")
+    path = _yaml_config(tiny_lm, tmp_path, "")
+    assert main(["run", str(path)]) == 0 and main(["run", str(path), "--quiet"]) == 0
+    assert [c["verbose"] for c in calls] == [1, 0]
+
+
+def _binary_jsonl(path, n=40):
+    rows = [{"sentence": f"Q: Is {i} a number? A: {'yes' if i % 2 else 'no'}", "gold": i % 2}
+            for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_run_a_jsonl_file_end_to_end(tiny_lm, tmp_path, capsys):
+    _binary_jsonl(tmp_path / "claims.jsonl")
+    learner = {"model": tiny_lm, "mode": "head", "n_epochs": 20, "lr": 0.05, "device": "cpu"}
+    config = {
+        "task": "binary",
+        "dataset": {"path": str(tmp_path / "claims.jsonl"), "columns": {"text": "sentence", "label": "gold"}},
+        "n_examples": None, "test_size": 0.3, "seeds": [0], "baseline": False,
+        "weak": learner, "boost": {"n_estimators": 2}, "strong": learner,
+        "output_dir": str(tmp_path / "configured"),
+    }
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "actual"
+    assert main(["run", str(path), "--output-dir", str(out), "--quiet"]) == 0
+    assert "ensemble_student" in capsys.readouterr().out
+    recorded = json.loads((out / "config.json").read_text())
+    assert recorded["output_dir"] == str(out)  # the directory used, not the config's
+    assert recorded["name"] == "claims"
+    record = json.loads((out / "seed0.json").read_text())
+    assert record["n_easy"] == 20 and record["config"]["output_dir"] == str(out)
+    assert not (tmp_path / "configured").exists()
+
+
+def test_run_a_datasets_directory_end_to_end(tiny_lm, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = [{"stem": f"What is {i} plus one?", "options": [str(i + 1), str(i + 7)], "key": i % 2,
+             "uid": f"q{i}"} for i in range(16)]
+    for row in rows:  # the correct option is the one at index "key"
+        row["options"] = row["options"] if row["key"] == 0 else row["options"][::-1]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "sums"))
+    learner = {"model": tiny_lm, "mode": "full", "n_epochs": 1, "lr": 5e-3, "max_length": 64, "device": "cpu"}
+    config = {
+        "name": "sums", "task": "multiple_choice",
+        "dataset": {"path": str(tmp_path / "sums"), "split": "train",
+                    "columns": {"id": "uid", "question": "stem", "choices": "options", "answer": "key"}},
+        "n_examples": None, "test_size": 0.25, "seeds": [0], "baseline": False, "ceiling": False,
+        "weak": learner, "boost": {"n_estimators": 2}, "strong": learner, "output_dir": str(tmp_path / "run"),
+    }
+    path = tmp_path / "sums.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--quiet"]) == 0
+    record = json.loads((tmp_path / "run" / "seed0.json").read_text())
+    assert record["n_easy"] == 8 and record["n_test"] == 2
+    assert {"weak_ensemble", "ensemble_student"} <= {row["model"] for row in record["report"]}

@@ -120,6 +120,22 @@ def test_env_var_missing_dir(tmp_path, monkeypatch):
     assert str(missing) in str(info.value)
 
 
+def test_resolve_data_dir_argument_then_env_then_error(tmp_path, monkeypatch):
+    from skw2s.datasets import resolve_data_dir
+
+    given, env = tmp_path / "given", tmp_path / "env"
+    given.mkdir()
+    env.mkdir()
+    with pytest.raises(FileNotFoundError, match="No data directory given.*--data-dir.*SKW2S_DATA_DIR"):
+        resolve_data_dir(None)
+    assert resolve_data_dir(None, required=False) is None
+    monkeypatch.setenv("SKW2S_DATA_DIR", str(env))
+    assert resolve_data_dir(None) == env
+    assert resolve_data_dir(str(given)) == given  # the argument wins over the environment
+    with pytest.raises(FileNotFoundError, match=r"from data_dir"):
+        resolve_data_dir(tmp_path / "missing")
+
+
 def test_arc_metadata(data_dir):
     meta = load_arc_metadata(data_dir=data_dir)
     assert meta.index.name == "id"
@@ -191,6 +207,23 @@ def test_malformed_jsonl(tmp_path, bad_line, problem):
     msg = str(info.value)
     assert str(path) in msg
     assert "line 3" in msg
+
+
+def test_non_utf8_data_file_names_file_and_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_bytes(json.dumps(GOOD).encode() + b"\n" + b'{"id": "q\xe9"}\n')
+    with pytest.raises(ValueError, match=r"line 2: byte 0xe9 at column 10 is not UTF-8") as info:
+        load_sciq("train", data_dir=tmp_path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("content", ["", "\n\n  \n"])
+def test_empty_data_file_is_named(tmp_path, content):
+    path = tmp_path / "test.jsonl"
+    path.write_text(content)
+    with pytest.raises(ValueError, match="is empty") as info:
+        load_quartz("test", data_dir=tmp_path)
+    assert str(path) in str(info.value)
 
 
 def test_small_valid_file_and_blank_lines(tmp_path):

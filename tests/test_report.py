@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from skw2s.report import aggregate, id_ood_table, rounds_table, summary_table
+from skw2s import report
+from skw2s.report import aggregate, find_run_dirs, id_ood_table, load_runs, rounds_table, summary_table, write_report
 
 
-def _runs():
+def _runs(split_kind="easy_hard"):
     rows = []
     for seed, (single, ens, base, ours, ceil) in enumerate([(0.5, 0.6, 0.55, 0.65, 0.8), (0.4, 0.45, 0.5, 0.5, 0.7)]):
         for test, shift in (("hard", 0.0), ("easy", 0.1)):
@@ -17,7 +20,8 @@ def _runs():
                                     ("weak_ensemble", 2, ens), ("baseline_student", 1, base),
                                     ("ensemble_student", 2, ours), ("ceiling", np.nan, ceil)]:
                 rows.append({"run": "r", "seed": seed, "test": test, "model": model, "round": rnd,
-                             "accuracy": acc + shift, "token_error": 1 - acc, "pgr": np.nan, "gap": np.nan})
+                             "accuracy": acc + shift, "token_error": 1 - acc, "pgr": np.nan, "gap": np.nan,
+                             "split_kind": split_kind})
     return pd.DataFrame(rows)
 
 
@@ -55,3 +59,75 @@ def test_seeds_with_different_ensemble_sizes_make_one_row_per_model():
     row = hard[hard.model == "weak_ensemble"].iloc[0]
     assert row["round"] == 2 and row.n_seeds == 2
     assert summary_table(agg).loc[0, "weak_ensemble"].startswith("0.525")
+
+
+def test_random_split_names_its_test_sets_without_hard_or_ood():
+    table = id_ood_table(aggregate(_runs("random"))).set_index("model")
+    assert table.loc["weak ensemble", "weak-side test"].startswith("0.625")
+    assert table.loc["weak ensemble", "student-side test"].startswith("0.525")
+    assert not any("OOD" in c or "ID (" in c for c in table.columns)
+
+
+def _texts(fig):
+    texts = [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        texts += [ax.get_xlabel(), ax.get_ylabel(), ax.get_title()]
+        legend = ax.get_legend()
+        if legend is not None:
+            texts += [legend.get_title().get_text()] + [t.get_text() for t in legend.get_texts()]
+    return " ".join(texts)
+
+
+@pytest.mark.parametrize("split_kind", ["random", "easy_hard"])
+def test_plots_say_sem_and_name_the_test_set_by_split_kind(split_kind):
+    import matplotlib.pyplot as plt
+
+    agg = aggregate(_runs(split_kind))
+    for fig in (report._rounds_figure(agg), report._summary_figure(agg)):
+        text = _texts(fig)
+        assert "SEM" in text
+        assert ("hard" in text) == (split_kind == "easy_hard")
+        assert "OOD" not in text
+        plt.close(fig)
+
+
+def test_round_ticks_are_integers():
+    import matplotlib.pyplot as plt
+
+    runs = _runs()
+    extra = runs[runs.model == "weak_round"].assign(round=lambda f: f["round"] + 2)  # rounds 1..4
+    fig = report._rounds_figure(aggregate(pd.concat([runs, extra], ignore_index=True)))
+    fig.canvas.draw()
+    ticks = fig.axes[0].get_xticks()
+    assert len(ticks) >= 2 and all(float(t).is_integer() for t in ticks)
+    plt.close(fig)
+
+
+def _write_run(directory, name, split_kind="random", seeds=(0, 1)):
+    directory.mkdir(parents=True)
+    (directory / "config.json").write_text("{}")
+    runs = _runs(split_kind)
+    for seed in seeds:
+        rows = runs[(runs.seed == seed)].drop(columns=["run", "seed", "split_kind"]).to_dict("records")
+        record = {"name": name, "seed": seed, "config": {"split_kind": split_kind}, "report": rows}
+        (directory / f"seed{seed}.json").write_text(json.dumps(record))
+
+
+def test_report_finds_run_directories_below_a_folder(tmp_path):
+    from skw2s.cli import main
+
+    _write_run(tmp_path / "results" / "a" / "first", "first")
+    _write_run(tmp_path / "results" / "b" / "second", "second", "easy_hard")
+    (tmp_path / "results" / "b" / "second" / "cache" / "seed0").mkdir(parents=True)
+    _write_run(tmp_path / "results" / ".cache" / "hidden", "hidden")
+    capability = tmp_path / "results" / "capability" / "quartz" / "tiny"
+    capability.mkdir(parents=True)
+    (capability / "seed0.json").write_text(json.dumps({"task": "quartz", "seed": 0, "trained": 0.5}))
+    found = find_run_dirs([tmp_path / "results"])
+    assert found == [tmp_path / "results" / "a" / "first", tmp_path / "results" / "b" / "second"]
+    assert main(["report", str(tmp_path / "results"), "--output-dir", str(tmp_path / "out")]) == 0
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv")
+    assert summary.run.tolist() == ["first", "second"]
+    assert set(load_runs(found).split_kind) == {"random", "easy_hard"}
+    with pytest.raises(FileNotFoundError, match="No run results in or below"):
+        write_report([capability], tmp_path / "none")

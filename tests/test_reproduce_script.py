@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from skw2s.cli import load_config
+from skw2s.experiment import load_config
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +64,11 @@ def test_cell_runs_and_tables_are_rebuilt(reproduce, tiny_lm, data_dir, tmp_path
     deltas = text.split("<!-- ablation-deltas:begin -->")[1].split("<!-- ablation-deltas:end -->")[0]
     assert "| arc-easy-random-logit " in deltas and "ablation - default" in deltas  # paired on seed 0
     assert (results / "report" / "main" / "results.png").exists()
+
+
+def test_run_without_data_dir_says_how(reproduce, monkeypatch, capsys):
+    monkeypatch.delenv("SKW2S_DATA_DIR", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        reproduce.main(["run", "--only", "arc-easy-random"])
+    assert exc.value.code == 2
+    assert "--data-dir" in capsys.readouterr().err

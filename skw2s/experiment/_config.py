@@ -1,0 +1,398 @@
+"""The config schema (one table of every key), its validation, and the built-in demo config.
+
+The table :data:`CONFIG_KEYS` is the single description of a config: :func:`load_config`
+checks against it, ``skw2s run --help`` prints it (:func:`config_keys_text`) and
+``docs/config.md`` shows it (:func:`config_keys_markdown`). The config layer checks types and
+structure; the values of estimator parameters are checked by the estimators when they fit.
+"""
+
+from __future__ import annotations
+
+import copy
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "CONFIG_KEYS", "ConfigError", "DEMO_CONFIG", "REQUIRED", "config_keys_markdown", "config_keys_text",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration names an unknown key, misses a required one, or gives a value of the
+    wrong type or structure. The message names the key."""
+
+
+REQUIRED = object()
+"""The default of a key that every config must set."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """One config key: its name, its type as written in the docs, its default and meaning."""
+
+    name: str
+    type: str
+    default: object
+    meaning: str
+
+
+def _registry():
+    from ..datasets import DATASETS
+
+    return sorted(DATASETS)
+
+
+CONFIG_KEYS = (
+    Key("name", "str or null", None,
+        "Label of the run in tables and plots. Default: the config file's name, else "
+        "DATASET-TASK-SPLIT_KIND."),
+    Key("task", "binary | multiple_choice", REQUIRED,
+        "binary: LLMClassifier learners boosted by LLMAdaBoostClassifier (SciQ binarised as in "
+        "Burns et al., or your own text/label rows). multiple_choice: LLMGenerator learners "
+        "boosted by TokenAdaBoostGenerator."),
+    Key("dataset", "str or mapping", REQUIRED,
+        "A built-in dataset (sciq, quartz, arc_easy, arc_challenge; of these, task binary takes "
+        "sciq), or your own data as a mapping: path (a JSONL/JSON/CSV/TSV/Parquet/Arrow file, a datasets "
+        "save_to_disk directory, or a Hugging Face Hub name), columns (role -> column name; "
+        "multiple_choice: question, choices, answer, optional id and support; binary: text, "
+        "label, optional id), split (of a datasets directory or Hub dataset), name (a Hub "
+        "configuration) and choices_sep (separator of options in one text cell, default |). "
+        "See skw2s.datasets.load_table."),
+    Key("data_dir", "str or null", None,
+        "Folder holding sciq/, quartz/, arc_easy/ for the built-in datasets. Default: "
+        "--data-dir, else the SKW2S_DATA_DIR environment variable."),
+    Key("split", "train | validation | test", "train",
+        "The split of a built-in dataset that forms the labelled pool (for your own data, put "
+        "split inside the dataset mapping)."),
+    Key("n_examples", "int or null", 600,
+        "Size of a random subset of the pool (drawn with data_seed); null keeps every row."),
+    Key("data_seed", "int", 0, "Seed of the subset and of the SciQ binarisation."),
+    Key("use_support", "bool", False,
+        "multiple_choice: put the support passage in the prompt."),
+    Key("split_kind", "random | easy_hard", "random",
+        "random: a 50/50 split of the pool; easy_hard: rated by difficulty, easy rows go to the "
+        "weak side."),
+    Key("difficulty", "mapping or null", None,
+        "easy_hard only: DifficultySplitter settings n_splits, easy_fraction, n_jobs and "
+        "estimator (learner parameters over weak's), or precomputed: grade (ARC's school "
+        "grade)."),
+    Key("test_size", "float or int", 0.25,
+        "Part of the hard side held out as the test set (a fraction, or a count)."),
+    Key("id_test_size", "float, int or null", None,
+        "Part of the easy side held out as a second test set (a fraction, or a count); null "
+        "holds out nothing."),
+    Key("seeds", "int or list of int", [0], "One pipeline fit per seed; seed{N}.json each."),
+    Key("weak", "mapping", REQUIRED,
+        "Parameters of the weak learner (LLMClassifier or LLMGenerator), at least model."),
+    Key("boost", "mapping", {},
+        "Parameters of the ensemble (LLMAdaBoostClassifier or TokenAdaBoostGenerator) other "
+        "than estimator. Empty or null: the defaults."),
+    Key("strong", "mapping", REQUIRED,
+        "Parameters of the strong student, the same class as weak, at least model."),
+    Key("baseline", "bool", True, "Also train the student on the first weak learner's labels."),
+    Key("ceiling", "bool", True, "Also train the strong model on the gold labels."),
+    Key("output_dir", "str or null", None,
+        "Where the results go. Default: runs/NAME; --output-dir overrides it."),
+    Key("cache_dir", "str or null", None,
+        "Stage and boosting-round cache. Default: OUTPUT_DIR/cache/seed{N}. Configs sharing one "
+        "(e.g. ablations) reuse each other's split, rounds and ceiling."),
+)
+KEYS = {key.name: key for key in CONFIG_KEYS}
+TASKS = ("binary", "multiple_choice")
+SPLITS = ("train", "validation", "test")
+SPLIT_KINDS = ("random", "easy_hard")
+DIFFICULTY_KEYS = ("n_splits", "easy_fraction", "estimator", "precomputed", "n_jobs")
+DATASET_KEYS = ("path", "columns", "split", "name", "choices_sep")
+
+DEMO_CONFIG = {
+    "name": "demo-sciq-binary",
+    "task": "binary",
+    "dataset": "sciq",
+    "n_examples": 1600,
+    "split_kind": "random",
+    "test_size": 0.4,
+    "id_test_size": 0.2,
+    "seeds": [0, 1, 2],
+    # The SciQ-binary pair of benchmarks/CAPABILITY.md: the first 6 and the first 12 of
+    # SmolLM2-135M's 30 layers, each a linear head on its frozen features (the largest
+    # measured gap with the strong side ahead). 30 Adam steps keep each weak learner from
+    # fitting the easy half perfectly (at 200 steps the first learner has zero training error
+    # and boosting stops after one round).
+    "weak": {"model": "smollm2-135m[:6]", "mode": "head", "lr": 1e-2, "n_epochs": 30,
+             "max_length": 96, "batch_size": 16},
+    "boost": {"n_estimators": 5, "sampling": "reweight"},
+    "strong": {"model": "smollm2-135m[:12]", "mode": "head", "max_length": 96, "batch_size": 16},
+}
+
+
+# ----------------------------------------------------------------------------
+# Rendering the table
+# ----------------------------------------------------------------------------
+def _default_text(key):
+    if key.default is REQUIRED:
+        return "required"
+    if key.default is None:
+        return "null"
+    if isinstance(key.default, bool):
+        return str(key.default).lower()
+    return str(key.default)
+
+
+def config_keys_markdown() -> str:
+    """The config keys as a Markdown table (key, type, default, meaning), for the docs.
+
+    Returns
+    -------
+    table : str
+    """
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for key in CONFIG_KEYS:
+        meaning = key.meaning.replace("|", "\\|")
+        lines.append(f"| `{key.name}` | {key.type.replace('|', 'or')} | `{_default_text(key)}` | {meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+def config_keys_text(width=88) -> str:
+    """The config keys as plain text for ``--help``: one block per key.
+
+    Parameters
+    ----------
+    width : int, default=88
+        Line width.
+
+    Returns
+    -------
+    text : str
+    """
+    blocks = []
+    for key in CONFIG_KEYS:
+        head = f"  {key.name}: {key.type} (default: {_default_text(key)})"
+        body = textwrap.fill(key.meaning, width, initial_indent=" " * 6, subsequent_indent=" " * 6)
+        blocks.append(head + "\n" + body)
+    return "\n".join(blocks)
+
+
+# ----------------------------------------------------------------------------
+# Type checks
+# ----------------------------------------------------------------------------
+def _got(value):
+    return f"got {value!r} ({type(value).__name__})"
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_bool(name, value):
+    if not isinstance(value, bool):
+        raise ConfigError(f"'{name}' must be a bool (true or false, unquoted in YAML); {_got(value)}.")
+
+
+def _check_optional(name, value, test, what):
+    if value is not None and not test(value):
+        raise ConfigError(f"'{name}' must be {what} or null; {_got(value)}.")
+
+
+def _check_choice(name, value, allowed):
+    if not isinstance(value, str) or value not in allowed:
+        raise ConfigError(f"Bad value {value!r} for '{name}'. Allowed: {', '.join(map(str, allowed))}.")
+
+
+def _check_keys(section, given, allowed):
+    unknown = sorted(str(k) for k in set(given) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"Unknown key(s) {unknown} in {section}. Allowed: {', '.join(sorted(allowed))}."
+        )
+
+
+def _mapping(name, value, *, null_is_empty):
+    """A config section that must be a mapping; ``null`` means ``{}`` where allowed."""
+    if value is None and null_is_empty:
+        return {}
+    if not isinstance(value, dict):
+        hint = " (or null for the defaults)" if null_is_empty else ""
+        raise ConfigError(f"'{name}' must be a mapping of parameter names to values{hint}; {_got(value)}.")
+    return value
+
+
+def _check_seeds(value):
+    seeds = [value] if _is_int(value) else value
+    if not isinstance(seeds, list) or not seeds or not all(_is_int(s) for s in seeds):
+        raise ConfigError(f"'seeds' must be an int or a non-empty list of ints; {_got(value)}.")
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"'seeds' must be distinct non-negative ints; got {seeds!r}.")
+    return list(seeds)
+
+
+def _check_learner(section, params, allowed):
+    _check_keys(f"'{section}'", params, allowed)
+    if not isinstance(params.get("model"), str):
+        raise ConfigError(
+            f"'{section}' must name a model (a Hub id, a local directory or an offline alias such as "
+            f"smollm2-135m); got model: {params.get('model')!r}."
+        )
+
+
+def _check_dataset(config, raw):
+    dataset = config["dataset"]
+    if isinstance(dataset, str):
+        _check_choice("dataset", dataset, _registry())
+        if config["task"] == "binary" and dataset != "sciq":
+            raise ConfigError(
+                "task 'binary' is built from SciQ (Burns et al.); set dataset: sciq, or give your "
+                "own text/label rows as dataset: {path: ..., columns: {text: ..., label: ...}}."
+            )
+        _check_choice("split", config["split"], SPLITS)
+        return
+    if not isinstance(dataset, dict):
+        raise ConfigError(
+            f"'dataset' must be a built-in name ({', '.join(_registry())}) or a mapping such as "
+            f"{{path: questions.jsonl, columns: {{...}}}}; {_got(dataset)}."
+        )
+    _check_keys("'dataset'", dataset, DATASET_KEYS)
+    if not isinstance(dataset.get("path"), str) or not dataset["path"]:
+        raise ConfigError(f"'dataset.path' must be a file, a directory or a Hub name; got {dataset.get('path')!r}.")
+    for key in ("split", "name"):
+        _check_optional(f"dataset.{key}", dataset.get(key), lambda v: isinstance(v, str), "a string")
+    sep = dataset.get("choices_sep", "|")
+    if not isinstance(sep, str) or not sep:
+        raise ConfigError(f"'dataset.choices_sep' must be a non-empty string; {_got(sep)}.")
+    from .._tables import check_columns
+
+    try:
+        check_columns(_mapping("dataset.columns", dataset.get("columns"), null_is_empty=True), config["task"])
+    except ValueError as exc:
+        raise ConfigError(f"'dataset.columns': {exc}") from None
+    if "split" in raw:
+        raise ConfigError("'split' applies to the built-in datasets; put split inside the dataset mapping.")
+
+
+def _check_difficulty(config, learner_params):
+    difficulty = config["difficulty"]
+    if config["split_kind"] != "easy_hard":
+        if difficulty is not None:
+            raise ConfigError("'difficulty' applies to split_kind: easy_hard only; remove it or set the split kind.")
+        return
+    difficulty = dict(_mapping("difficulty", difficulty, null_is_empty=True))
+    _check_keys("'difficulty'", difficulty, DIFFICULTY_KEYS)
+    estimator = _mapping("difficulty.estimator", difficulty.get("estimator"), null_is_empty=True)
+    _check_keys("'difficulty.estimator'", estimator, learner_params)
+    if "estimator" in difficulty:
+        difficulty["estimator"] = estimator
+    if "precomputed" in difficulty:
+        _check_choice("difficulty.precomputed", difficulty["precomputed"], ("grade",))
+        if config["dataset"] not in ("arc_easy", "arc_challenge"):
+            raise ConfigError("difficulty.precomputed: grade exists only for the ARC datasets.")
+    config["difficulty"] = difficulty
+
+
+def _estimator_classes(task):
+    from .. import LLMAdaBoostClassifier, LLMClassifier, LLMGenerator, TokenAdaBoostGenerator
+
+    if task == "binary":
+        return LLMClassifier, LLMAdaBoostClassifier
+    return LLMGenerator, TokenAdaBoostGenerator
+
+
+# ----------------------------------------------------------------------------
+# Loading
+# ----------------------------------------------------------------------------
+def _read_yaml(path):
+    import yaml
+
+    from .._files import read_text
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {path} does not exist.")
+    required = ", ".join(k.name for k in CONFIG_KEYS if k.default is REQUIRED)
+    empty = f"The config file {str(path)!r} is empty. A config needs at least: {required}."
+    try:
+        text = read_text(path, what="config file")
+    except ValueError as exc:
+        raise ConfigError(empty if "is empty" in str(exc) else str(exc)) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: not valid YAML ({problem}).") from None
+    if raw is None or raw == {}:
+        raise ConfigError(empty)
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of keys to values; {_got(raw)}.")
+    return raw
+
+
+def load_config(source) -> dict:
+    """Read and validate an experiment config.
+
+    Parameters
+    ----------
+    source : str, path-like or dict
+        A YAML file, or the config as a dict (not modified). The keys are those of
+        :data:`CONFIG_KEYS`; ``task``, ``dataset``, ``weak`` and ``strong`` are required.
+
+    Returns
+    -------
+    config : dict
+        Every key of :data:`CONFIG_KEYS`, defaults filled in: ``seeds`` as a list, ``boost``
+        and an easy-hard ``difficulty`` as dicts (``null`` means the defaults), ``name`` from
+        the file's name and ``output_dir`` from the name when they are not given.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key: an unknown or missing key, a value of the wrong type (booleans must be
+        YAML booleans, seeds ints), a section that is not a mapping, an estimator parameter the
+        estimator does not have, or a file that is empty, not UTF-8 or not YAML (naming the
+        file and line).
+    """
+    if isinstance(source, dict):
+        raw = copy.deepcopy(source)
+    else:
+        raw = _read_yaml(source)
+        raw.setdefault("name", Path(source).stem)
+    _check_keys("the config", raw, KEYS)
+    missing = [k.name for k in CONFIG_KEYS if k.default is REQUIRED and k.name not in raw]
+    if missing:
+        raise ConfigError(f"The config is missing the required key(s) {missing}.")
+    config = {k.name: copy.deepcopy(k.default) for k in CONFIG_KEYS if k.default is not REQUIRED}
+    config.update(raw)
+    _check_optional("name", config["name"], lambda v: isinstance(v, str) and v, "a non-empty string")
+    _check_choice("task", config["task"], TASKS)
+    for name in ("data_dir", "output_dir", "cache_dir"):
+        _check_optional(name, config[name], lambda v: isinstance(v, str), "a string")
+    _check_dataset(config, raw)
+    _check_optional("n_examples", config["n_examples"], lambda v: _is_int(v) and v >= 1, "an int >= 1")
+    if not _is_int(config["data_seed"]):
+        raise ConfigError(f"'data_seed' must be an int; {_got(config['data_seed'])}.")
+    for name in ("use_support", "baseline", "ceiling"):
+        _check_bool(name, config[name])
+    _check_choice("split_kind", config["split_kind"], SPLIT_KINDS)
+    if not _is_number(config["test_size"]):
+        raise ConfigError(f"'test_size' must be a float or an int; {_got(config['test_size'])}.")
+    _check_optional("id_test_size", config["id_test_size"], _is_number, "a float or an int")
+    config["seeds"] = _check_seeds(config["seeds"])
+    learner_cls, ensemble_cls = _estimator_classes(config["task"])
+    learner_params = set(learner_cls().get_params(deep=False))
+    for section in ("weak", "strong"):
+        config[section] = _mapping(section, config[section], null_is_empty=False)
+        _check_learner(section, config[section], learner_params)
+    config["boost"] = _mapping("boost", config["boost"], null_is_empty=True)
+    _check_keys("'boost'", config["boost"], set(ensemble_cls().get_params(deep=False)) - {"estimator"})
+    _check_difficulty(config, learner_params)
+    if config["name"] is None:
+        dataset = config["dataset"] if isinstance(config["dataset"], str) else Path(config["dataset"]["path"]).stem
+        config["name"] = f"{dataset}-{config['task']}-{config['split_kind']}"
+    if config["output_dir"] is None:
+        config["output_dir"] = str(Path("runs") / config["name"])
+    return config

@@ -1,0 +1,183 @@
+"""The pipeline a config describes, and the runner that fits it once per seed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+
+from ._config import _estimator_classes
+from ._data import load_task_data
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["build_pipeline", "run_config"]
+
+
+def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbose=0):
+    """The :class:`~skw2s.WeakToStrongPipeline` a validated config describes, for one seed.
+
+    Parameters
+    ----------
+    config : dict
+        A config from :func:`~skw2s.experiment.load_config`.
+    seed : int
+        The pipeline's ``random_state``.
+    memory : str or None, default=None
+        The pipeline's stage and round cache.
+    data_dir : str, path-like or None, default=None
+        The offline data folder (read for ``difficulty: {precomputed: grade}`` only).
+    ids : list of str, default=None
+        Question ids of the pool, row for row (needed for a precomputed difficulty).
+    verbose : int, default=0
+        The ``verbose`` of the pipeline and of every estimator whose config section does not
+        set its own (progress bars).
+
+    Returns
+    -------
+    pipeline : WeakToStrongPipeline
+        Not fitted.
+    """
+    from ..difficulty import DifficultySplitter
+    from ..pipeline import WeakToStrongPipeline
+
+    learner_cls, ensemble_cls = _estimator_classes(config["task"])
+
+    def learner(params):
+        return learner_cls(**{"verbose": verbose, **params})
+
+    weak = ensemble_cls(estimator=learner(config["weak"]), **{"verbose": verbose, **config["boost"]})
+    strong = learner(config["strong"])
+    splitter = "random"
+    if config["split_kind"] == "easy_hard":
+        d = config["difficulty"]
+        kwargs = {k: d[k] for k in ("n_splits", "easy_fraction", "n_jobs") if k in d}
+        if "precomputed" in d:
+            from ..datasets import load_arc_metadata, resolve_data_dir
+
+            subset = "easy" if config["dataset"] == "arc_easy" else "challenge"
+            root = resolve_data_dir(data_dir or config["data_dir"])
+            grades = load_arc_metadata(root, subset=subset)["grade"]
+            values = grades.reindex(ids).to_numpy(dtype=float)
+            kwargs.pop("n_splits", None)
+            splitter = DifficultySplitter(difficulty=values, random_state=seed, **kwargs)
+        else:
+            params = {**config["weak"], **d.get("estimator", {})}
+            splitter = DifficultySplitter(learner(params), random_state=seed, **kwargs)
+    return WeakToStrongPipeline(
+        weak=weak,
+        strong=strong,
+        splitter=splitter,
+        test_size=config["test_size"],
+        id_test_size=config["id_test_size"],
+        baseline=config["baseline"],
+        ceiling=config["ceiling"],
+        random_state=seed,
+        memory=memory,
+        verbose=verbose,
+    )
+
+
+def _versions():
+    import sklearn
+    import torch
+    import transformers
+
+    from .. import __version__
+
+    return {
+        "skw2s": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "scikit-learn": sklearn.__version__,
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+        + ("cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"),
+    }
+
+
+def _run_seed(config, pipe, X, y, seed, target):
+    start = time.perf_counter()
+    pipe.fit(X, y)
+    weak = pipe.weak_
+    record = {
+        "name": config["name"],
+        "seed": seed,
+        "config": config,
+        "report": json.loads(pipe.report_.to_json(orient="records")),
+        "pseudo_label_accuracy": pipe.pseudo_label_accuracy_,
+        "n_easy": len(pipe.easy_indices_),
+        "n_hard_train": len(pipe.hard_train_indices_),
+        "n_test": len(pipe.test_indices_),
+        "n_id_test": len(pipe.id_test_indices_),
+        "weak_rounds": json.loads(json.dumps(getattr(weak, "history_", []), default=float)),
+        "stop_reason": getattr(weak, "stop_reason_", None),
+        "stages": pipe.history_,
+        "seconds": time.perf_counter() - start,
+        "versions": _versions(),
+    }
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=float))
+    os.replace(tmp, target)
+    logger.info("seed %d done in %.0f s", seed, record["seconds"])
+
+
+def run_config(config, *, data_dir=None, output_dir=None, force=False, seeds=None, verbose=0):
+    """Fit the pipeline of a validated config once per seed, and write its results.
+
+    Writes ``config.json`` (the config, with the output directory actually used),
+    ``seed{N}.json`` per seed and the aggregate report of :func:`skw2s.report.write_report`.
+    Finished seeds are skipped unless ``force``; stages and boosting rounds are cached, so an
+    interrupted run resumes. The data are loaded before anything is written, and a run that
+    fails before any seed has finished leaves no ``config.json`` behind.
+
+    Parameters
+    ----------
+    config : dict
+        A config from :func:`~skw2s.experiment.load_config`.
+    data_dir : str, path-like or None, default=None
+        The offline data folder of the built-in datasets (see :func:`load_task_data`).
+    output_dir : str, path-like or None, default=None
+        Overrides the config's ``output_dir``.
+    force : bool, default=False
+        Rerun seeds that already finished.
+    seeds : list of int, default=None
+        Run only these seeds in this call; ``config.json`` still records the config's own list.
+    verbose : int, default=0
+        Progress bars of the pipeline and the estimators (see :func:`build_pipeline`).
+
+    Returns
+    -------
+    out : pathlib.Path
+        The output directory.
+    """
+    out = Path(output_dir or config["output_dir"])
+    config = {**config, "output_dir": str(out)}
+    seeds = config["seeds"] if seeds is None else [int(s) for s in seeds]
+    X, y, ids = load_task_data(config, data_dir)
+    logger.info("%s: %d examples, seeds %s, output in %s", config["name"], len(X), seeds, out)
+    pipes = {seed: build_pipeline(
+        config, seed=seed, memory=str(config["cache_dir"] or out / "cache" / f"seed{seed}"),
+        data_dir=data_dir, ids=ids, verbose=verbose,
+    ) for seed in seeds}
+    out.mkdir(parents=True, exist_ok=True)
+    config_file = out / "config.json"
+    config_file.write_text(json.dumps(config, indent=2, default=str))
+    try:
+        for seed in seeds:
+            target = out / f"seed{seed}.json"
+            if target.exists() and not force:
+                logger.info("seed %d already finished (%s); skipping", seed, target)
+                continue
+            _run_seed(config, pipes[seed], X, y, seed, target)
+    except Exception:
+        if not any(out.glob("seed*.json")):
+            config_file.unlink(missing_ok=True)
+        raise
+    from ..report import write_report
+
+    write_report([out], out)
+    return out
