@@ -33,9 +33,9 @@ from .teacher_forced import (
 )
 
 __all__ = [
-    "check_shared_vocabulary",
     "AdapterExpert",
     "answer_token_errors",
+    "check_shared_vocabulary",
     "choice_nll",
     "choice_nll_mixture",
     "encode_prompts",
