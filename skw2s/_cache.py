@@ -89,7 +89,6 @@ _SUFFIX = ".skops"
 # hold, by the name skops records. The estimator classes come from ``skw2s.__all__``.
 _SKW2S_DATA_TYPES = (
     "skw2s._inputs.GenerationInput",
-    "skw2s._token_weights.TokenBoostStep",
     "skw2s._weights.BoostStep",
     "skw2s.models.ModelSpec",
     "skw2s.training.EncodedExample",

@@ -37,9 +37,26 @@ def dump_pretrained(obj) -> dict:
     return files
 
 
+_UNSAFE_WEIGHT_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".npy", ".py")
+
+
 def load_pretrained(files: dict, loader, **kwargs):
     """Write ``files`` (from :func:`dump_pretrained`) to a temporary directory and call
-    ``loader(directory, **kwargs)``, for example ``AutoModelForCausalLM.from_pretrained``."""
+    ``loader(directory, **kwargs)``, for example ``AutoModelForCausalLM.from_pretrained``.
+
+    Raises
+    ------
+    ValueError
+        If a file is a pickle-based weight file or code (``.bin``, ``.pt``, ``.py`` ...): a
+        snapshot of skw2s holds safetensors and JSON only, so anything else was not written by
+        it and is not loaded.
+    """
+    unsafe = sorted(name for name in files if name.lower().endswith(_UNSAFE_WEIGHT_SUFFIXES))
+    if unsafe or any(".." in name or name.startswith("/") for name in files):
+        raise ValueError(
+            f"Refusing to load a model snapshot with the file(s) {unsafe or sorted(files)}: "
+            "skw2s snapshots hold safetensors weights and JSON/tokenizer files only."
+        )
     with tempfile.TemporaryDirectory(prefix="skw2s-load-") as tmp:
         for name, data in files.items():
             target = Path(tmp) / name
@@ -106,7 +123,8 @@ def load_full_model(payload, device):
     from .models import resolve_device
 
     model = load_pretrained(
-        payload["files"], AutoModelForCausalLM.from_pretrained, dtype=payload["dtype"]
+        payload["files"], AutoModelForCausalLM.from_pretrained, dtype=payload["dtype"],
+        use_safetensors=True,
     )
     model.to(resolve_device(device))
     model.eval()

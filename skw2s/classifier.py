@@ -3,11 +3,10 @@
 The classifier reads the hidden state of the last non-pad token of each text and applies a
 linear head (Burns et al., 2023). Three ways to train it (``mode``):
 
-- ``"head"``: the LM body is frozen and only the linear head learns, on features extracted once.
-  Every head-mode classifier in a process with the same ``(model, device, dtype)`` shares one
-  loaded body, and the features of a text are computed once per ``(body, max_length)`` and kept
-  in a bounded in-memory cache (see :func:`clear_cache`). Boosting rounds, cross-validation
-  splits and predictions on the same texts therefore pay for the LM forward passes only once.
+- ``"head"``: the LM body is frozen and only the linear head learns, on features extracted once
+  and shared through :mod:`skw2s._features` (see :func:`clear_cache`), so boosting rounds,
+  cross-validation splits and predictions on the same texts pay for the LM forward passes
+  once.
 - ``"lora"``: low-rank adapters on the attention projections plus the head (peft);
 - ``"full"``: every weight trains.
 
@@ -17,21 +16,23 @@ torch, transformers and peft are imported inside functions only.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import OrderedDict
-from contextlib import contextmanager
-from numbers import Integral, Real
-from pathlib import Path
+import warnings
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
+from . import _features
+from ._features import clear_cache
 from ._validation import (
     NONE,
     PATH,
+    POSITIVE_FINITE,
+    POSITIVE_INT,
+    RANDOM_STATE,
+    VERBOSE,
     Interval,
     StrOptions,
     _InstanceOf,
@@ -54,215 +55,40 @@ AUTO_HYPERPARAMETERS = {
 }
 """What ``lr="auto"`` and ``n_epochs="auto"`` mean in each mode."""
 
-FEATURE_CACHE_BYTES = 512 * 2**20
-"""Upper bound on the memory held by cached head-mode features (least recently used go first)."""
-
-BODY_CACHE_SIZE = 2
-"""How many frozen LM bodies head-mode classifiers keep loaded at once."""
-
-_LOCK = threading.RLock()
-_BODIES: OrderedDict = OrderedDict()
-_FEATURES: OrderedDict = OrderedDict()
-_FEATURE_BYTES = [0]
-
-
-class _FrozenBody:
-    """A loaded, frozen LM body shared by head-mode classifiers."""
-
-    def __init__(self, key, body, tokenizer, hidden_size, head_bias):
-        self.key, self.body, self.tokenizer = key, body, tokenizer
-        self.hidden_size, self.head_bias = hidden_size, head_bias
-        self.lm_head_weight = None
-
-
-def _body_key(model, device, dtype):
-    return (str(model), str(device), str(dtype))
-
-
-def _frozen_body(model, device, dtype):
-    """Return the shared frozen body for ``(model, device, dtype)``, loading it once."""
-    from .models import load_sequence_classifier, resolve_device
-    from .training import classification_head
-
-    resolved = resolve_device(device)
-    key = _body_key(model, resolved, dtype)
-    with _LOCK:
-        if key in _BODIES:
-            _BODIES.move_to_end(key)
-            return _BODIES[key]
-        start = time.perf_counter()
-        seqcls, tokenizer = load_sequence_classifier(
-            model, num_labels=2, device=resolved, dtype=dtype
-        )
-        head = classification_head(seqcls)
-        body = seqcls.base_model
-        body.requires_grad_(False)
-        body.eval()
-        entry = _FrozenBody(key, body, tokenizer, head.in_features, head.bias is not None)
-        _BODIES[key] = entry
-        while len(_BODIES) > BODY_CACHE_SIZE:
-            old_key, _ = _BODIES.popitem(last=False)
-            _drop_features(old_key)
-        logger.info(
-            "Loaded frozen body of %s on %s in %.1f s", model, resolved, time.perf_counter() - start
-        )
-        return entry
-
-
-def _drop_features(body_key):
-    for k in [k for k in _FEATURES if k[0] == body_key]:
-        _FEATURE_BYTES[0] -= _FEATURES.pop(k).nbytes
-
-
-def clear_cache():
-    """Forget every cached frozen LM body and every cached head-mode feature.
-
-    Fitted head-mode classifiers keep a reference to their body and still predict; their
-    features are recomputed when next needed.
-    """
-    with _LOCK:
-        _BODIES.clear()
-        _FEATURES.clear()
-        _FEATURE_BYTES[0] = 0
-
-
-def _lm_head_weight(entry):
-    """The LM head of a frozen body's checkpoint (the input embedding when tied), loaded once."""
-    if entry.lm_head_weight is not None:
-        return entry.lm_head_weight
-    weight = None
-    config = entry.body.config
-    if getattr(config, "tie_word_embeddings", False):
-        weight = entry.body.get_input_embeddings().weight
-    else:
-        from safetensors import safe_open
-
-        from .models import parse_model_spec, resolve_model_path
-
-        directory = resolve_model_path(entry.key[0])
-        files = sorted(Path(directory).glob("*.safetensors")) if Path(directory).is_dir() else []
-        for path in files:
-            with safe_open(str(path), framework="pt") as handle:
-                if "lm_head.weight" in handle.keys():
-                    weight = handle.get_tensor("lm_head.weight")
-                    break
-        if weight is None:
-            raise ValueError(
-                f"head_features='answer_scores' needs the LM head of {parse_model_spec(entry.key[0]).base!r}: "
-                "its embeddings are not tied and no lm_head.weight was found in its safetensors files."
-            )
-        weight = weight.to(entry.body.get_input_embeddings().weight.device)
-    entry.lm_head_weight = weight.detach()
-    return entry.lm_head_weight
-
-
-def _extract(entry, texts, *, kind, marker, max_length, batch_size):
-    from .training import answer_score_features, extract_features
-
-    if kind == "answer_scores":
-        return answer_score_features(
-            entry.body, _lm_head_weight(entry), entry.tokenizer, texts, marker=marker,
-            batch_size=batch_size, max_length=max_length,
-        )
-    return extract_features(entry.body, entry.tokenizer, texts, batch_size=batch_size, max_length=max_length)
-
-
-def _features(entry, texts, *, max_length, batch_size, verbose, kind="last_token", marker=None):
-    """Features of ``texts`` (float32, ``(n, d)``), computing only the uncached ones.
-
-    ``kind="last_token"``: the last token's hidden state (``d = hidden size``);
-    ``kind="answer_scores"``: the LM's scores of the answer after ``marker``
-    (:func:`skw2s.training.answer_score_features`, ``d = 5``).
-    """
-    found = {}
-    tag = (max_length,) if kind == "last_token" else (max_length, kind, marker)
-    with _LOCK:
-        for text in dict.fromkeys(texts):
-            row = _FEATURES.get((entry.key, *tag, text))
-            if row is not None:
-                _FEATURES.move_to_end((entry.key, *tag, text))
-                found[text] = row
-    # Longest first, so that each batch holds texts of similar length (little padding).
-    missing = sorted((t for t in dict.fromkeys(texts) if t not in found), key=len, reverse=True)
-    if missing:
-        start = time.perf_counter()
-        chunk = max(1, batch_size)
-        for i in tqdm(
-            range(0, len(missing), chunk), desc="features", disable=not verbose, leave=False
-        ):
-            part = missing[i : i + chunk]
-            feats = _extract(entry, part, kind=kind, marker=marker, max_length=max_length, batch_size=chunk)
-            for text, row in zip(part, feats, strict=True):
-                found[text] = np.array(row, dtype=np.float32)
-        with _LOCK:
-            for text in missing:
-                key = (entry.key, *tag, text)
-                if key not in _FEATURES:
-                    _FEATURES[key] = found[text]
-                    _FEATURE_BYTES[0] += found[text].nbytes
-            while _FEATURE_BYTES[0] > FEATURE_CACHE_BYTES and _FEATURES:
-                _FEATURE_BYTES[0] -= _FEATURES.popitem(last=False)[1].nbytes
-        logger.info(
-            "Extracted features of %d text(s) in %.1f s (%d cached)",
-            len(missing),
-            time.perf_counter() - start,
-            len(found) - len(missing),
-        )
-    return np.stack([found[t] for t in texts])
-
-
-@contextmanager
-def _single_thread():
-    """Run torch on one intra-op thread for the duration (restored after).
-
-    Head training is a few hundred tiny full-batch steps. With two or more threads on a busy
-    machine each step waits on the other threads: measured on 2 shared cores, 200 Adam steps on
-    600 x 576 features took 17 s with 2 threads and 0.1 s with 1. The setting is process-wide,
-    so the head of two classifiers fitted in parallel threads may briefly run single-threaded.
-    """
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _head_logits(head, features):
-    weight = head.weight.detach().double().cpu().numpy()
-    logits = np.asarray(features, dtype=np.float64) @ weight.T
-    if head.bias is not None:
-        logits += head.bias.detach().double().cpu().numpy()
-    return logits
-
-
-def _model_logits(model, tokenizer, texts, *, max_length, batch_size, verbose):
-    """Logits of a sequence-classification model, batched by length, in input order."""
-    import torch
-
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-    out = np.empty((len(texts), 2), dtype=np.float64)
-    with torch.no_grad():
-        for start in tqdm(
-            range(0, len(order), batch_size), desc="predict", disable=not verbose, leave=False
-        ):
-            idx = order[start : start + batch_size]
-            enc = tokenizer(
-                [texts[i] for i in idx],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            ).to(model.device)
-            logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-            out[idx] = logits.float().cpu().numpy()
-    return out
-
-
 def _is_peft(model):
     return hasattr(model, "peft_config")
+
+
+def _check_soft_labels(y_proba, n):
+    """Soft labels as float64 ``(n, 2)`` rows of probabilities, or None."""
+    if y_proba is None:
+        return None
+    try:
+        soft = np.asarray(y_proba, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError("y_proba must be numeric: probabilities of shape (n_samples, 2).") from None
+    if soft.shape != (n, 2):
+        raise ValueError(f"y_proba must have shape ({n}, 2), one row per text; got {soft.shape}.")
+    if not np.all(np.isfinite(soft)) or np.any(soft < 0) or not np.allclose(soft.sum(1), 1, atol=1e-3):
+        raise ValueError("y_proba must hold probabilities: finite, non-negative rows that sum to 1.")
+    return soft
+
+
+def _warn_long_texts(tokenizer, texts, max_length, kind="last_token"):
+    """Warn when texts are longer than ``max_length`` tokens: they are cut from the left, so
+    the end of each text (the answer of a ``"Q: ... A: ..."`` text) is kept."""
+    if kind != "last_token":  # answer scores keep the answer and cut the prefix themselves
+        return
+    lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+    long = sum(n > max_length for n in lengths)
+    if long:
+        warnings.warn(
+            f"{long} of {len(texts)} text(s) are longer than max_length={max_length} tokens (the "
+            f"longest has {max(lengths)}); they are cut from the left, keeping their end (the "
+            "answer). Raise max_length to keep them whole.",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 class LLMClassifier(ClassifierMixin, BaseEstimator):
@@ -311,6 +137,17 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
     answer_marker : str, default=" A: "
         With ``head_features="answer_scores"``: the string before the answer in each text
         (``" A: "`` for :func:`skw2s.datasets.format_classification` texts).
+    loss : {"xent", "logconf", "product", "kl", "window", "entropy"}, default="xent"
+        The training loss, for a student trained on weak labels (:mod:`skw2s.losses`):
+        ``"xent"`` the (weighted) cross-entropy on hard labels, or on soft ones when ``fit``
+        gets ``y_proba``; ``"logconf"`` the auxiliary-confidence loss of Burns et al. (its
+        warmup is a linear ramp, see :func:`skw2s.losses.logconf`); ``"product"`` (soft labels
+        only); ``"kl"``, ``"window"`` and ``"entropy"`` as in EleutherAI's w2s. Every mode
+        takes every loss.
+    loss_params : dict, default=None
+        Hyperparameters of the loss, e.g. ``{"aux_coef": 0.75}`` for ``"logconf"``, or
+        ``{"radius": "midweak"}`` for ``"window"`` (the radius is then computed from the soft
+        labels of the training set, as EleutherAI does).
     device : str, default="auto"
         ``"auto"`` means ``cuda`` when present, else CPU; or ``"cpu"``, ``"cuda:1"`` ...
     dtype : str, default="auto"
@@ -386,6 +223,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         lora_alpha=None,
         head_features="last_token",
         answer_marker=" A: ",
+        loss="xent",
+        loss_params=None,
         device="auto",
         dtype="auto",
         random_state=None,
@@ -401,6 +240,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         self.lora_alpha = lora_alpha
         self.head_features = head_features
         self.answer_marker = answer_marker
+        self.loss = loss
+        self.loss_params = loss_params
         self.device = device
         self.dtype = dtype
         self.random_state = random_state
@@ -409,15 +250,20 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints = {
         "model": [PATH],
         "mode": [StrOptions(("head", "lora", "full"))],
-        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions(("auto",))],
+        "lr": [POSITIVE_FINITE, StrOptions(("auto",))],
         "n_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions(("auto",))],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_length": [Interval(Integral, 1, None, closed="left")],
-        "lora_r": [Interval(Integral, 1, None, closed="left")],
-        "lora_alpha": [Interval(Real, 0, None, closed="neither"), NONE],
+        "batch_size": [POSITIVE_INT],
+        "max_length": [POSITIVE_INT],
+        "lora_r": [POSITIVE_INT],
+        "lora_alpha": [POSITIVE_FINITE, NONE],
         "head_features": [StrOptions(("last_token", "answer_scores"))],
         "answer_marker": [_InstanceOf((str,), "a str")],
-        "verbose": [Interval(Integral, 0, None, closed="left"), _InstanceOf((bool,), "a bool")],
+        "loss": [StrOptions(("xent", "logconf", "product", "kl", "window", "entropy"))],
+        "loss_params": [_InstanceOf((dict,), "a dict"), NONE],
+        "device": [_InstanceOf((str,), "a str")],
+        "dtype": [_InstanceOf((str,), "a str")],
+        "random_state": [RANDOM_STATE],
+        "verbose": VERBOSE,
     }
 
     def __sklearn_tags__(self):
@@ -437,7 +283,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         n_epochs = auto["n_epochs"] if self.n_epochs == "auto" else int(self.n_epochs)
         return lr, n_epochs
 
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None, *, y_proba=None):
         """Fine-tune the model on texts ``X`` with binary labels ``y``.
 
         Parameters
@@ -445,17 +291,26 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         X : sequence of str or one-column DataFrame of shape (n_samples,)
             The texts.
         y : array-like of shape (n_samples,)
-            Two distinct labels of any type.
+            Two distinct labels of any type (hard labels; they define ``classes_``).
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative per-example weights of the loss (rescaled internally; zero-weight
             examples do not train). None means uniform.
+        y_proba : array-like of shape (n_samples, 2), default=None
+            Soft labels (for example an ensemble's ``predict_proba``), columns in ``classes_``
+            order; the loss trains on them instead of ``y``. Needed by ``loss="product"``.
 
         Returns
         -------
         self : LLMClassifier
             The fitted classifier.
+
+        Raises
+        ------
+        ValueError
+            On invalid parameters, input, weights or soft labels, or a loss that cannot take
+            the labels given. A fit that fails leaves no fitted attribute behind.
         """
-        validate_params(self, self._parameter_constraints)
+        validate_params(self)
         if self.head_features != "last_token" and self.mode != "head":
             raise ValueError(
                 f"head_features={self.head_features!r} reads features from a frozen LM: it needs "
@@ -463,17 +318,23 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             )
         if self.head_features == "answer_scores" and not self.answer_marker.strip():
             raise ValueError("The 'answer_marker' parameter of LLMClassifier must not be blank.")
+        reset_fitted_attributes(self, private=("_fitted", "_body_key"))
         texts = check_text_input(X, estimator=self)
         classes, y_enc = check_binary_target(y, len(texts), estimator=self)
         weights = check_sample_weight(sample_weight, len(texts))
+        soft = _check_soft_labels(y_proba, len(texts))
+        loss = self._student_loss(y_enc, soft)
         seed = resolve_seed(self.random_state)
         lr, n_epochs = self._hyperparameters()
-        reset_fitted_attributes(self, private=("_fitted", "_body_key"))
         start = time.perf_counter()
-        if self.mode == "head":
-            self._fit_head(texts, y_enc, weights, lr=lr, n_epochs=n_epochs, seed=seed)
-        else:
-            self._fit_model(texts, y_enc, weights, lr=lr, n_epochs=n_epochs, seed=seed)
+        fit = self._fit_head if self.mode == "head" else self._fit_model
+        model, tokenizer, head, body_key = fit(
+            texts, y_enc, weights, lr=lr, n_epochs=n_epochs, seed=seed, loss=loss, soft=soft
+        )
+        # Fitted attributes only now, so that a fit that fails leaves none behind.
+        self.model_, self.tokenizer_, self.head_ = model, tokenizer, head
+        if body_key is not None:
+            self._body_key = body_key
         self.classes_ = classes
         self.n_classes_ = 2
         self._fitted = {
@@ -486,13 +347,29 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         }
         self.fit_seconds_ = time.perf_counter() - start
         logger.info(
-            "Fitted LLMClassifier(%s, mode=%s) on %d texts in %.1f s",
-            self.model,
-            self.mode,
-            len(texts),
-            self.fit_seconds_,
+            "Fitted LLMClassifier(%s, mode=%s, loss=%s) on %d texts in %.1f s",
+            self.model, self.mode, self.loss, len(texts), self.fit_seconds_,
         )
         return self
+
+    def _student_loss(self, y_enc, soft):
+        """The :class:`skw2s.losses.Loss` to train with, or None for the plain weighted
+        cross-entropy on hard labels (the default, computed as it always was)."""
+        if self.loss == "xent" and soft is None and not self.loss_params:
+            return None
+        from .losses import check_labels, get_loss, midweak_radius
+
+        params = dict(self.loss_params or {})
+        if params.get("radius") == "midweak":
+            if soft is None:
+                raise ValueError(
+                    "loss_params={'radius': 'midweak'} is the median confidence of the soft weak "
+                    "labels: pass them to fit as y_proba."
+                )
+            params["radius"] = midweak_radius(soft)
+        loss = get_loss(self.loss, **params)
+        check_labels(loss, y_enc if soft is None else soft)
+        return loss
 
     def _new_head(self, entry, kind):
         import torch
@@ -502,13 +379,14 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         width = entry.hidden_size if kind == "last_token" else len(ANSWER_SCORE_FEATURES)
         return torch.nn.Linear(width, 2, bias=entry.head_bias or kind != "last_token", dtype=torch.float32)
 
-    def _fit_head(self, texts, y_enc, weights, *, lr, n_epochs, seed):
+    def _fit_head(self, texts, y_enc, weights, *, lr, n_epochs, seed, loss, soft):
         import torch
 
         from .training import train_head
 
-        entry = _frozen_body(self.model, self.device, self.dtype)
-        features = _features(
+        entry = _features.frozen_body(self.model, self.device, self.dtype)
+        _warn_long_texts(entry.tokenizer, texts, self.max_length, self.head_features)
+        features = _features.features(
             entry,
             texts,
             max_length=self.max_length,
@@ -519,7 +397,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         )
         head = self._new_head(entry, self.head_features)
         # train_head finds the head as the `score` attribute of the module it is given.
-        with _single_thread():
+        with _features.single_thread():
             train_head(
                 torch.nn.ModuleDict({"score": head}),
                 features,
@@ -528,36 +406,44 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
                 lr=lr,
                 n_epochs=n_epochs,
                 random_state=seed,
+                loss=loss,
+                soft_labels=soft,
             )
         head.requires_grad_(False)
-        self._body_key = entry.key
-        self.model_, self.tokenizer_, self.head_ = entry.body, entry.tokenizer, head
+        return entry.body, entry.tokenizer, head, entry.key
 
-    def _fit_model(self, texts, y_enc, weights, *, lr, n_epochs, seed):
-        from .models import load_sequence_classifier
-        from .training import train_classifier
+    def _fit_model(self, texts, y_enc, weights, *, lr, n_epochs, seed, loss, soft):
+        from .models import load_sequence_classifier, resolve_device
+        from .training import seeded_torch, train_classifier
 
-        model, tokenizer = load_sequence_classifier(
-            self.model, num_labels=2, device=self.device, dtype=self.dtype
-        )
-        model = train_classifier(
-            model,
-            tokenizer,
-            texts,
-            y_enc,
-            weights,
-            mode=self.mode,
-            lr=lr,
-            n_epochs=n_epochs,
-            batch_size=self.batch_size,
-            max_length=self.max_length,
-            random_state=seed,
-            lora_r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            verbose=self.verbose,
-        )
+        # The new classification head (and the LoRA matrices) are initialised from torch's
+        # generator: seeding it here, before loading, makes the fit the same in every process.
+        with seeded_torch(seed, resolve_device(self.device)):
+            model, tokenizer = load_sequence_classifier(
+                self.model, num_labels=2, device=self.device, dtype=self.dtype
+            )
+            tokenizer.truncation_side = "left"
+            _warn_long_texts(tokenizer, texts, self.max_length)
+            model = train_classifier(
+                model,
+                tokenizer,
+                texts,
+                y_enc,
+                weights,
+                mode=self.mode,
+                lr=lr,
+                n_epochs=n_epochs,
+                batch_size=self.batch_size,
+                max_length=self.max_length,
+                random_state=seed,
+                lora_r=self.lora_r,
+                lora_alpha=self.lora_alpha,
+                verbose=self.verbose,
+                loss=loss,
+                soft_labels=soft,
+            )
         model.eval()
-        self.model_, self.tokenizer_, self.head_ = model, tokenizer, None
+        return model, tokenizer, None, None
 
     # --------------------------------------------------------------- prediction
     def _logits(self, X):
@@ -566,17 +452,10 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         fitted = self._fitted
         if self.head_ is not None:
             # The shared body's key, so the features cached during fit are reused.
-            with _LOCK:
-                entry = _BODIES.get(self._body_key)
-            if entry is None or entry.body is not self.model_:
-                entry = _FrozenBody(
-                    self._body_key,
-                    self.model_,
-                    self.tokenizer_,
-                    self.head_.in_features,
-                    self.head_.bias is not None,
-                )
-            features = _features(
+            entry = _features.registered_body(self._body_key, self.model_, self.tokenizer_, self.head_)
+            _warn_long_texts(self.tokenizer_, texts, fitted["max_length"],
+                             fitted.get("head_features", "last_token"))
+            features = _features.features(
                 entry,
                 texts,
                 max_length=fitted["max_length"],
@@ -585,8 +464,9 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
                 kind=fitted.get("head_features", "last_token"),
                 marker=fitted.get("answer_marker"),
             )
-            return _head_logits(self.head_, features)
-        return _model_logits(
+            return _features.head_logits(self.head_, features)
+        _warn_long_texts(self.tokenizer_, texts, fitted["max_length"])
+        return _features.model_logits(
             self.model_,
             self.tokenizer_,
             texts,
@@ -684,7 +564,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             import torch
             from safetensors.torch import load
 
-            entry = _frozen_body(fitted["model"], self.device, fitted["dtype"])
+            entry = _features.frozen_body(fitted["model"], self.device, fitted["dtype"])
             head = self._new_head(entry, fitted.get("head_features", "last_token"))
             head.load_state_dict({k: v.to(torch.float32) for k, v in load(payload["head"]).items()})
             head.requires_grad_(False)
@@ -699,6 +579,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             model = load_pretrained(payload["files"], lambda d: PeftModel.from_pretrained(base, d))
             model.to(base.device)
             model.eval()
+            tokenizer.truncation_side = "left"
             self.model_, self.tokenizer_, self.head_ = model, tokenizer, None
         elif kind == "full":
             from transformers import AutoModelForSequenceClassification
@@ -708,9 +589,12 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
                 payload["files"],
                 AutoModelForSequenceClassification.from_pretrained,
                 dtype=_resolve_dtype(fitted["dtype"], device),
+                use_safetensors=True,
             )
             model.to(device)
             model.eval()
-            self.model_, self.tokenizer_, self.head_ = model, load_tokenizer(fitted["model"]), None
+            tokenizer = load_tokenizer(fitted["model"])
+            tokenizer.truncation_side = "left"
+            self.model_, self.tokenizer_, self.head_ = model, tokenizer, None
         else:  # pragma: no cover - written by a newer version
             raise ValueError(f"Unknown serialized weight format {kind!r}.")

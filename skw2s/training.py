@@ -140,12 +140,15 @@ class _ClsCollator:
     def __call__(self, items):
         import torch
 
-        return {
+        batch = {
             "input_ids": _pad([it["input_ids"] for it in items], self.pad_id),
             "attention_mask": _pad([[1] * len(it["input_ids"]) for it in items], 0),
             "labels": torch.tensor([it["label"] for it in items]),
             "sample_weight": torch.tensor([it["weight"] for it in items], dtype=torch.float32),
         }
+        if "soft" in items[0]:
+            batch["soft_labels"] = torch.tensor([it["soft"] for it in items], dtype=torch.float32)
+        return batch
 
 
 def _weighted_trainer_class():
@@ -153,7 +156,14 @@ def _weighted_trainer_class():
     from transformers import Trainer
 
     class WeightedTrainer(Trainer):
-        """Trainer whose loss uses per-token (SFT) or per-example (classification) weights."""
+        """Trainer whose loss uses per-token (SFT) or per-example (classification) weights.
+
+        ``student_loss`` (a :class:`skw2s.losses.Loss`, set after construction) replaces the
+        classification cross-entropy: it gets the batch's logits, its labels (soft ones when
+        the batch has them), the weights and the training progress ``step_frac``.
+        """
+
+        student_loss = None
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = dict(inputs)
@@ -170,11 +180,19 @@ def _weighted_trainer_class():
             else:
                 weight = inputs.pop("sample_weight")
                 labels = inputs.pop("labels")
+                soft = inputs.pop("soft_labels", None)
                 outputs = model(**inputs)
-                ce = torch.nn.functional.cross_entropy(
-                    outputs.logits.float(), labels, reduction="none"
-                )
-                loss = (ce * weight).sum() / weight.numel()
+                if self.student_loss is None:
+                    ce = torch.nn.functional.cross_entropy(
+                        outputs.logits.float(), labels, reduction="none"
+                    )
+                    loss = (ce * weight).sum() / weight.numel()
+                else:
+                    step_frac = min(1.0, self.state.global_step / max(1, self.state.max_steps))
+                    loss = self.student_loss(
+                        outputs.logits.float(), labels if soft is None else soft,
+                        sample_weight=weight, step_frac=step_frac, reduction="sum",
+                    ) / weight.numel()
             return (loss, outputs) if return_outputs else loss
 
     return WeightedTrainer
@@ -217,7 +235,7 @@ def _apply_lora(model, *, task_type, lora_r, lora_alpha, target_modules):
     return get_peft_model(model, config)
 
 
-def _run_trainer(model, dataset, collator, **kwargs):
+def _run_trainer(model, dataset, collator, *, student_loss=None, **kwargs):
     from datasets import Dataset
     from transformers import PrinterCallback
 
@@ -229,6 +247,7 @@ def _run_trainer(model, dataset, collator, **kwargs):
             train_dataset=Dataset.from_list(dataset),
             data_collator=collator,
         )
+        trainer.student_loss = student_loss
         trainer.remove_callback(PrinterCallback)  # metrics go to the logger, not stdout
         result = trainer.train()
     model.eval()
@@ -269,7 +288,7 @@ def _check_mode(mode, allowed):
 
 def _fit_rows(
     model, rows, collator, *, task_type, mode, lr, n_epochs, batch_size, random_state,
-    lora_r, lora_alpha, lora_target_modules, verbose,
+    lora_r, lora_alpha, lora_target_modules, verbose, student_loss=None,
 ):
     """Add LoRA adapters when asked, then train ``model`` on ``rows`` with the Trainer."""
     if mode == "lora":
@@ -283,7 +302,7 @@ def _fit_rows(
     model.train()
     _run_trainer(
         model, rows, collator, lr=lr, n_epochs=n_epochs, batch_size=batch_size,
-        random_state=random_state, verbose=verbose,
+        random_state=random_state, verbose=verbose, student_loss=student_loss,
     )
     return model
 
@@ -375,12 +394,16 @@ def train_classifier(
     lora_alpha=None,
     lora_target_modules=None,
     verbose=0,
+    loss=None,
+    soft_labels=None,
 ):
     """Fine-tune a sequence-classification LM with per-example weights.
 
     ``labels`` are integer class indices. ``sample_weight`` (default: ones) is rescaled to
     mean 1; examples with zero weight are dropped. ``mode="head"`` trains only the head on
-    frozen features (see :func:`train_head`). Other parameters as in
+    frozen features (see :func:`train_head`). ``loss`` (a :class:`skw2s.losses.Loss`; None is
+    the plain weighted cross-entropy) is the student loss, given ``soft_labels`` (``(n, 2)``
+    probabilities) instead of ``labels`` when they are passed. Other parameters as in
     :func:`train_causal_lm`. Returns the trained model in eval mode.
     """
     _check_mode(mode, MODES)
@@ -394,19 +417,23 @@ def train_classifier(
             model, tokenizer, texts, batch_size=batch_size, max_length=max_length
         )
         return train_head(
-            model, features, labels, w, lr=lr, n_epochs=n_epochs, random_state=random_state
+            model, features, labels, w, lr=lr, n_epochs=n_epochs, random_state=random_state,
+            loss=loss, soft_labels=soft_labels,
         )
     w = w / w.mean()
     ids = _tokenize_texts(tokenizer, texts, max_length)
-    rows = [
-        {"input_ids": list(ids[i]), "label": int(labels[i]), "weight": float(w[i])}
-        for i in range(n)
-        if w[i] > 0
-    ]
+    rows = []
+    for i in range(n):
+        if w[i] > 0:
+            row = {"input_ids": list(ids[i]), "label": int(labels[i]), "weight": float(w[i])}
+            if soft_labels is not None:
+                row["soft"] = [float(v) for v in soft_labels[i]]
+            rows.append(row)
     return _fit_rows(
         model, rows, _ClsCollator(tokenizer.pad_token_id), task_type="SEQ_CLS", mode=mode, lr=lr,
         n_epochs=n_epochs, batch_size=batch_size, random_state=random_state, lora_r=lora_r,
         lora_alpha=lora_alpha, lora_target_modules=lora_target_modules, verbose=verbose,
+        student_loss=loss,
     )
 
 
@@ -494,11 +521,14 @@ def answer_score_features(body, lm_head_weight, tokenizer, texts, *, marker, bat
     return out
 
 
-def train_head(model, features, labels, sample_weight=None, *, lr=1e-2, n_epochs=100, random_state=None):
+def train_head(model, features, labels, sample_weight=None, *, lr=1e-2, n_epochs=100,
+               random_state=None, loss=None, soft_labels=None):
     """Train the model's linear head on precomputed features with a weighted loss.
 
     Full-batch Adam for ``n_epochs`` steps, seeded through a local generator; the head is
-    updated in place (the rest of the model is untouched) and the model is returned.
+    updated in place (the rest of the model is untouched) and the model is returned. ``loss``
+    (a :class:`skw2s.losses.Loss`; None is the weighted cross-entropy) is called on the whole
+    batch with ``step_frac = step / n_epochs``, on ``soft_labels`` when they are given.
     """
     import torch
 
@@ -519,11 +549,18 @@ def train_head(model, features, labels, sample_weight=None, *, lr=1e-2, n_epochs
         p.requires_grad_(True)
     optimizer = torch.optim.Adam(params, lr=lr)
     scale = x.std().clamp_min(1e-6)
-    for _ in range(int(n_epochs)):
+    target = y if soft_labels is None else torch.as_tensor(
+        np.asarray(soft_labels, dtype=np.float32), device=head.weight.device
+    )
+    for step in range(int(n_epochs)):
         optimizer.zero_grad()
         logits = torch.nn.functional.linear(x / scale, head.weight, head.bias)
-        loss = (torch.nn.functional.cross_entropy(logits, y, reduction="none") * w).sum()
-        loss.backward()
+        if loss is None:
+            value = (torch.nn.functional.cross_entropy(logits, y, reduction="none") * w).sum()
+        else:
+            value = loss(logits, target, sample_weight=w, step_frac=step / int(n_epochs),
+                         reduction="sum")
+        value.backward()
         optimizer.step()
     with torch.no_grad():
         head.weight.div_(scale)

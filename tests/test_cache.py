@@ -262,7 +262,7 @@ def test_token_boosting_round_entries_round_trip(tiny_lm, tmp_path, saved_entrie
                         device="cpu", max_new_tokens=4)
     boost = skw2s.TokenAdaBoostGenerator(weak, n_estimators=2, random_state=0, memory=tmp_path)
     boost.fit(PROMPTS, ANSWERS)
-    rounds = [e for e in saved_entries if "payload" in e[2]]
+    rounds = [e for e in saved_entries if "learner" in e[2]]
     assert len(rounds) == 2 and len(saved_entries) == 3  # and the pre-trained error
     store = Store(tmp_path)
     for namespace, key, entry in saved_entries:

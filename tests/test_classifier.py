@@ -14,7 +14,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 import skw2s.training
-from skw2s import classifier as classifier_module
+from skw2s import _features as features_module
 from skw2s.classifier import AUTO_HYPERPARAMETERS, LLMClassifier, clear_cache
 
 TEXTS = ["Q: sky A: blue", "Q: sky A: green", "Q: grass A: green", "Q: grass A: blue"] * 6
@@ -98,7 +98,8 @@ def test_seeded_fits_are_reproducible(tiny_lm):
 def test_auto_hyperparameters_depend_on_mode(tiny_lm, monkeypatch):
     seen = {}
 
-    def fake_train_head(model, features, labels, sample_weight=None, *, lr, n_epochs, random_state):
+    def fake_train_head(model, features, labels, sample_weight=None, *, lr, n_epochs, random_state,
+                        **kw):
         seen.update(lr=lr, n_epochs=n_epochs)
         return model
 
@@ -236,7 +237,9 @@ BAD_PARAMS = [
     (dict(n_epochs=1.5), r"'n_epochs' parameter .* must be an int in the range \[1, inf\)"),
     (dict(batch_size=0), r"'batch_size' parameter"),
     (dict(model=""), r"model spec must be a non-empty string"),
-    (dict(random_state="seed"), r"cannot be used to seed"),
+    (dict(random_state="seed"), r"'random_state' parameter of LLMClassifier must be an int in the range"),
+    (dict(lr=float("inf")), r"'lr' parameter of LLMClassifier must be a float in the range \(0.0, inf\)"),
+    (dict(loss="hinge"), r"'loss' parameter of LLMClassifier must be a str among"),
 ]
 
 
@@ -255,10 +258,10 @@ def test_bad_input_at_predict(head_clf):
 
 
 def test_feature_cache_is_bounded(tiny_lm, monkeypatch):
-    monkeypatch.setattr(classifier_module, "FEATURE_CACHE_BYTES", 2 * 32 * 4)  # two rows
+    monkeypatch.setattr(features_module, "FEATURE_CACHE_BYTES", 2 * 32 * 4)  # two rows
     clf = LLMClassifier(tiny_lm, random_state=0, **HEAD).fit(TEXTS, LABELS)
-    assert len(classifier_module._FEATURES) <= 2
-    assert classifier_module._FEATURE_BYTES[0] <= 2 * 32 * 4
+    assert len(features_module._FEATURES) <= 2
+    assert features_module._FEATURE_BYTES[0] <= 2 * 32 * 4
     assert clf.score(TEXTS, LABELS) == 1.0  # eviction never loses rows being assembled
 
 
@@ -277,9 +280,9 @@ def test_answer_scores_are_the_lms_own_log_probabilities(tiny_lm):
     clf = LLMClassifier(tiny_lm, head_features="answer_scores", device="cpu", random_state=0)
     clf.fit(QA_TEXTS, QA_LABELS)
     assert clf.head_.in_features == len(ANSWER_SCORE_FEATURES) == 5
-    from skw2s.classifier import _BODIES, _features
+    from skw2s._features import _BODIES, features
 
-    feats = _features(_BODIES[clf._body_key], QA_TEXTS[:4], max_length=256, batch_size=3, verbose=0,
+    feats = features(_BODIES[clf._body_key], QA_TEXTS[:4], max_length=256, batch_size=3, verbose=0,
                       kind="answer_scores", marker=" A: ")
     model, tok = load_causal_lm(tiny_lm, device="cpu")
     for text, row in zip(QA_TEXTS[:4], feats):
