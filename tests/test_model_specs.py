@@ -167,6 +167,10 @@ def test_missing_path_names_the_forms(tmp_path, no_network):
     with pytest.raises(ValueError, match="names no existing directory or file") as info:
         check_model_spec(str(tmp_path / "nowhere"))
     assert "a .gguf file" in str(info.value)
+    weights = tmp_path / "pytorch_model.bin"
+    weights.write_bytes(b"")
+    with pytest.raises(ValueError, match="is a file, but not a .gguf file"):
+        check_model_spec(str(weights))
 
 
 def test_alias_needs_its_packages_unless_converted(monkeypatch, tmp_path, no_network):
