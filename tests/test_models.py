@@ -76,17 +76,18 @@ def test_bad_spec_messages(spec, match):
 
 
 def test_missing_directory_message(tmp_path):
-    with pytest.raises(ValueError, match="neither an existing directory"):
+    with pytest.raises(ValueError, match="names no existing directory or file"):
         load_causal_lm(str(tmp_path / "does-not-exist"))
 
 
-def test_unreachable_hub_id_message(monkeypatch):
+def test_unreachable_hub_id_message(monkeypatch, tmp_path):
     import huggingface_hub.constants
 
-    # offline mode answers at once; CI has no Hub either way, but would wait on retries
+    # offline mode answers at once; CI has no Hub either way
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ValueError, match="Hugging Face Hub failed"):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ValueError, match="not in the local Hugging Face cache"):
         load_causal_lm("no-such-org/no-such-model-xyz")
 
 
