@@ -89,6 +89,7 @@ _SUFFIX = ".skops"
 # hold, by the name skops records. The estimator classes come from ``skw2s.__all__``.
 _SKW2S_DATA_TYPES = (
     "skw2s._inputs.GenerationInput",
+    "skw2s.experiment._data._GradeOf",
     "skw2s._weights.BoostStep",
     "skw2s.models.ModelSpec",
     "skw2s.training.EncodedExample",

@@ -9,6 +9,7 @@ high difficulty is hard (student training data and the test set).
 from __future__ import annotations
 
 import logging
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from ._cache import fingerprint
-from ._validation import take_rows
+from ._validation import (
+    NONE,
+    RANDOM_STATE,
+    HasMethods,
+    Interval,
+    take_rows,
+    validate_params,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +57,15 @@ def per_example_error(estimator, X, y):
 
 def _fold_error(estimator, X, y, train, test):
     model = clone(estimator).fit(take_rows(X, train), take_rows(y, train))
-    return test, per_example_error(model, take_rows(X, test), take_rows(y, test))
+    return test, per_example_error(model, take_rows(X, test), take_rows(y, test)), model
+
+
+class _Difficulty:
+    def is_satisfied_by(self, value):
+        return value is None or callable(value) or hasattr(value, "__len__")
+
+    def __str__(self):
+        return "an array-like, a callable or None"
 
 
 class DifficultySplitter(TransformerMixin, BaseEstimator):
@@ -78,6 +94,9 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
     ----------
     difficulty_ : ndarray of shape (n_samples,)
         The difficulty of each row seen in ``fit``.
+    estimators_ : list of estimators
+        The fitted fold models (cross-validated difficulty only; empty otherwise):
+        :meth:`rate` averages their errors on new rows.
     threshold_ : float
         Rows with difficulty above it are hard (ties are split at random, seeded).
     easy_mask_ : ndarray of bool, shape (n_samples,)
@@ -111,22 +130,22 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
+    _parameter_constraints = {
+        "estimator": [HasMethods(("fit",)), NONE],
+        "n_splits": [Interval(Integral, 2, None, closed="left")],
+        "easy_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "difficulty": [_Difficulty()],
+        "n_jobs": [Interval(Integral, None, None, closed="neither"), NONE],
+        "random_state": [RANDOM_STATE],
+    }
+
     def _validate(self, n):
-        if not (isinstance(self.easy_fraction, (float, int)) and 0 < self.easy_fraction < 1):
-            raise ValueError(
-                "The 'easy_fraction' parameter of DifficultySplitter must be a float in the "
-                f"range (0, 1). Got {self.easy_fraction!r} instead."
-            )
+        validate_params(self)
         if self.difficulty is None:
             if self.estimator is None:
                 raise ValueError(
                     "DifficultySplitter needs an 'estimator' to rate difficulty by "
                     "cross-validation, or a precomputed 'difficulty'."
-                )
-            if not isinstance(self.n_splits, (int, np.integer)) or self.n_splits < 2:
-                raise ValueError(
-                    "The 'n_splits' parameter of DifficultySplitter must be an int in the range "
-                    f"[2, inf). Got {self.n_splits!r} instead."
                 )
             if self.n_splits > n:
                 raise ValueError(
@@ -146,6 +165,9 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
         if n == 0:
             raise ValueError("DifficultySplitter needs at least one example; got an empty X.")
         self._validate(n)
+        for name in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, name)
+        self.estimators_ = []
         if self.difficulty is not None:
             values = self.difficulty(X) if callable(self.difficulty) else self.difficulty
             difficulty = np.asarray(values, dtype=np.float64).reshape(-1)
@@ -164,8 +186,9 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
                 for train, test in folds.split(np.zeros(n))
             )
             difficulty = np.empty(n, dtype=np.float64)
-            for test, err in results:
+            for test, err, _ in results:
                 difficulty[test] = err
+            self.estimators_ = [model for _, _, model in results]
         self.difficulty_ = difficulty
         rng = check_random_state(self.random_state)
         order = np.lexsort((rng.permutation(n), difficulty))  # ties broken at random
@@ -190,6 +213,46 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
                 "(difficulty is cross-validated); call fit_transform on new data."
             )
         return self.difficulty_.reshape(-1, 1)
+
+    def rate(self, X, y=None):
+        """The difficulty of new rows by the fitted rule, comparable with ``threshold_``.
+
+        A callable ``difficulty`` is called on ``X``; a cross-validated difficulty is the mean
+        error of the fold models (``estimators_``) on ``(X, y)``. Rows above ``threshold_``
+        are hard by the same rule that split the pool, so a separate test set (for example a
+        dataset's official test split) can be divided like the pool.
+
+        Parameters
+        ----------
+        X : sequence of str or DataFrame
+            New rows.
+        y : array-like of shape (n_samples,), default=None
+            Their labels (needed for a cross-validated difficulty).
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+
+        Raises
+        ------
+        ValueError
+            If the difficulty was a precomputed array (it rates the fitted rows only), or
+            ``y`` is missing for a cross-validated one.
+        """
+        check_is_fitted(self)
+        if self.difficulty is not None:
+            if not callable(self.difficulty):
+                raise ValueError(
+                    "A precomputed difficulty array rates only the rows it was given; pass a "
+                    "callable difficulty(X) to rate new rows."
+                )
+            values = np.asarray(self.difficulty(X), dtype=np.float64).reshape(-1)
+            if values.shape != (len(X),) or not np.all(np.isfinite(values)):
+                raise ValueError(f"difficulty(X) must give one finite number per row ({len(X)}).")
+            return values
+        if y is None or len(y) != len(X):
+            raise ValueError("A cross-validated difficulty rates new rows from their labels: give y.")
+        return np.mean([per_example_error(m, X, np.asarray(y)) for m in self.estimators_], axis=0)
 
     def fit_transform(self, X, y=None, **fit_params):
         return self.fit(X, y).difficulty_.reshape(-1, 1)

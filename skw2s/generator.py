@@ -73,6 +73,15 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         Most tokens generated per prompt by ``generate`` and free-text ``predict``.
     choice_score : {"sum", "mean"}, default="sum"
         Rank choices by the summed NLL of their tokens, or by the mean (length-normalised).
+    loss : {"sft", "choice_xent", "choice_logconf"}, default="sft"
+        The training loss. ``"sft"``: cross-entropy of the answer's tokens (the chosen
+        option's text, or the answer string). ``"choice_xent"`` and ``"choice_logconf"``
+        (multiple choice only; :mod:`skw2s.losses`): a loss over each question's options,
+        scored as inference scores them (``choice_score``), on the hard label or on soft
+        labels given to ``fit`` as ``y_proba``; ``"choice_logconf"`` adds the student's own
+        hardened choice, the auxiliary-confidence loss of Burns et al. for multiple choice.
+    loss_params : dict, default=None
+        Hyperparameters of the loss, e.g. ``{"aux_coef": 0.75}``.
     lora_r : int, default=16
         LoRA rank (``mode="lora"``).
     lora_alpha : float, default=None
@@ -139,6 +148,8 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         "max_length": [Interval(Integral, 2, None, closed="left")],
         "max_new_tokens": [POSITIVE_INT],
         "choice_score": [StrOptions(("sum", "mean"))],
+        "loss": [StrOptions(("sft", "choice_xent", "choice_logconf"))],
+        "loss_params": [_InstanceOf((dict,), "a dict"), NONE],
         "lora_r": [POSITIVE_INT],
         "lora_alpha": [POSITIVE_FINITE, NONE],
         "lora_target_modules": [_InstanceOf((tuple, list), "a tuple of str"), NONE],
@@ -159,6 +170,8 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         max_length=512,
         max_new_tokens=32,
         choice_score="sum",
+        loss="sft",
+        loss_params=None,
         lora_r=16,
         lora_alpha=None,
         lora_target_modules=None,
@@ -175,6 +188,8 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         self.max_length = max_length
         self.max_new_tokens = max_new_tokens
         self.choice_score = choice_score
+        self.loss = loss
+        self.loss_params = loss_params
         self.lora_r = lora_r
         self.lora_alpha = lora_alpha
         self.lora_target_modules = lora_target_modules
@@ -232,7 +247,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
             weights.append(row * (1.0 if w is None else w[i]))
         return weights
 
-    def fit(self, X, y, sample_weight=None, *, token_weight=None):
+    def fit(self, X, y, sample_weight=None, *, token_weight=None, y_proba=None):
         """Fine-tune the model on ``(X, y)``.
 
         Parameters
@@ -247,7 +262,10 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         token_weight : sequence of array-like, default=None
             One non-negative weight per answer token of each row (of the lengths
             :meth:`answer_lengths` gives), for example how often boosting drew the token;
-            multiplies ``sample_weight``. Tokens of weight 0 do not train.
+            multiplies ``sample_weight``. Tokens of weight 0 do not train. SFT only.
+        y_proba : array-like of shape (n_samples, max_n_choices), default=None
+            Soft labels over each question's options (0 beyond its last one), for a choice
+            loss; for example an ensemble's ``predict_proba``.
 
         Returns
         -------
@@ -266,7 +284,8 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         self._validate()
         reset_fitted_attributes(self)
         inputs = check_generation_input(X)
-        answers, _ = check_generation_target(y, inputs)
+        answers, indices = check_generation_target(y, inputs)
+        loss = self._choice_loss(inputs, indices, y_proba, token_weight)
         model, tokenizer = load_causal_lm(self.model, device=self.device, dtype=self.dtype)
         encoded = encode_sft(tokenizer, inputs.prompts, answers, max_length=self.max_length)
         weights = self._row_weights(encoded, sample_weight, token_weight)
@@ -278,13 +297,21 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
                 ex.n_answer_tokens if weights is None else int(np.count_nonzero(wt))
                 for ex, wt in zip(encoded, weights or [None] * len(encoded))
             )
+            common = dict(mode=self.mode, lr=self.lr, n_epochs=self.n_epochs,
+                          batch_size=self.batch_size, random_state=seed, lora_r=self.lora_r,
+                          lora_alpha=self.lora_alpha, lora_target_modules=self.lora_target_modules,
+                          verbose=self.verbose)
             with seeded_torch(seed, model.device):
-                model = train_causal_lm(
-                    model, tokenizer, encoded, weights, mode=self.mode, lr=self.lr,
-                    n_epochs=self.n_epochs, batch_size=self.batch_size, random_state=seed,
-                    lora_r=self.lora_r, lora_alpha=self.lora_alpha,
-                    lora_target_modules=self.lora_target_modules, verbose=self.verbose,
-                )
+                if loss is None:
+                    model = train_causal_lm(model, tokenizer, encoded, weights, **common)
+                else:
+                    from ._choice_training import train_choice_lm
+
+                    model = train_choice_lm(
+                        model, tokenizer, inputs.prompts, inputs.choices, indices, loss,
+                        soft_labels=y_proba, sample_weight=sample_weight,
+                        max_length=self.max_length, choice_score=self.choice_score, **common,
+                    )
             adapter = "default" if self.mode == "lora" else None
         # Fitted attributes only now, so that a fit that fails leaves none behind.
         self.model_, self.tokenizer_, self.adapter_name_ = model, tokenizer, adapter
@@ -295,6 +322,34 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
             self.fit_time_,
         )
         return self
+
+    def _choice_loss(self, inputs, indices, y_proba, token_weight):
+        """The :class:`skw2s.losses.Loss` of a choice loss (checked against the input), or None
+        for SFT."""
+        if self.loss == "sft":
+            if y_proba is not None:
+                raise ValueError(
+                    "y_proba (soft labels over the options) needs a choice loss: set "
+                    "loss='choice_xent' or 'choice_logconf'; SFT trains the answer's text."
+                )
+            return None
+        if not inputs.has_choices:
+            raise ValueError(
+                f"loss={self.loss!r} trains over each question's options: X needs a 'choices' "
+                "column (multiple choice). Use loss='sft' for free-text answers."
+            )
+        if token_weight is not None:
+            raise ValueError(f"token_weight weighs SFT answer tokens; loss={self.loss!r} has none.")
+        from .losses import check_labels, get_loss
+
+        loss = get_loss(self.loss, **(self.loss_params or {}))
+        if y_proba is not None:
+            width = max(len(c) for c in inputs.choices)
+            soft = np.asarray(y_proba, dtype=np.float64)
+            if soft.shape != (len(inputs), width):
+                raise ValueError(f"y_proba must have shape ({len(inputs)}, {width}); got {soft.shape}.")
+        check_labels(loss, indices if y_proba is None else np.asarray(y_proba, dtype=np.float64))
+        return loss
 
     # -- the learner protocol of the ensembles ----------------------------------------
     def as_expert(self):

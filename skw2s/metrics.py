@@ -30,7 +30,8 @@ def pgr_score(weak, student, ceiling):
     Returns
     -------
     pgr : float or ndarray
-        NaN, with a warning, where ``ceiling == weak``.
+        NaN, with a warning, where ``ceiling <= weak``: there is no gap to recover (a
+        negative gap would flip the sign of every PGR).
 
     Examples
     --------
@@ -39,10 +40,11 @@ def pgr_score(weak, student, ceiling):
     """
     weak, student, ceiling = (np.asarray(v, dtype=np.float64) for v in (weak, student, ceiling))
     gap = ceiling - weak
-    undefined = np.isclose(gap, 0.0, rtol=0.0, atol=1e-12)
+    undefined = np.isclose(gap, 0.0, rtol=0.0, atol=1e-12) | (gap < 0)
     if np.any(undefined):
+        which = "below" if np.any(gap < -1e-12) else "equal to"
         warnings.warn(
-            "PGR is undefined where the ceiling equals the weak score (no gap to recover); "
+            f"PGR is undefined where the ceiling is {which} the weak score (no gap to recover); "
             "returning NaN there. Report the accuracies instead, or pick a weaker weak model.",
             stacklevel=2,
         )

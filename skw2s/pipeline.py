@@ -3,32 +3,53 @@
 :class:`WeakToStrongPipeline` runs section 2 of the paper (and ``ALGORITHMS.md``):
 
 1. split the labelled pool into easy and hard (at random, 50/50, as Burns et al., or by a
-   :class:`~skw2s.DifficultySplitter`); the test set is drawn from the hard side;
-2. fit the weak ensemble on the easy side;
-3. pseudo-label the hard training part with the ensemble;
-4. fit the strong student on those pseudo-labels;
-5. optionally fit the baseline student on the labels of the first weak learner alone, and the
-   ceiling: the strong model on the gold hard labels.
+   :class:`~skw2s.DifficultySplitter`); the test set is drawn from the hard side, or given;
+2. fit the weak ensemble on the easy side, and each control weak side (``controls``) on the
+   same rows with the same seed;
+3. pseudo-label the hard training part with every weak side (optionally keeping only the most
+   confident fraction of the labels);
+4. fit one strong student per weak side and student loss on those labels, the baseline student
+   on the first weak learner's labels, and the ceiling on the gold hard labels;
+5. score every model on every test question (``report_``, ``predictions_``).
 
-Every finished stage is stored when ``memory`` is set (and the weak ensemble stores each of its
-rounds there too), so a fit that is interrupted, even by ``kill -9``, resumes where it stopped
-and, with the same seed, ends with the same result.
+**Common random numbers.** Within one fit, every strong model (students, baseline, ceiling)
+trains from the same seed, and every weak side from the same seed, so that compared models
+differ in what is compared only: a student in its labels, a weak side in its weighting. Round 1
+of a boosting ensemble is then member 1 of a uniform control (see
+:mod:`skw2s.ensemble.uniform`) and the single weak learner of the baseline.
+
+Every finished stage is stored when ``memory`` is set, keyed by what it depends on (students by
+the content of their labels), so a fit that is interrupted, even by ``kill -9``, resumes where
+it stopped, and runs that share a stage share its entry.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import warnings
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone, is_classifier
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ._cache import checkpoints, fingerprint, get_store, with_checkpoints
-from ._validation import take_rows
+from ._validation import (
+    MEMORY,
+    NONE,
+    RANDOM_STATE,
+    VERBOSE,
+    HasMethods,
+    Interval,
+    _InstanceOf,
+    resolve_seed,
+    spawn_seed,
+    take_rows,
+    validate_params,
+)
 from .difficulty import DifficultySplitter
 from .metrics import pgr_score
 
@@ -36,11 +57,71 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["WeakToStrongPipeline"]
 
-_STAGES = ("split", "weak", "labels", "student", "baseline", "ceiling")
+MAIN = "ours"
+"""The ``weak_side`` name of the ``weak`` estimator in ``report_`` and ``predictions_``."""
+
+_MIN_TEST = 20  # fewer test questions than this give a warning: accuracies move in 5% steps
 
 
 def _is_generator(estimator):
     return hasattr(estimator, "generate")
+
+
+def _verbose_free(estimator):
+    """The estimator's parameters without ``verbose`` (anywhere), for stage keys: progress
+    bars never change a result."""
+    return sorted((k, v) for k, v in estimator.get_params(deep=True).items()
+                  if k != "verbose" and not k.endswith("__verbose")
+                  and not hasattr(v, "get_params"))
+
+
+class _Size:
+    """``test_size``-like parameters: a fraction in (0, 1) or a count >= 1."""
+
+    def is_satisfied_by(self, value):
+        if isinstance(value, (bool, np.bool_)):
+            return False
+        if isinstance(value, (Real, np.floating)) and not isinstance(value, Integral):
+            return 0 < value < 1
+        return isinstance(value, (Integral, np.integer)) and value >= 1
+
+    def __str__(self):
+        return "a float in (0, 1) or an int >= 1"
+
+
+class _Splitter:
+    def is_satisfied_by(self, value):
+        return (isinstance(value, str) and value == "random") or isinstance(value, DifficultySplitter)
+
+    def __str__(self):
+        return "'random' or a DifficultySplitter"
+
+
+class _NamedWeakSides:
+    def is_satisfied_by(self, value):
+        if value is None:
+            return True
+        if not isinstance(value, (list, tuple)):
+            return False
+        names = [item[0] for item in value if isinstance(item, (list, tuple)) and len(item) == 2]
+        return (len(names) == len(value) and all(isinstance(n, str) and n and n != MAIN for n in names)
+                and len(set(names)) == len(names)
+                and all(hasattr(item[1], "fit") for item in value))
+
+    def __str__(self):
+        return (f"None or a list of (name, estimator) pairs with distinct names other than "
+                f"{MAIN!r}")
+
+
+class _LossNames:
+    def is_satisfied_by(self, value):
+        return value is None or (
+            isinstance(value, (list, tuple)) and len(value) > 0
+            and all(isinstance(v, str) for v in value) and len(set(value)) == len(value)
+        )
+
+    def __str__(self):
+        return "None or a non-empty list of distinct loss names"
 
 
 class WeakToStrongPipeline(BaseEstimator):
@@ -49,77 +130,100 @@ class WeakToStrongPipeline(BaseEstimator):
     Parameters
     ----------
     weak : estimator, default=None
-        The weak side: an ensemble such as :class:`~skw2s.LLMAdaBoostClassifier` (binary) or
+        The weak side ("ours" in ``report_``): an ensemble such as
+        :class:`~skw2s.LLMAdaBoostClassifier` (binary) or
         :class:`~skw2s.TokenAdaBoostGenerator` (multiple choice / generation). It must offer
         ``pseudo_label(X)`` (else ``predict`` is used) and ``estimators_`` (its first learner
         gives the baseline's labels). Cloned in ``fit``.
     strong : estimator, default=None
-        The strong model, cloned three times: student, baseline student and ceiling. It must
-        read the weak side's labels: a classifier under a classifier, a generator under a
+        The strong model, cloned for every student, the baseline student and the ceiling. It
+        must read the weak side's labels: a classifier under a classifier, a generator under a
         generator.
+    controls : list of (str, estimator) or None, default=None
+        Other weak sides compared with ``weak``, for example
+        ``[("uniform", UniformEnsembleClassifier(...))]``. Each is fitted on the same easy
+        rows with the same seed as ``weak``, labels the same hard rows, and gets its own
+        students.
+    student_losses : list of str or None, default=None
+        One student per weak side and loss (and one baseline student per loss), the strong
+        estimator with ``loss`` set to each name (``LLMClassifier(loss=...)``). None trains
+        with the strong estimator's own loss only.
     splitter : "random" or DifficultySplitter, default="random"
         ``"random"`` splits the pool 50/50 (Burns et al.); a :class:`DifficultySplitter` rates
         difficulty and puts its easy rows on the weak side.
     test_size : float or int, default=0.25
-        Part of the hard side held out for testing (a fraction of it, or a count). These are
-        the out-of-distribution test questions: neither the weak side nor the students train
-        on anything like them.
+        Part of the hard side held out for testing (a fraction of it, or a count). Unused
+        when ``fit`` is given ``X_test``.
     id_test_size : float, int or None, default=None
-        Part of the easy side held out as an in-distribution test set (a fraction of it, or a
-        count); the weak ensemble then trains on the rest of the easy side. ``None`` holds
-        out nothing and scores on the hard test questions only.
+        Part of the easy side held out as an in-distribution test set. ``None`` holds out
+        nothing. Unused when ``fit`` is given ``X_test``.
     baseline : bool, default=True
         Also train the student on the first weak learner's labels alone.
     ceiling : bool, default=True
         Also train the strong model on the gold hard labels (the upper bound, and PGR's
         denominator).
+    soft_labels : bool, default=False
+        Train the students on the weak sides' ``predict_proba`` (passed to the strong
+        estimator's ``fit`` as ``y_proba``) as well as their hard labels.
+    label_fraction : float or None, default=None
+        Keep only this fraction of each weak side's most confident pseudo-labels (largest
+        ``predict_proba``) for its students; ``pseudo_labels_`` reports the kept labels'
+        accuracy against gold. None keeps all.
     random_state : int, RandomState instance or None, default=None
-        Seeds the splits and, through ``set_params(random_state=...)``, the clones.
+        Seeds the split, the weak sides (all the same seed) and the strong models (all the
+        same seed).
     memory : str, joblib.Memory or None, default=None
         Directory where finished stages and boosting rounds are stored; a later fit with the
         same data and parameters resumes from them.
     verbose : int, default=0
         Progress bar over the stages when positive.
 
-    Notes
-    -----
-    With ``memory``, each stage is keyed only by what it depends on: the split by the data,
-    the splitter, the test sizes and the seed; the weak ensemble by the split and ``weak``; the
-    students by their labels and ``strong``; the ceiling by the split and ``strong``. Runs that
-    differ only in the weak side (an ablation) share one cache and reuse the split and the
-    ceiling.
-
     Attributes
     ----------
     weak_ : estimator
         The fitted weak ensemble.
+    controls_ : dict of str to estimator
+        The fitted control weak sides.
     student_ : estimator
-        The strong student trained on the ensemble's pseudo-labels.
+        The student trained on the ensemble's pseudo-labels with the first student loss.
+    students_ : dict of (str, str) to estimator
+        Every student, by ``(weak side, loss)``; the weak side of ``weak`` is ``"ours"``.
     baseline_ : estimator or None
-        The strong student trained on the first weak learner's labels.
+        The student trained on the first weak learner's labels, first loss.
+    baselines_ : dict of str to estimator
+        The baseline students by loss.
     ceiling_ : estimator or None
         The strong model trained on the gold hard labels.
     splitter_ : DifficultySplitter or None
         The fitted splitter (``None`` for a random split).
     easy_indices_, hard_train_indices_, test_indices_ : ndarray
-        Rows of the training pool on each side.
+        Rows of the training pool on each side (``test_indices_`` is empty with ``X_test``).
     id_test_indices_ : ndarray
-        Easy rows held out for the in-distribution test (empty when ``id_test_size=None``).
+        Easy rows held out for the in-distribution test.
     pseudo_labels_ : ndarray
         The ensemble's labels for the hard training rows.
     baseline_labels_ : ndarray or None
         The first weak learner's labels for the same rows.
     pseudo_label_accuracy_ : float
-        Agreement of the pseudo-labels with the gold hard labels.
+        Agreement of the ensemble's pseudo-labels with the gold hard labels.
+    labels_ : pandas.DataFrame
+        One row per weak side (and ``"baseline"``): ``n_labels``, ``n_kept``, ``accuracy``
+        (all labels against gold) and ``kept_accuracy`` (the labels the students trained on).
     report_ : pandas.DataFrame
-        One row per model (``weak_single``, ``weak_ensemble``, ``baseline_student``,
-        ``ensemble_student``, ``ceiling``) and one per boosting round of the weak ensemble
-        (``weak_round``), per test set, with columns ``model``, ``round``, ``test``
-        (``"hard"``: the hard test rows; ``"easy"``: the in-distribution rows of
-        ``id_test_size``), ``accuracy``, ``token_error`` (teacher-forced answer-token error, for
-        generators; NaN for classifiers), ``pgr`` and ``gap``. Both students' PGR use the single
-        weak learner as the weak reference; ``gap`` is ceiling minus weak-single accuracy on
-        the same test set, the room PGR divides by.
+        One row per model and test set: ``weak_side``, ``model`` (``weak_single``,
+        ``weak_round``, ``weak_ensemble``, ``baseline_student``, ``ensemble_student``,
+        ``ceiling``), ``loss``, ``round``, ``test`` (``"hard"``, or ``"easy"`` for the
+        in-distribution rows), ``n_test``, ``accuracy``, ``auroc`` (binary tasks; NaN
+        otherwise), ``token_error`` (generators), ``pgr``, ``gap``, ``pgr_auroc`` and
+        ``gap_auroc``. Students' PGR use the single weak learner as the weak reference.
+    predictions_ : dict
+        Per test set: ``{"y": gold labels, "rows": their indices, "models": {name: labels},
+        "scores": {name: positive-class probabilities (binary)}}``; names are
+        ``"{weak_side}/{model}/{loss}"``. Every model on every test question, for paired
+        statistics (:mod:`skw2s.stats`).
+    weak_disagreement_ : dict of (str, str) to float
+        Per ``(weak side, test set)``: the mean over pairs of learners of the fraction of test
+        questions on which the two predict differently.
     history_ : list of dict
         Per stage: its name, whether it came from ``memory`` and its seconds.
 
@@ -128,70 +232,111 @@ class WeakToStrongPipeline(BaseEstimator):
     >>> from skw2s import WeakToStrongPipeline, LLMAdaBoostClassifier, LLMClassifier
     >>> pipe = WeakToStrongPipeline(                                  # doctest: +SKIP
     ...     weak=LLMAdaBoostClassifier(LLMClassifier("smollm2-135m[:6]", mode="head")),
-    ...     strong=LLMClassifier("gemma3-270m", mode="head"), random_state=0)
+    ...     strong=LLMClassifier("smollm2-135m[:12]", mode="head"), random_state=0)
     >>> pipe.fit(texts, labels).report_                               # doctest: +SKIP
     """
+
+    _parameter_constraints = {
+        "weak": [HasMethods(("fit",))],
+        "strong": [HasMethods(("fit",))],
+        "controls": [_NamedWeakSides()],
+        "student_losses": [_LossNames()],
+        "splitter": [_Splitter()],
+        "test_size": [_Size()],
+        "id_test_size": [_Size(), NONE],
+        "baseline": [_InstanceOf((bool, np.bool_), "a bool")],
+        "ceiling": [_InstanceOf((bool, np.bool_), "a bool")],
+        "soft_labels": [_InstanceOf((bool, np.bool_), "a bool")],
+        "label_fraction": [Interval(Real, 0, 1, closed="right"), NONE],
+        "random_state": [RANDOM_STATE],
+        "memory": [MEMORY],
+        "verbose": VERBOSE,
+    }
 
     def __init__(
         self,
         weak=None,
         strong=None,
         *,
+        controls=None,
+        student_losses=None,
         splitter="random",
         test_size=0.25,
         id_test_size=None,
         baseline=True,
         ceiling=True,
+        soft_labels=False,
+        label_fraction=None,
         random_state=None,
         memory=None,
         verbose=0,
     ):
         self.weak = weak
         self.strong = strong
+        self.controls = controls
+        self.student_losses = student_losses
         self.splitter = splitter
         self.test_size = test_size
         self.id_test_size = id_test_size
         self.baseline = baseline
         self.ceiling = ceiling
+        self.soft_labels = soft_labels
+        self.label_fraction = label_fraction
         self.random_state = random_state
         self.memory = memory
         self.verbose = verbose
 
     # -- validation ---------------------------------------------------------------------
-    def _validate(self, X, y):
+    def _validate(self, X, y, X_test, y_test):
         for name in ("weak", "strong"):
-            est = getattr(self, name)
-            if est is None or not hasattr(est, "fit"):
-                raise ValueError(f"WeakToStrongPipeline needs a '{name}' estimator; got {est!r}.")
-        if _is_generator(self.weak) != _is_generator(self.strong) or (
-            is_classifier(self.weak) != is_classifier(self.strong)
-        ):
-            raise ValueError(
-                f"The strong estimator {type(self.strong).__name__} cannot read the labels of the "
-                f"weak side {type(self.weak).__name__}: pair a classifier with a classifier "
-                "(binary labels) or a generator with a generator (choice indices or texts)."
-            )
-        if not (self.splitter == "random" or isinstance(self.splitter, DifficultySplitter)):
-            raise ValueError(
-                "The 'splitter' parameter of WeakToStrongPipeline must be 'random' or a "
-                f"DifficultySplitter. Got {self.splitter!r} instead."
-            )
+            if getattr(self, name) is None:
+                raise ValueError(f"WeakToStrongPipeline needs a '{name}' estimator; got None.")
+        validate_params(self)
+        for name, side in self._weak_sides():
+            if _is_generator(side) != _is_generator(self.strong) or (
+                is_classifier(side) != is_classifier(self.strong)
+            ):
+                raise ValueError(
+                    f"The strong estimator {type(self.strong).__name__} cannot read the labels "
+                    f"of the weak side {name!r} ({type(side).__name__}): pair a classifier with a "
+                    "classifier (binary labels) or a generator with a generator."
+                )
+        self._check_model_specs()
         if len(X) != len(y):
             raise ValueError(f"X has {len(X)} rows but y has {len(y)}.")
         if len(X) < 4:
             raise ValueError(f"WeakToStrongPipeline needs at least 4 examples; got {len(X)}.")
+        if (X_test is None) != (y_test is None):
+            raise ValueError("Give both X_test and y_test, or neither.")
+        if X_test is not None and len(X_test) != len(y_test):
+            raise ValueError(f"X_test has {len(X_test)} rows but y_test has {len(y_test)}.")
+        if X_test is not None and len(X_test) == 0:
+            raise ValueError("X_test is empty: give test rows, or leave X_test out to hold some "
+                             "hard rows out (test_size).")
+
+    def _check_model_specs(self):
+        """Fail before any training when a model spec anywhere in the pipeline cannot load."""
+        from .models import check_model_spec
+
+        estimators = [est for _, est in self._weak_sides()] + [self.strong]
+        if isinstance(self.splitter, DifficultySplitter) and self.splitter.estimator is not None:
+            estimators.append(self.splitter.estimator)
+        for est in estimators:
+            for name, value in est.get_params(deep=True).items():
+                if (name == "model" or name.endswith("__model")) and isinstance(value, str):
+                    check_model_spec(value)
+
+    def _weak_sides(self):
+        return [(MAIN, self.weak)] + list(self.controls or [])
+
+    def _losses(self):
+        if self.student_losses is not None:
+            return list(self.student_losses)
+        return [self.strong.get_params().get("loss", "xent")]
 
     def _test_count(self, n_rows, name="test_size", side="hard"):
         size = getattr(self, name)
-        if isinstance(size, (float, np.floating)) and 0 < size < 1:
-            count = int(round(size * n_rows))
-        elif isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size >= 1:
-            count = int(size)
-        else:
-            raise ValueError(
-                f"The '{name}' parameter of WeakToStrongPipeline must be a float in (0, 1) "
-                f"or an int >= 1{' or None' if name == 'id_test_size' else ''}. Got {size!r} instead."
-            )
+        count = int(round(size * n_rows)) if isinstance(size, float) else int(size)
         if count < 1 or count >= n_rows:
             raise ValueError(
                 f"{name}={size!r} of the {n_rows} {side} examples leaves the "
@@ -206,7 +351,7 @@ class WeakToStrongPipeline(BaseEstimator):
             est.set_params(random_state=seed)
         return est
 
-    def _split(self, X, y, rng):
+    def _split(self, X, y, X_test, y_test, rng):
         n = len(X)
         if self.splitter == "random":
             order = rng.permutation(n)
@@ -217,58 +362,97 @@ class WeakToStrongPipeline(BaseEstimator):
             easy, hard = splitter.split()
         if len(easy) == 0 or len(hard) == 0:
             raise ValueError(f"The split left the {'easy' if len(easy) == 0 else 'hard'} side empty.")
+        parts = {"splitter": splitter, "easy": easy, "hard_train": hard,
+                 "test": np.array([], dtype=int), "id_test": np.array([], dtype=int)}
+        if X_test is not None:
+            n_test = len(X_test)
+            if splitter is None:
+                parts["external"] = {"hard": np.arange(n_test)}
+            else:
+                hard_mask = splitter.rate(X_test, y_test) > splitter.threshold_
+                parts["external"] = {"hard": np.flatnonzero(hard_mask),
+                                     "easy": np.flatnonzero(~hard_mask)}
+            return parts
         n_test = self._test_count(len(hard))
         shuffled = rng.permutation(hard)
-        test, hard_train = np.sort(shuffled[:n_test]), np.sort(shuffled[n_test:])
-        id_test = np.array([], dtype=int)
+        parts["test"], parts["hard_train"] = np.sort(shuffled[:n_test]), np.sort(shuffled[n_test:])
         if self.id_test_size is not None:
             n_id = self._test_count(len(easy), "id_test_size", "easy")
             shuffled = rng.permutation(easy)
-            id_test, easy = np.sort(shuffled[:n_id]), np.sort(shuffled[n_id:])
-        return {"splitter": splitter, "easy": easy, "hard_train": hard_train, "test": test, "id_test": id_test}
+            parts["id_test"], parts["easy"] = np.sort(shuffled[:n_id]), np.sort(shuffled[n_id:])
+        return parts
 
-    def _weak_estimator(self, seed):
-        weak = self._seeded(self.weak, seed)
+    def _weak_estimator(self, estimator, seed):
+        weak = self._seeded(estimator, seed)
         store = get_store(self.memory)
         if store is not None and "memory" in weak.get_params(deep=False) and weak.memory is None:
             weak.set_params(memory=str(store.location / "weak-rounds"))
         return weak
 
-    @staticmethod
-    def _pseudo_label(estimator, X):
-        return np.asarray(
-            estimator.pseudo_label(X) if hasattr(estimator, "pseudo_label") else estimator.predict(X)
-        )
+    def _labels(self, estimator, X, first_learner=False):
+        """Hard labels, probabilities (or None) and a confidence per row of one labeller."""
+        est = estimator.estimators_[0] if first_learner else estimator
+        if not first_learner and hasattr(est, "pseudo_label"):
+            hard = np.asarray(est.pseudo_label(X))
+        else:
+            hard = np.asarray(est.predict(X))
+        proba = None
+        if hasattr(est, "predict_proba") and (self.soft_labels or self.label_fraction is not None):
+            proba = np.asarray(est.predict_proba(X), dtype=np.float64)
+        confidence = proba.max(axis=1) if proba is not None else np.ones(len(hard))
+        return {"hard": hard, "proba": proba if self.soft_labels else None, "confidence": confidence}
 
-    def fit(self, X, y):
-        """Run the protocol on the labelled pool ``(X, y)``; see the class docstring."""
-        self._validate(X, y)
+    def _kept(self, labels):
+        """Rows whose labels the students train on: the most confident ``label_fraction``."""
+        n = len(labels["hard"])
+        if self.label_fraction is None:
+            return np.arange(n)
+        k = max(1, int(round(self.label_fraction * n)))
+        order = np.argsort(-labels["confidence"], kind="stable")
+        return np.sort(order[:k])
+
+    def fit(self, X, y, X_test=None, y_test=None):
+        """Run the protocol on the labelled pool ``(X, y)``; see the class docstring.
+
+        Parameters
+        ----------
+        X : sequence of str or DataFrame
+            The labelled pool (texts, or generation input).
+        y : array-like of shape (n_samples,)
+            Its labels.
+        X_test : sequence of str or DataFrame, default=None
+            A separate test set (for example a dataset's official test split). Every row is
+            scored; with a :class:`DifficultySplitter` the splitter rates the rows by the rule
+            of the pool, and those above its threshold are the ``"hard"`` test, the rest the
+            ``"easy"`` (in-distribution) one. ``test_size`` and ``id_test_size`` are then
+            unused.
+        y_test : array-like, default=None
+            Labels of ``X_test``.
+
+        Returns
+        -------
+        self : WeakToStrongPipeline
+            The fitted pipeline.
+        """
+        self._validate(X, y, X_test, y_test)
         y = np.asarray(y)
+        y_test = None if y_test is None else np.asarray(y_test)
         store = get_store(self.memory)
-        rng = check_random_state(self.random_state)
-        seeds = dict(zip(_STAGES, rng.randint(np.iinfo(np.int32).max, size=len(_STAGES))))
-        # Each stage is keyed by what it depends on, so that runs differing in one part (an
-        # ablation of the weak side) share the rest.
+        seed = resolve_seed(self.random_state)
+        seed_rng = np.random.default_rng([seed, 2026])
+        seeds = {"split": spawn_seed(seed_rng), "weak": spawn_seed(seed_rng),
+                 "strong": spawn_seed(seed_rng)}
         keys = {"split": fingerprint(
-            type(self).__name__, "split", self.splitter, self.test_size, self.id_test_size,
-            self.random_state, X, y,
+            type(self).__name__, "split-v2", self.splitter, self.test_size, self.id_test_size,
+            seed, X, y, X_test, y_test,
         )}
-        # Local checkpoint directories also key by their files (nothing for aliases and Hub ids).
         found = checkpoints(self.splitter)  # () for "random"
         if found:
             keys["split"] = fingerprint(keys["split"], found)
-        keys["weak"] = fingerprint(*with_checkpoints((keys["split"], "weak", self.weak), self.weak))
-        keys["labels"] = fingerprint(keys["weak"], "labels", bool(self.baseline))
-        strong = with_checkpoints((self.strong,), self.strong)
-        keys["student"] = fingerprint(keys["labels"], "student", *strong)
-        keys["baseline"] = fingerprint(keys["labels"], "baseline", *strong)
-        keys["ceiling"] = fingerprint(keys["split"], "ceiling", *strong)
         self.history_ = []
-        results = {}
 
-        def stage(name, compute):
+        def stage(name, key, compute):
             start = time.perf_counter()
-            key = keys[name]
             value = store.load("pipeline", key) if store is not None else None
             cached = value is not None
             if not cached:
@@ -279,118 +463,278 @@ class WeakToStrongPipeline(BaseEstimator):
                 {"stage": name, "cached": cached, "seconds": time.perf_counter() - start}
             )
             logger.info("Stage %s %s", name, "loaded from memory" if cached else "done")
-            results[name] = value
+            bar.update()
             return value
 
-        todo = ["split", "weak", "labels", "student"]
-        todo += ["baseline"] if self.baseline else []
-        todo += ["ceiling"] if self.ceiling else []
-        bar = tqdm(total=len(todo), desc="w2s stages", disable=not self.verbose, leave=False)
-
-        split_rng = check_random_state(seeds["split"])
-        parts = stage("split", lambda: self._split(X, y, split_rng))
-        bar.update()
+        sides, losses = self._weak_sides(), self._losses()
+        n_stages = 1 + 2 * len(sides) + len(sides) * len(losses)
+        n_stages += (1 + len(losses)) * bool(self.baseline) + bool(self.ceiling)
+        bar = tqdm(total=n_stages, desc="w2s stages", disable=not self.verbose, leave=False)
+        split_rng = np.random.RandomState(seeds["split"])
+        parts = stage("split", keys["split"], lambda: self._split(X, y, X_test, y_test, split_rng))
         X_easy, y_easy = take_rows(X, parts["easy"]), y[parts["easy"]]
         X_hard, y_hard = take_rows(X, parts["hard_train"]), y[parts["hard_train"]]
-        weak = stage("weak", lambda: self._weak_estimator(seeds["weak"]).fit(X_easy, y_easy))
-        bar.update()
 
-        def make_labels():
-            out = {"ensemble": self._pseudo_label(weak, X_hard)}
-            if self.baseline:
-                out["baseline"] = np.asarray(weak.estimators_[0].predict(X_hard))
-            return out
-
-        labels = stage("labels", make_labels)
-        bar.update()
-        student = stage(
-            "student", lambda: self._seeded(self.strong, seeds["student"]).fit(X_hard, labels["ensemble"])
-        )
-        bar.update()
-        baseline = ceiling = None
+        fitted, labels = {}, {}
+        for name, estimator in sides:
+            weak_key = fingerprint(*with_checkpoints(
+                (keys["split"], "weak", seeds["weak"], type(estimator).__name__,
+                 _verbose_free(estimator)), estimator))
+            fitted[name] = stage(f"weak[{name}]", weak_key, lambda e=estimator: self._weak_estimator(
+                e, seeds["weak"]).fit(X_easy, y_easy))
+            labels_key = fingerprint(weak_key, "labels", self.soft_labels, self.label_fraction)
+            labels[name] = stage(f"labels[{name}]", labels_key,
+                                 lambda n=name: self._labels(fitted[n], X_hard))
         if self.baseline:
-            baseline = stage(
-                "baseline",
-                lambda: self._seeded(self.strong, seeds["baseline"]).fit(X_hard, labels["baseline"]),
-            )
-            bar.update()
+            labels["baseline"] = stage(
+                "labels[baseline]", fingerprint(keys["split"], "baseline-labels",
+                                                fingerprint(*with_checkpoints(
+                                                    (seeds["weak"], _verbose_free(self.weak)),
+                                                    self.weak)),
+                                                self.soft_labels, self.label_fraction),
+                lambda: self._labels(fitted[MAIN], X_hard, first_learner=True))
+
+        strong_parts = with_checkpoints(
+            (type(self.strong).__name__, _verbose_free(self.strong), seeds["strong"]), self.strong)
+
+        def train(name, loss, lab):
+            rows = self._kept(lab)
+            key = fingerprint("student-v2", strong_parts, loss, rows, lab["hard"][rows],
+                              None if lab["proba"] is None else lab["proba"][rows], keys["split"])
+
+            def compute():
+                if is_classifier(self.strong) and len(np.unique(lab["hard"][rows])) < 2:
+                    raise ValueError(
+                        f"The labels for {name} are all {lab['hard'][rows][0]!r} on the "
+                        f"{len(rows)} hard training rows it would train on: a classifier cannot "
+                        "learn from one class. The weak side predicts a constant there; train it "
+                        "longer, or keep more labels (label_fraction)."
+                    )
+                est = self._seeded(self.strong, seeds["strong"])
+                if "loss" in est.get_params(deep=False):
+                    est.set_params(loss=loss)
+                kwargs = {} if lab["proba"] is None else {"y_proba": lab["proba"][rows]}
+                return est.fit(take_rows(X_hard, rows), lab["hard"][rows], **kwargs)
+
+            return stage(name, key, compute)
+
+        self.students_, self.baselines_ = {}, {}
+        for name, _ in sides:
+            for loss in losses:
+                self.students_[(name, loss)] = train(f"student[{name},{loss}]", loss, labels[name])
+        if self.baseline:
+            for loss in losses:
+                self.baselines_[loss] = train(f"baseline[{loss}]", loss, labels["baseline"])
+        ceiling = None
         if self.ceiling:
-            ceiling = stage(
-                "ceiling", lambda: self._seeded(self.strong, seeds["ceiling"]).fit(X_hard, y_hard)
-            )
-            bar.update()
+            ceiling = stage("ceiling", fingerprint("ceiling-v2", strong_parts, keys["split"]),
+                            lambda: self._seeded(self.strong, seeds["strong"]).fit(X_hard, y_hard))
         bar.close()
 
         self.splitter_ = parts["splitter"]
         self.easy_indices_ = parts["easy"]
         self.hard_train_indices_ = parts["hard_train"]
         self.test_indices_ = parts["test"]
-        self.id_test_indices_ = parts.get("id_test", np.array([], dtype=int))
-        self.weak_, self.student_ = weak, student
-        self.baseline_, self.ceiling_ = baseline, ceiling
-        self.pseudo_labels_ = labels["ensemble"]
-        self.baseline_labels_ = labels.get("baseline")
+        self.id_test_indices_ = parts["id_test"]
+        self.weak_ = fitted[MAIN]
+        self.controls_ = {name: fitted[name] for name, _ in sides[1:]}
+        self.student_ = self.students_[(MAIN, losses[0])]
+        self.baseline_ = self.baselines_.get(losses[0])
+        self.ceiling_ = ceiling
+        self.pseudo_labels_ = labels[MAIN]["hard"]
+        self.baseline_labels_ = labels["baseline"]["hard"] if self.baseline else None
         self.pseudo_label_accuracy_ = float(np.mean(self.pseudo_labels_ == y_hard))
-        tests = [("hard", parts["test"])]
-        if len(self.id_test_indices_):
-            tests.append(("easy", self.id_test_indices_))
-        self.report_ = pd.concat(
-            [self._report(take_rows(X, rows), y[rows], name) for name, rows in tests], ignore_index=True
-        )
+        self.labels_ = pd.DataFrame([
+            {"weak_side": name, "n_labels": len(lab["hard"]), "n_kept": len(self._kept(lab)),
+             "accuracy": float(np.mean(lab["hard"] == y_hard)),
+             "kept_accuracy": float(np.mean(lab["hard"][self._kept(lab)] == y_hard[self._kept(lab)]))}
+            for name, lab in labels.items()
+        ])
+        if X_test is not None:
+            tests = [(test, take_rows(X_test, rows), y_test[rows], rows)
+                     for test, rows in parts["external"].items() if len(rows)]
+        else:
+            tests = [("hard", take_rows(X, parts["test"]), y[parts["test"]], parts["test"])]
+            if len(self.id_test_indices_):
+                tests.append(("easy", take_rows(X, self.id_test_indices_), y[self.id_test_indices_],
+                              self.id_test_indices_))
+        reports, self.predictions_, self.weak_disagreement_ = [], {}, {}
+        for test, X_t, y_t, rows in tests:
+            if len(rows) < _MIN_TEST:
+                warnings.warn(
+                    f"The {test!r} test set has only {len(rows)} question(s): accuracies move in "
+                    f"steps of {1 / len(rows):.2f} and PGR means little. Give more data or a "
+                    "larger test_size.", UserWarning, stacklevel=2,
+                )
+            report, predictions = self.evaluate(X_t, y_t, test=test)
+            reports.append(report)
+            self.predictions_[test] = {"rows": np.asarray(rows), **predictions}
+        self.report_ = pd.concat(reports, ignore_index=True)
         return self
+
+    # -- evaluation ---------------------------------------------------------------------
+    def evaluate(self, X, y, *, test="hard"):
+        """Score every fitted model on ``(X, y)``: the rows of ``report_`` and the per-question
+        predictions of one test set.
+
+        Each weak side runs its learners once (``round_predictions``) for its ensemble, every
+        round and its learners' disagreement; the single weak learner is round 1 of ``weak``.
+
+        Parameters
+        ----------
+        X : sequence of str or DataFrame
+            Test inputs.
+        y : array-like of shape (n_samples,)
+            Their gold labels.
+        test : str, default="hard"
+            The name of the test set in the report.
+
+        Returns
+        -------
+        report : pandas.DataFrame
+            The rows ``report_`` holds for this test set.
+        predictions : dict
+            ``{"y": ..., "models": {name: labels}, "scores": {name: probabilities}}`` as in
+            ``predictions_``.
+        """
+        check_is_fitted(self, "students_")
+        from sklearn.metrics import roc_auc_score
+
+        y = np.asarray(y)
+        classes = getattr(self.weak_, "classes_", None)
+        binary = classes is not None and len(classes) == 2
+        rows, preds, scores = [], {}, {}
+
+        def add(side, model, loss, rnd, pred, score=None, token_error=np.nan):
+            name = f"{side}/{model}/{loss or '-'}"
+            preds[name] = np.asarray(pred)
+            auroc = np.nan
+            if binary and score is not None:
+                scores[name] = np.asarray(score, dtype=np.float64)
+                if len(np.unique(y)) == 2:
+                    auroc = float(roc_auc_score(y == classes[1], scores[name]))
+            rows.append({"weak_side": side, "model": model, "loss": loss, "round": rnd,
+                         "accuracy": float(np.mean(preds[name] == y)), "auroc": auroc,
+                         "token_error": token_error})
+
+        for side, weak in [(MAIN, self.weak_), *self.controls_.items()]:
+            out = _round_predictions(weak, X, binary)
+            errors = (list(weak.staged_token_error(X, y)) if hasattr(weak, "staged_token_error")
+                      else [np.nan] * len(out["staged"]))
+            positive = [p[:, 1] for p in out["staged_proba"]] if binary else [None] * len(errors)
+            if side == MAIN:
+                add(MAIN, "weak_single", None, 1, out["staged"][0], positive[0], errors[0])
+            for t, pred in enumerate(out["staged"], start=1):
+                rows.append({"weak_side": side, "model": "weak_round", "loss": None, "round": t,
+                             "accuracy": float(np.mean(pred == y)), "auroc": np.nan,
+                             "token_error": errors[t - 1]})
+            add(side, "weak_ensemble", None, len(out["staged"]), out["staged"][-1],
+                positive[-1], errors[-1])
+            self.weak_disagreement_[(side, test)] = _disagreement(out["members"])
+        students = [("baseline_student", MAIN, loss, 1, est) for loss, est in self.baselines_.items()]
+        students += [("ensemble_student", side, loss,
+                      len((self.weak_ if side == MAIN else self.controls_[side]).estimators_), est)
+                     for (side, loss), est in self.students_.items()]
+        if self.ceiling_ is not None:
+            students.append(("ceiling", MAIN, None, np.nan, self.ceiling_))
+        for model, side, loss, rnd, est in students:
+            score = None
+            if binary:
+                proba = np.asarray(est.predict_proba(X), dtype=np.float64)
+                score = proba[:, list(est.classes_).index(classes[1])]
+            add(side, model, loss, rnd, est.predict(X), score, self._token_error(est, X, y))
+        report = pd.DataFrame(rows)
+        report.insert(3, "test", test)
+        report.insert(4, "n_test", len(y))
+        return _add_pgr(report), {"y": y, "models": preds, "scores": scores}
 
     @staticmethod
     def _token_error(estimator, X, y):
         return float(estimator.token_error(X, y)) if hasattr(estimator, "token_error") else np.nan
 
-    def _report(self, X_test, y_test, test="hard"):
-        weak, first = self.weak_, self.weak_.estimators_[0]
-        rows = [{"model": "weak_single", "round": 1, "accuracy": first.score(X_test, y_test),
-                 "token_error": self._token_error(first, X_test, y_test)}]
-        staged = list(weak.staged_score(X_test, y_test)) if hasattr(weak, "staged_score") else []
-        staged_error = (
-            list(weak.staged_token_error(X_test, y_test)) if hasattr(weak, "staged_token_error") else []
-        )
-        for t, acc in enumerate(staged, start=1):
-            error = staged_error[t - 1] if t <= len(staged_error) else np.nan
-            rows.append({"model": "weak_round", "round": t, "accuracy": float(acc), "token_error": error})
-        n_rounds = len(weak.estimators_)
-        ensemble_error = staged_error[-1] if staged_error else self._token_error(weak, X_test, y_test)
-        rows.append({"model": "weak_ensemble", "round": n_rounds, "accuracy": weak.score(X_test, y_test),
-                     "token_error": ensemble_error})
-        students = [("baseline_student", 1, self.baseline_), ("ensemble_student", n_rounds, self.student_),
-                    ("ceiling", np.nan, self.ceiling_)]
-        for name, rnd, est in students:
-            if est is not None:
-                rows.append({"model": name, "round": rnd, "accuracy": est.score(X_test, y_test),
-                             "token_error": self._token_error(est, X_test, y_test)})
-        report = pd.DataFrame(rows)
-        report.insert(2, "test", test)
-        report["accuracy"] = report["accuracy"].astype(float)
-        report["token_error"] = report["token_error"].astype(float)
-        report["pgr"] = np.nan
-        report["gap"] = np.nan
-        if self.ceiling_ is not None:
-            weak_acc = report.loc[report.model == "weak_single", "accuracy"].iloc[0]
-            ceiling_acc = report.loc[report.model == "ceiling", "accuracy"].iloc[0]
-            students = report.model.isin(["baseline_student", "ensemble_student"])
-            report.loc[students, "pgr"] = pgr_score(weak_acc, report.loc[students, "accuracy"].to_numpy(), ceiling_acc)
-            report["gap"] = ceiling_acc - weak_acc
-        return report
-
     # -- the student's interface ----------------------------------------------------------
     def predict(self, X):
-        """The student's predictions."""
+        """The student's predictions.
+
+        Parameters
+        ----------
+        X : sequence of str or DataFrame
+            Inputs.
+
+        Returns
+        -------
+        ndarray of shape (n_samples,)
+        """
         check_is_fitted(self)
         return self.student_.predict(X)
 
     def score(self, X, y):
-        """The student's score (accuracy)."""
+        """The student's score (accuracy).
+
+        Parameters
+        ----------
+        X : sequence of str or DataFrame
+            Inputs.
+        y : array-like of shape (n_samples,)
+            Gold labels.
+
+        Returns
+        -------
+        float
+        """
         check_is_fitted(self)
         return self.student_.score(X, y)
+
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "students_")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         return tags
+
+
+def _round_predictions(weak, X, binary):
+    """A weak side's ``round_predictions``; for other ensembles (scikit-learn's), the same from
+    their ``staged_*`` methods and ``estimators_``."""
+    if hasattr(weak, "round_predictions"):
+        return weak.round_predictions(X)
+    staged = [np.asarray(p) for p in weak.staged_predict(X)] if hasattr(weak, "staged_predict") \
+        else [np.asarray(weak.predict(X))]
+    proba = []
+    if binary and hasattr(weak, "staged_predict_proba"):
+        proba = [np.asarray(p) for p in weak.staged_predict_proba(X)]
+    elif binary:
+        proba = [np.asarray(weak.predict_proba(X))] * len(staged)
+    members = [np.asarray(e.predict(X)) for e in getattr(weak, "estimators_", [])]
+    return {"staged": staged, "staged_proba": proba, "members": members}
+
+
+def _disagreement(members):
+    """Mean over pairs of learners of the fraction of rows on which their predictions differ
+    (NaN with fewer than two learners)."""
+    if len(members) < 2:
+        return float("nan")
+    pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1:]]
+    return float(np.mean([np.mean(np.asarray(a) != np.asarray(b)) for a, b in pairs]))
+
+
+def _add_pgr(report):
+    """PGR and gap of the students (accuracy and AUROC) against the single weak learner."""
+    for column in ("pgr", "gap", "pgr_auroc", "gap_auroc"):
+        report[column] = np.nan
+    ceiling = report[report.model == "ceiling"]
+    if not len(ceiling):
+        return report
+    students = report.model.isin(["baseline_student", "ensemble_student"])
+    for metric, suffix in (("accuracy", ""), ("auroc", "_auroc")):
+        weak = report.loc[report.model == "weak_single", metric].iloc[0]
+        top = ceiling[metric].iloc[0]
+        if not (np.isfinite(weak) and np.isfinite(top)):
+            continue
+        report[f"gap{suffix}"] = top - weak
+        report.loc[students, f"pgr{suffix}"] = pgr_score(
+            weak, report.loc[students, metric].to_numpy(), top
+        )
+    return report

@@ -110,13 +110,28 @@ def find_run_dirs(directories) -> list:
     return found
 
 
-def load_runs(directories) -> pd.DataFrame:
+def _main_rows(frame):
+    """The rows of the main weak side (``"ours"``) and the first student loss: what the
+    summary, round and ID/OOD tables show. Other weak sides and losses are in
+    :func:`comparison_table`."""
+    if "weak_side" not in frame:
+        return frame
+    students = frame[frame.model == "ensemble_student"]
+    first = students.loss.iloc[0] if len(students) else None
+    keep = (frame.weak_side == "ours") & (frame.loss.isna() | (frame.loss == first))
+    return frame[keep]
+
+
+def load_runs(directories, *, all_rows=False) -> pd.DataFrame:
     """All ``seed*.json`` rows of the given run directories as one long DataFrame.
 
     Parameters
     ----------
     directories : list of str or path-like
         Run directories (see :func:`find_run_dirs` for folders holding several).
+    all_rows : bool, default=False
+        Keep the rows of every weak side and student loss; by default only those of the main
+        weak side and the first loss (one row per model, as the tables expect).
 
     Returns
     -------
@@ -143,6 +158,10 @@ def load_runs(directories) -> pd.DataFrame:
                 frame["test"] = "hard"
             for column in ("accuracy", "token_error", "pgr", "gap"):  # JSON null -> NaN
                 frame[column] = pd.to_numeric(frame.get(column, np.nan), errors="coerce").astype(float)
+            for column in ("auroc", "pgr_auroc", "gap_auroc"):
+                frame[column] = pd.to_numeric(frame.get(column, np.nan), errors="coerce").astype(float)
+            if not all_rows:
+                frame = _main_rows(frame)
             frame["run"] = record.get("name", directory.name)
             frame["seed"] = record["seed"]
             frame["split_kind"] = (record.get("config") or {}).get("split_kind")
@@ -415,7 +434,10 @@ def write_report(run_dirs, out_dir):
     out_dir : str or path-like
         Where ``results.csv`` / ``results.json``, ``summary.csv`` / ``summary.md``,
         ``results.png``, and, when there are boosting rounds, ``rounds.md`` / ``rounds.png``,
-        and, when easy test rows exist, ``id_ood.md`` go.
+        and, when easy test rows exist, ``id_ood.md`` go; with per-question predictions also
+        ``paired.md`` / ``.csv`` (paired intervals and McNemar p-values), ``comparison.md``
+        (one row per weak side and loss) and ``disagreement.md``
+        (:mod:`skw2s.comparison`).
 
     Returns
     -------
@@ -444,5 +466,13 @@ def write_report(run_dirs, out_dir):
     id_ood = id_ood_table(agg)
     if len(id_ood):
         (out_dir / "id_ood.md").write_text(id_ood.to_markdown(index=False) + "\n")
+    from .comparison import comparison_table, disagreement_table, paired_table
+
+    dirs = find_run_dirs(run_dirs)
+    for name, table in (("paired", paired_table(dirs)), ("comparison", comparison_table(dirs)),
+                        ("disagreement", disagreement_table(dirs))):
+        if len(table):
+            table.to_csv(out_dir / f"{name}.csv", index=False)
+            (out_dir / f"{name}.md").write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
     logger.info("Wrote %s/results.csv, summary.md and results.png", out_dir)
     return summary

@@ -382,7 +382,7 @@ def test_pipeline_with_unwritable_memory_still_fits(tmp_path, monkeypatch, how):
     finally:
         if how == "chmod":
             memory.chmod(0o700)
-    assert [h["cached"] for h in pipe.history_] == [False] * 6
+    assert [h["cached"] for h in pipe.history_] == [False] * 7
     assert pipe.report_.equals(reference.report_)
     assert hasattr(pipe, "student_") and pipe.score(X, y) == reference.score(X, y)
 

@@ -272,7 +272,7 @@ def test_run_force_on_a_tampered_cache_runs_nothing_and_finishes(tiny_lm, tmp_pa
     cache = tmp_path / "run" / "cache" / "seed0"
     stages = sorted((cache / "pipeline").glob("*.skops"))
     rounds = sorted((cache / "weak-rounds").rglob("*.skops"))
-    assert len(stages) == 6 and len(rounds) == 2
+    assert len(stages) == 7 and len(rounds) == 2  # split, weak, 2 labels, 2 students, ceiling
 
     # Every finished stage and one weak round replaced by an archive that calls os.system (with
     # a valid checksum), each next to a pickle bomb in the old format and name.
@@ -288,7 +288,7 @@ def test_run_force_on_a_tampered_cache_runs_nothing_and_finishes(tiny_lm, tmp_pa
     with pytest.warns(RuntimeWarning) as record:
         assert main([*argv, "--force"]) == 0
     rejected = [m for m in _store_warnings(record) if "os.system" in m]
-    assert len(rejected) == 7 and all("Nothing in it was built or run" in m for m in rejected)
+    assert len(rejected) == 8 and all("Nothing in it was built or run" in m for m in rejected)
     assert {str(p) for p in [*stages, rounds[0]]} == {
         m.split("Ignoring cache entry ")[1].split(": it holds")[0] for m in rejected
     }
@@ -296,7 +296,7 @@ def test_run_force_on_a_tampered_cache_runs_nothing_and_finishes(tiny_lm, tmp_pa
 
     # The run finished: the seed was recomputed (same seeds, same result) and the cache healed.
     second = json.loads(seed_file.read_text())
-    assert [s["cached"] for s in second["stages"]] == [False] * 6
+    assert [s["cached"] for s in second["stages"]] == [False] * 7
     assert [r["cached"] for r in second["weak_rounds"]] == [False, True]
     assert [r["accuracy"] for r in second["report"]] == pytest.approx(
         [r["accuracy"] for r in first["report"]], abs=1e-12

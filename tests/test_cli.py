@@ -127,7 +127,7 @@ def test_id_test_rows_shared_cache_and_round_tables(tiny_lm, tmp_path, data_dir)
     # an ablation of the weak side reuses the split and the ceiling from the shared cache
     ablation = run_config(mc_config("ablation", weighting="sample"), data_dir=data_dir)
     stages = {s["stage"]: s["cached"] for s in json.loads((ablation / "seed0.json").read_text())["stages"]}
-    assert stages["split"] and stages["ceiling"] and not stages["weak"]
+    assert stages["split"] and stages["ceiling"] and not stages["weak[ours]"]
     # one report over several run directories
     assert main(["report", str(out), str(ablation), "--output-dir", str(tmp_path / "both")]) == 0
     summary = pd.read_csv(tmp_path / "both" / "summary.csv")

@@ -41,7 +41,9 @@ def test_protocol_and_report():
     assert len(pipe.easy_indices_) == n // 2 and len(pipe.test_indices_) == 80
     assert len(pipe.pseudo_labels_) == len(pipe.hard_train_indices_)
     report = pipe.report_
-    assert list(report.columns) == ["model", "round", "test", "accuracy", "token_error", "pgr", "gap"]
+    assert list(report.columns) == ["weak_side", "model", "loss", "test", "n_test", "round",
+                                    "accuracy", "auroc", "token_error", "pgr", "gap",
+                                    "pgr_auroc", "gap_auroc"]
     assert set(report.test) == {"hard"} and report.token_error.isna().all()  # classifiers: no tokens
     assert len(pipe.id_test_indices_) == 0
     models = report.model.tolist()
@@ -95,12 +97,14 @@ def test_stages_are_shared_across_runs_that_differ_in_one_part(tmp_path):
     other_weak = AdaBoostClassifier(DecisionTreeClassifier(max_depth=2), n_estimators=3)
     ablation = _pipe(memory=str(tmp_path)).set_params(weak=other_weak).fit(X, y)
     cached = {h["stage"]: h["cached"] for h in ablation.history_}
-    assert cached == {"split": True, "weak": False, "labels": False, "student": False,
-                      "baseline": False, "ceiling": True}
+    assert cached == {"split": True, "weak[ours]": False, "labels[ours]": False,
+                      "labels[baseline]": False, "student[ours,xent]": False,
+                      "baseline[xent]": False, "ceiling": True}
     other_strong = _pipe(memory=str(tmp_path)).set_params(strong=LogisticRegression(C=0.1)).fit(X, y)
     cached = {h["stage"]: h["cached"] for h in other_strong.history_}
-    assert cached == {"split": True, "weak": True, "labels": True, "student": False,
-                      "baseline": False, "ceiling": False}
+    assert cached == {"split": True, "weak[ours]": True, "labels[ours]": True,
+                      "labels[baseline]": True, "student[ours,xent]": False,
+                      "baseline[xent]": False, "ceiling": False}
 
 
 def test_difficulty_split_puts_easy_rows_on_weak_side():
@@ -135,7 +139,7 @@ def test_corrupted_stage_is_recomputed(tmp_path):
     X, y = _data(120)
     first = _pipe(memory=str(tmp_path)).fit(X, y)
     entries = sorted((tmp_path / "pipeline").glob("*.skops"))
-    assert len(entries) == 6
+    assert len(entries) == 7  # split, weak, its labels, baseline labels, 2 students, ceiling
     for entry in entries:
         data = bytearray(entry.read_bytes())
         data[-5] ^= 0xFF
@@ -149,7 +153,11 @@ def test_corrupted_stage_is_recomputed(tmp_path):
     "kwargs, match",
     [
         ({"weak": None}, "needs a 'weak' estimator"),
-        ({"strong": "logreg"}, "needs a 'strong' estimator"),
+        ({"strong": "logreg"}, "'strong' parameter of WeakToStrongPipeline must be an object "
+                               "implementing 'fit'"),
+        ({"strong": None}, "needs a 'strong' estimator"),
+        ({"label_fraction": 0.0}, "'label_fraction' parameter"),
+        ({"controls": [("ours", AdaBoostClassifier())]}, "'controls' parameter"),
         ({"splitter": "by-length"}, "'splitter' parameter"),
         ({"test_size": 0.0}, "'test_size' parameter"),
         ({"test_size": 1000}, "leaves the hard training side empty"),
@@ -223,7 +231,8 @@ def test_resume_after_kill(tmp_path):
     assert resumed.returncode == 0
     result = json.loads(out.read_text())
     cached = {h["stage"]: h["cached"] for h in result["history"]}
-    assert cached["split"] and cached["weak"] and cached["labels"] and not cached["student"]
+    assert cached["split"] and cached["weak[ours]"] and cached["labels[ours]"]
+    assert not cached["student[ours,xent]"]
     fresh = subprocess.run(
         [sys.executable, str(script), str(tmp_path / "fresh"), str(tmp_path / "fresh.json")]
     )

@@ -209,4 +209,4 @@ def test_stages_miss_when_a_local_checkpoint_changes_in_place(tmp_path):
         os.utime(Path(model) / item.name, ns=(1, 1))
     clear_cache()
     cached = {h["stage"]: h["cached"] for h in fit().history_}
-    assert cached["split"] and not cached["weak"] and not cached["ceiling"]
+    assert cached["split"] and not cached["weak[ours]"] and not cached["ceiling"]

@@ -74,6 +74,17 @@ def _mix_stages(scores, a, stages, combine, lean, target):
     return out
 
 
+def _member_gold(scores, lean, target):
+    """Each expert's own gold log-probabilities ``[(None, (N,) array)] * T`` of a batch."""
+    import torch
+
+    if lean:
+        return [(None, row.double().cpu().numpy()) for row in scores]
+    logp = torch.log_softmax(scores.float(), dim=-1)
+    gathered = logp.gather(-1, target.to(logp.device)[None, :, None].expand(len(scores), -1, 1))
+    return [(None, row[:, 0].double().cpu().numpy()) for row in gathered]
+
+
 def _store(results, preds, gold, members, counts):
     splits = np.cumsum(counts)[:-1]
     for k, (p, g) in enumerate(results):
@@ -288,7 +299,7 @@ def _plan_batches(encoded, batch_size, share_prompts):
 # ----------------------------------------------------------------------------
 def _teacher_forced(
     models, alphas, encoded, *, pad_token_id, combine, batch_size, staged, want_preds=True,
-    share_prompts=True, batch_adapters=True, verbose=0, desc="scoring",
+    share_prompts=True, batch_adapters=True, verbose=0, desc="scoring", members=False,
 ):
     """Teacher-forced argmax and gold log-probability of every answer token.
 
@@ -296,6 +307,8 @@ def _teacher_forced(
     ``T``) of one int64/float64 array per example. ``preds`` is None when not ``want_preds``
     (then, for ``combine="prob"`` on the fast path, only the gold token's log-probability of
     each expert is kept). ``verbose`` shows a progress bar over the batches, named ``desc``.
+    With ``members`` (and not ``want_preds``), ``gold`` also holds, after the stages, one list
+    per expert of its own gold log-probabilities, from the same forward passes.
     """
     import torch
 
@@ -307,7 +320,9 @@ def _teacher_forced(
     check_combine(combine)
     stages = list(range(1, len(models) + 1)) if staged else [len(models)]
     preds = [[None] * len(encoded) for _ in stages] if want_preds else None
-    gold = [[None] * len(encoded) for _ in stages]
+    if members and want_preds:
+        raise ValueError("members=True returns gold log-probabilities only (want_preds=False).")
+    gold = [[None] * len(encoded) for _ in range(len(stages) + (len(models) if members else 0))]
     if not encoded:
         return preds, gold
     groups = _make_groups(models, batch_adapters)
@@ -316,10 +331,12 @@ def _teacher_forced(
     batches = _plan_batches(encoded, batch_size, share_prompts)
     with torch.inference_mode(), _sessions(groups):
         for plan, batch in tqdm(batches, desc=desc, disable=not verbose, leave=False):
-            members, counts, target, run_group = plan(batch, encoded, pad_token_id)
+            rows, counts, target, run_group = plan(batch, encoded, pad_token_id)
             scores = _expert_scores(groups, len(a), run_group, lean, target, device)
             results = _mix_stages(scores, a, stages, combine, lean, target)
-            _store(results, preds, gold, members, counts)
+            if members:
+                results = results + _member_gold(scores, lean, target)
+            _store(results, preds, gold, rows, counts)
     return preds, gold
 
 
@@ -492,15 +509,18 @@ def choice_nll_mixture(
     share_prompts=True,
     batch_adapters=True,
     verbose=0,
+    members=False,
 ):
     """Negative log-likelihood of each answer option under the mixture of ``models``.
 
     Parameters as in :func:`choice_nll`, plus ``models``, ``alphas``, ``combine`` and ``staged``
-    as in :func:`token_predictions_mixture`.
+    as in :func:`token_predictions_mixture`, and ``members``: also return each expert's own
+    NLLs, computed in the same forward passes.
 
     Returns
     -------
-    list of ndarray, or (``staged``) a list over stages of such lists
+    list of ndarray, or (``staged``) a list over stages of such lists; with ``members`` a pair
+    ``(that, [one such list per expert])``
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f'reduction must be "sum" or "mean"; got {reduction!r}.')
@@ -508,7 +528,9 @@ def choice_nll_mixture(
     _, gold = _teacher_forced(
         models, alphas, encoded, pad_token_id=tokenizer.pad_token_id, combine=combine,
         batch_size=batch_size, staged=staged, want_preds=False, share_prompts=share_prompts,
-        batch_adapters=batch_adapters, verbose=verbose, desc="choice NLL",
+        batch_adapters=batch_adapters, verbose=verbose, desc="choice NLL", members=members,
     )
     out = [_reduce_nll(g, encoded, counts, reduction) for g in gold]
-    return out if staged else out[0]
+    n_stages = len(out) - (len(models) if members else 0)
+    mixed = out[:n_stages] if staged else out[0]
+    return (mixed, out[n_stages:]) if members else mixed

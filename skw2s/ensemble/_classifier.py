@@ -356,6 +356,36 @@ class BaseClassifierEnsemble(ClassifierMixin, BaseWeakEnsemble):
         for y_pred in self.staged_predict(X):
             yield accuracy_score(y, y_pred, sample_weight=sample_weight)
 
+    def round_predictions(self, X):
+        """Every round's prediction and every learner's own, from one pass over the learners.
+
+        Parameters
+        ----------
+        X : sequence of str or one-column DataFrame of shape (n_samples,)
+            The texts.
+
+        Returns
+        -------
+        out : dict
+            ``"staged"``: a list of :meth:`staged_predict`'s arrays (the ensemble of the first
+            ``t`` learners); ``"staged_proba"``: the same for :meth:`staged_predict_proba`;
+            ``"members"``: each learner's own ``predict``. The last stage equals
+            :meth:`predict` and :meth:`predict_proba`.
+        """
+        X = self._prepare_X(X)
+        votes = self._votes(X)
+        proba = self._proba_of(self.estimators_, X)
+        members = [self.classes_.take((v > 0).astype(int)) for v in votes]
+        if self._learned():
+            staged_proba = [_weights.soft_pseudo_labels(proba[:t], self._mixture_weights(t))
+                            for t in range(1, len(self.estimators_) + 1)]
+            scores = [np.log(p[:, 1]) - np.log(p[:, 0]) for p in staged_proba]
+        else:
+            staged_proba = list(_weights.staged_soft_pseudo_labels(proba, self._mixture_weights()))
+            scores = list(_weights.staged_adaboost_decision(votes, self._mixture_weights()))
+        staged = [self.classes_.take((s > 0).astype(int)) for s in scores]
+        return {"staged": staged, "staged_proba": staged_proba, "members": members}
+
     def pseudo_label(self, X, *, soft=False):
         """Pseudo-labels for a strong student trained on hard questions ``X``.
 

@@ -294,6 +294,40 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
         check_is_fitted(self)
         return np.array([e.token_error(X, y) for e in self.estimators_])
 
+    def round_predictions(self, X):
+        """Every round's prediction and every expert's own, from one pass over the experts.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Multiple-choice input (with a ``choices`` column).
+
+        Returns
+        -------
+        out : dict
+            ``"staged"``: :meth:`staged_predict`'s choice indices after each round;
+            ``"staged_proba"``: :meth:`staged_predict_proba`'s; ``"members"``: each expert's
+            own choice (alone, not mixed). Each expert runs once per batch for all of them.
+        """
+        from .. import decoding
+
+        check_is_fitted(self)
+        inputs = check_generation_input(X, require_choices=True)
+        experts, alphas, combine = self._mixture_parts()
+        s = self._settings()
+        staged, members = decoding.choice_nll_mixture(
+            experts, alphas, self.tokenizer_, inputs.prompts, inputs.choices, combine=combine,
+            reduction=s["choice_score"], batch_size=s["batch_size"], max_length=s["max_length"],
+            staged=True, members=True, verbose=self.verbose,
+        )
+
+        def argmin(nll):
+            return np.array([int(np.argmin(r)) for r in nll], dtype=np.int64)
+
+        return {"staged": [argmin(n) for n in staged],
+                "staged_proba": [pad_proba(n) for n in staged],
+                "members": [argmin(n) for n in members]}
+
     def pseudo_label(
         self, X, *, do_sample=False, temperature=1.0, max_new_tokens=None, random_state=None
     ):

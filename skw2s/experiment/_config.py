@@ -91,6 +91,29 @@ CONFIG_KEYS = (
         "than estimator. Empty or null: the defaults."),
     Key("strong", "mapping", REQUIRED,
         "Parameters of the strong student, the same class as weak, at least model."),
+    Key("controls", "mapping or null", None,
+        "Other weak sides, each a mapping name -> settings: ensemble (adaboost or uniform, the "
+        "class: LLMAdaBoostClassifier / TokenAdaBoostGenerator or UniformEnsembleClassifier / "
+        "UniformEnsembleGenerator), weak (learner parameters over weak's) and that class's own "
+        "parameters (e.g. bootstrap: true, combine: learned). They share the split, the seed "
+        "and the cached rounds with the main weak side and get their own students."),
+    Key("student_losses", "list of str or null", None,
+        "One student per weak side and loss (and one baseline student per loss): LLMClassifier "
+        "losses xent, logconf, product, kl, window, entropy; LLMGenerator losses sft, "
+        "choice_xent, choice_logconf. Null: strong's own loss only."),
+    Key("soft_labels", "bool", False,
+        "Students also get the weak sides' probabilities (predict_proba) as soft labels."),
+    Key("label_fraction", "float or null", None,
+        "Keep only this fraction of each weak side's most confident pseudo-labels for its "
+        "students; the report gives the kept labels' accuracy."),
+    Key("test_split", "train | validation | test or null", None,
+        "Score on this split of the built-in dataset (e.g. test, the official test split) "
+        "instead of holding out test_size of the hard side. With split_kind easy_hard, the "
+        "test questions are rated by the pool's difficulty rule, and those above its threshold "
+        "are the hard test, the others the easy (in-distribution) one."),
+    Key("n_test", "int or null", None,
+        "With test_split: a random subset of this many test questions (drawn with data_seed); "
+        "null keeps them all."),
     Key("baseline", "bool", True, "Also train the student on the first weak learner's labels."),
     Key("ceiling", "bool", True, "Also train the strong model on the gold labels."),
     Key("output_dir", "str or null", None,
@@ -293,6 +316,37 @@ def _check_difficulty(config, learner_params):
     config["difficulty"] = difficulty
 
 
+CONTROL_ENSEMBLES = ("adaboost", "uniform")
+
+
+def _control_class(task, kind):
+    from .. import UniformEnsembleClassifier, UniformEnsembleGenerator
+
+    if kind == "adaboost":
+        return _estimator_classes(task)[1]
+    return UniformEnsembleClassifier if task == "binary" else UniformEnsembleGenerator
+
+
+def _check_controls(config, learner_params):
+    controls = config["controls"]
+    if controls is None:
+        return
+    controls = _mapping("controls", controls, null_is_empty=False)
+    checked = {}
+    for name, settings in controls.items():
+        if not isinstance(name, str) or not name or name == "ours":
+            raise ConfigError(f"'controls' names must be non-empty strings other than 'ours'; got {name!r}.")
+        settings = dict(_mapping(f"controls.{name}", settings, null_is_empty=False))
+        kind = settings.pop("ensemble", None)
+        _check_choice(f"controls.{name}.ensemble", kind, CONTROL_ENSEMBLES)
+        weak = _mapping(f"controls.{name}.weak", settings.pop("weak", None), null_is_empty=True)
+        _check_keys(f"'controls.{name}.weak'", weak, learner_params)
+        allowed = set(_control_class(config["task"], kind)().get_params(deep=False)) - {"estimator"}
+        _check_keys(f"'controls.{name}'", settings, allowed | {"ensemble", "weak"})
+        checked[name] = {"ensemble": kind, "weak": weak, **settings}
+    config["controls"] = checked
+
+
 def _estimator_classes(task):
     from .. import LLMAdaBoostClassifier, LLMClassifier, LLMGenerator, TokenAdaBoostGenerator
 
@@ -389,6 +443,23 @@ def load_config(source) -> dict:
         _check_learner(section, config[section], learner_params)
     config["boost"] = _mapping("boost", config["boost"], null_is_empty=True)
     _check_keys("'boost'", config["boost"], set(ensemble_cls().get_params(deep=False)) - {"estimator"})
+    _check_controls(config, learner_params)
+    _check_bool("soft_labels", config["soft_labels"])
+    _check_optional("label_fraction", config["label_fraction"],
+                    lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]")
+    losses = config["student_losses"]
+    if losses is not None and (not isinstance(losses, list) or not losses
+                               or not all(isinstance(v, str) for v in losses)):
+        raise ConfigError(f"'student_losses' must be a non-empty list of loss names or null; {_got(losses)}.")
+    if config["test_split"] is not None:
+        _check_choice("test_split", config["test_split"], SPLITS)
+        if not isinstance(config["dataset"], str):
+            raise ConfigError("'test_split' names a split of a built-in dataset; for your own data, "
+                              "hold out test_size of the hard side.")
+        if config["test_split"] == config["split"]:
+            raise ConfigError(f"'test_split' must differ from 'split' ({config['split']!r}): the test "
+                              "questions would be in the pool.")
+    _check_optional("n_test", config["n_test"], lambda v: _is_int(v) and v >= 1, "an int >= 1")
     _check_difficulty(config, learner_params)
     if config["name"] is None:
         dataset = config["dataset"] if isinstance(config["dataset"], str) else Path(config["dataset"]["path"]).stem

@@ -17,7 +17,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["build_pipeline", "run_config"]
 
 
-def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbose=0):
+def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbose=0,
+                   grade_of=None):
     """The :class:`~skw2s.WeakToStrongPipeline` a validated config describes, for one seed.
 
     Parameters
@@ -35,6 +36,10 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbos
     verbose : int, default=0
         The ``verbose`` of the pipeline and of every estimator whose config section does not
         set its own (progress bars).
+    grade_of : callable or None, default=None
+        With ``difficulty: {precomputed: grade}`` and a ``test_split``: a function from
+        generation input to the questions' grades, so that the splitter rates the test
+        questions too.
 
     Returns
     -------
@@ -50,6 +55,16 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbos
         return learner_cls(**{"verbose": verbose, **params})
 
     weak = ensemble_cls(estimator=learner(config["weak"]), **{"verbose": verbose, **config["boost"]})
+    controls = None
+    if config.get("controls"):
+        from ._config import _control_class
+
+        controls = []
+        for name, settings in config["controls"].items():
+            params = {k: v for k, v in settings.items() if k not in ("ensemble", "weak")}
+            cls = _control_class(config["task"], settings["ensemble"])
+            controls.append((name, cls(estimator=learner({**config["weak"], **settings["weak"]}),
+                                       **{"verbose": verbose, **params})))
     strong = learner(config["strong"])
     splitter = "random"
     if config["split_kind"] == "easy_hard":
@@ -61,20 +76,27 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbos
             subset = "easy" if config["dataset"] == "arc_easy" else "challenge"
             root = resolve_data_dir(data_dir or config["data_dir"])
             grades = load_arc_metadata(root, subset=subset)["grade"]
-            values = grades.reindex(ids).to_numpy(dtype=float)
             kwargs.pop("n_splits", None)
-            splitter = DifficultySplitter(difficulty=values, random_state=seed, **kwargs)
+            if grade_of is not None:  # rates the test questions too, by their prompts
+                splitter = DifficultySplitter(difficulty=grade_of, random_state=seed, **kwargs)
+            else:
+                values = grades.reindex(ids).to_numpy(dtype=float)
+                splitter = DifficultySplitter(difficulty=values, random_state=seed, **kwargs)
         else:
             params = {**config["weak"], **d.get("estimator", {})}
             splitter = DifficultySplitter(learner(params), random_state=seed, **kwargs)
     return WeakToStrongPipeline(
         weak=weak,
         strong=strong,
+        controls=controls,
+        student_losses=config.get("student_losses"),
         splitter=splitter,
         test_size=config["test_size"],
         id_test_size=config["id_test_size"],
         baseline=config["baseline"],
         ceiling=config["ceiling"],
+        soft_labels=config.get("soft_labels", False),
+        label_fraction=config.get("label_fraction"),
         random_state=seed,
         memory=memory,
         verbose=verbose,
@@ -99,9 +121,25 @@ def _versions():
     }
 
 
-def _run_seed(config, pipe, X, y, seed, target):
+def _jsonable(value):
+    """numpy arrays and scalars inside nested dicts/lists as plain JSON values."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _run_seed(config, pipe, data, seed, target):
     start = time.perf_counter()
-    pipe.fit(X, y)
+    X, y = data["X"], data["y"]
+    pipe.fit(X, y, X_test=data.get("X_test"), y_test=data.get("y_test"))
     weak = pipe.weak_
     record = {
         "name": config["name"],
@@ -116,6 +154,17 @@ def _run_seed(config, pipe, X, y, seed, target):
         "weak_rounds": json.loads(json.dumps(getattr(weak, "history_", []), default=float)),
         "stop_reason": getattr(weak, "stop_reason_", None),
         "stages": pipe.history_,
+        "labels": json.loads(pipe.labels_.to_json(orient="records")),
+        "weak_disagreement": [{"weak_side": side, "test": test, "disagreement": value}
+                              for (side, test), value in pipe.weak_disagreement_.items()],
+        "control_rounds": {name: _jsonable(getattr(est, "history_", []))
+                           for name, est in pipe.controls_.items()},
+        "predictions": _jsonable({
+            test: {"y": p["y"], "rows": p["rows"], "models": p["models"], "scores": p["scores"],
+                   "ids": [data["test_ids"][i] for i in p["rows"]] if data.get("test_ids")
+                   else None}
+            for test, p in pipe.predictions_.items()
+        }),
         "seconds": time.perf_counter() - start,
         "versions": _versions(),
     }
@@ -157,11 +206,11 @@ def run_config(config, *, data_dir=None, output_dir=None, force=False, seeds=Non
     out = Path(output_dir or config["output_dir"])
     config = {**config, "output_dir": str(out)}
     seeds = config["seeds"] if seeds is None else [int(s) for s in seeds]
-    X, y, ids = load_task_data(config, data_dir)
-    logger.info("%s: %d examples, seeds %s, output in %s", config["name"], len(X), seeds, out)
+    data = load_task_data(config, data_dir, with_test=True)
+    logger.info("%s: %d examples, seeds %s, output in %s", config["name"], len(data["X"]), seeds, out)
     pipes = {seed: build_pipeline(
         config, seed=seed, memory=str(config["cache_dir"] or out / "cache" / f"seed{seed}"),
-        data_dir=data_dir, ids=ids, verbose=verbose,
+        data_dir=data_dir, ids=data["ids"], verbose=verbose, grade_of=data.get("grade_of"),
     ) for seed in seeds}
     out.mkdir(parents=True, exist_ok=True)
     config_file = out / "config.json"
@@ -172,7 +221,7 @@ def run_config(config, *, data_dir=None, output_dir=None, force=False, seeds=Non
             if target.exists() and not force:
                 logger.info("seed %d already finished (%s); skipping", seed, target)
                 continue
-            _run_seed(config, pipes[seed], X, y, seed, target)
+            _run_seed(config, pipes[seed], data, seed, target)
     except Exception:
         if not any(out.glob("seed*.json")):
             config_file.unlink(missing_ok=True)

@@ -1,0 +1,191 @@
+"""Paired comparisons across seeds, from the per-question predictions of ``skw2s run``.
+
+Each ``seed{N}.json`` holds, per test set, every model's prediction on every test question
+(``WeakToStrongPipeline.predictions_``). The tables here read them:
+
+- :func:`paired_table`: for each comparison (ours − baseline, ours − the uniform-ensemble
+  student, ours − the logconf student, and on the weak side ensemble − single and ensemble −
+  control ensemble), the accuracy difference over all seeds and questions, its paired bootstrap
+  95% interval and the McNemar p-value (:mod:`skw2s.stats`);
+- :func:`comparison_table`: one row per (weak side, student loss): accuracy and, for binary
+  tasks, AUROC and PGR on both, mean ± SEM over seeds;
+- :func:`disagreement_table`: how often two learners of a weak side disagree on a test
+  question (mean over pairs of learners, mean ± SEM over seeds).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .metrics import mean_sem
+from .stats import paired_comparison
+
+__all__ = ["comparison_table", "disagreement_table", "load_predictions", "paired_table"]
+
+
+def _records(directories):
+    for directory in directories:
+        for path in sorted(Path(directory).glob("seed*.json")):
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(record, dict) and "report" in record:
+                yield Path(directory), record
+
+
+def load_predictions(directories):
+    """Per run, test set and seed: the gold labels and every model's predictions.
+
+    Parameters
+    ----------
+    directories : list of str or path-like
+        Run directories written by ``skw2s run``.
+
+    Returns
+    -------
+    predictions : dict
+        ``{run: {test: {seed: {"y": ndarray, "models": {name: ndarray}}}}}``; seed files
+        written before per-question predictions existed are left out.
+    """
+    out = {}
+    for directory, record in _records(directories):
+        run = record.get("name", directory.name)
+        for test, p in (record.get("predictions") or {}).items():
+            out.setdefault(run, {}).setdefault(test, {})[record["seed"]] = {
+                "y": np.asarray(p["y"]),
+                "models": {k: np.asarray(v) for k, v in p["models"].items()},
+            }
+    return out
+
+
+def _first_loss(models):
+    for name in models:
+        side, model, loss = name.split("/")
+        if side == "ours" and model == "ensemble_student":
+            return loss
+    return None
+
+
+def comparisons(models):
+    """The default comparisons ``(label, a, b)`` that the names in ``models`` allow."""
+    loss = _first_loss(models)
+    sides = sorted({n.split("/")[0] for n in models} - {"ours"})
+    ours = f"ours/ensemble_student/{loss}"
+    pairs = [("ours − baseline (students)", ours, f"ours/baseline_student/{loss}")]
+    pairs += [(f"ours − {side} (students)", ours, f"{side}/ensemble_student/{loss}") for side in sides]
+    pairs += [(f"ours − baseline with {other} (students)", ours, n)
+              for n in models for other in [n.split("/")[2]]
+              if n.startswith("ours/baseline_student/") and "logconf" in other and other != loss]
+    pairs += [("ensemble − single (weak)", "ours/weak_ensemble/-", "ours/weak_single/-")]
+    pairs += [(f"ensemble − {side} ensemble (weak)", "ours/weak_ensemble/-", f"{side}/weak_ensemble/-")
+              for side in sides]
+    return [(label, a, b) for label, a, b in pairs if a in models and b in models]
+
+
+def paired_table(directories, *, n_boot=10_000, confidence=0.95):
+    """The paired comparisons of every run, pooled over its seeds and test questions.
+
+    Parameters
+    ----------
+    directories : list of str or path-like
+        Run directories written by ``skw2s run``.
+    n_boot : int, default=10000
+        Bootstrap draws.
+    confidence : float, default=0.95
+        Level of the intervals.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per run, test set and comparison: ``diff`` (accuracy of ``a`` minus ``b``,
+        mean over seeds), ``ci_low`` / ``ci_high`` (paired bootstrap over seeds and
+        questions), ``half_width``, ``p_mcnemar``, ``a_only`` / ``b_only`` (questions only one
+        of the two got right), ``n_questions`` and ``n_seeds``.
+    """
+    rows = []
+    for run, tests in load_predictions(directories).items():
+        for test, seeds in tests.items():
+            common = set.intersection(*(set(s["models"]) for s in seeds.values()))
+            for label, a, b in comparisons(sorted(common)):
+                correct_a = [s["models"][a] == s["y"] for s in seeds.values()]
+                correct_b = [s["models"][b] == s["y"] for s in seeds.values()]
+                stats = paired_comparison(correct_a, correct_b, n_boot=n_boot,
+                                          confidence=confidence)
+                rows.append({"run": run, "test": test, "comparison": label, "a": a, "b": b, **stats})
+    return pd.DataFrame(rows)
+
+
+def comparison_table(directories):
+    """One row per run, test set, weak side and student loss: mean ± SEM over seeds.
+
+    Parameters
+    ----------
+    directories : list of str or path-like
+        Run directories written by ``skw2s run``.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        ``weak_side``, ``loss``, ``seeds``, the weak side's ensemble accuracy, its student's
+        accuracy, PGR and (binary tasks) AUROC and AUROC-PGR, and the gap of the run.
+    """
+    from .report import load_runs
+
+    runs = load_runs(directories, all_rows=True)
+    if "weak_side" not in runs:
+        return pd.DataFrame()
+    rows = []
+    students = runs[runs.model == "ensemble_student"]
+    baselines = runs[runs.model == "baseline_student"].assign(weak_side="baseline (1 weak)")
+    for (run, test, side, loss), group in pd.concat([students, baselines]).groupby(
+            ["run", "test", "weak_side", "loss"], sort=False, dropna=False):
+        ensemble = runs[(runs.run == run) & (runs.test == test) & (runs.model == "weak_ensemble")
+                        & (runs.weak_side == side)]
+        if side == "baseline (1 weak)":
+            ensemble = runs[(runs.run == run) & (runs.test == test) & (runs.model == "weak_single")]
+        row = {"run": run, "test": test, "weak_side": side, "loss": loss,
+               "seeds": group.seed.nunique(),
+               "weak accuracy": _fmt(*mean_sem(ensemble.accuracy)),
+               "student accuracy": _fmt(*mean_sem(group.accuracy)),
+               "PGR": _fmt(*mean_sem(group.pgr), digits=2),
+               "gap": _fmt(*mean_sem(group.gap))}
+        if group.auroc.notna().any():
+            row["student AUROC"] = _fmt(*mean_sem(group.auroc))
+            row["PGR (AUROC)"] = _fmt(*mean_sem(group.pgr_auroc), digits=2)
+            row["gap (AUROC)"] = _fmt(*mean_sem(group.gap_auroc))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def disagreement_table(directories):
+    """How often two learners of each weak side disagree on a test question.
+
+    Parameters
+    ----------
+    directories : list of str or path-like
+        Run directories written by ``skw2s run``.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        ``run``, ``test``, ``weak_side``, ``seeds`` and ``disagreement`` (mean ± SEM over
+        seeds of the mean over pairs of learners).
+    """
+    values = {}
+    for directory, record in _records(directories):
+        run = record.get("name", directory.name)
+        for item in record.get("weak_disagreement") or []:
+            values.setdefault((run, item["test"], item["weak_side"]), []).append(item["disagreement"])
+    return pd.DataFrame([
+        {"run": run, "test": test, "weak_side": side, "seeds": len(v),
+         "disagreement": _fmt(*mean_sem(v))}
+        for (run, test, side), v in values.items()
+    ])
+
+
+def _fmt(mean, sem, digits=3):
+    if not np.isfinite(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if not np.isfinite(sem) else f"{mean:.{digits}f} ± {sem:.{digits}f}"
