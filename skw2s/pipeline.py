@@ -237,8 +237,8 @@ class WeakToStrongPipeline(BaseEstimator):
     """
 
     _parameter_constraints = {
-        "weak": [HasMethods(("fit",))],
-        "strong": [HasMethods(("fit",))],
+        "weak": [HasMethods(("fit",)), NONE],
+        "strong": [HasMethods(("fit",)), NONE],
         "controls": [_NamedWeakSides()],
         "student_losses": [_LossNames()],
         "splitter": [_Splitter()],
@@ -288,10 +288,10 @@ class WeakToStrongPipeline(BaseEstimator):
 
     # -- validation ---------------------------------------------------------------------
     def _validate(self, X, y, X_test, y_test):
+        validate_params(self)
         for name in ("weak", "strong"):
             if getattr(self, name) is None:
                 raise ValueError(f"WeakToStrongPipeline needs a '{name}' estimator; got None.")
-        validate_params(self)
         for name, side in self._weak_sides():
             if _is_generator(side) != _is_generator(self.strong) or (
                 is_classifier(side) != is_classifier(self.strong)

@@ -70,23 +70,6 @@ def torch_globals(blob):
 
 
 # -- sklearn contract --------------------------------------------------------------------
-def test_sklearn_data_free_checks():
-    est = LLMGenerator()
-    name = type(est).__name__
-    for check in (
-        check_estimator_cloneable,
-        check_no_attributes_set_in_init,
-        check_parameters_default_constructible,
-        check_get_params_invariance,
-        check_set_params,
-        check_estimator_repr,
-        check_do_not_raise_errors_in_init_or_set_params,
-    ):
-        check(name, est)
-    tags = est.__sklearn_tags__()
-    assert tags.input_tags.string and not tags.input_tags.two_d_array
-
-
 def test_fitted_attributes_are_documented(fitted_mc):
     doc = LLMGenerator.__doc__.split("Attributes\n    ----------")[1].split("See Also")[0]
     documented = set(re.findall(r"^    (\w+_) :", doc, flags=re.M))

@@ -154,7 +154,7 @@ def test_corrupted_stage_is_recomputed(tmp_path):
     [
         ({"weak": None}, "needs a 'weak' estimator"),
         ({"strong": "logreg"}, "'strong' parameter of WeakToStrongPipeline must be an object "
-                               "implementing 'fit'"),
+                               "implementing 'fit' or None"),
         ({"strong": None}, "needs a 'strong' estimator"),
         ({"label_fraction": 0.0}, "'label_fraction' parameter"),
         ({"controls": [("ours", AdaBoostClassifier())]}, "'controls' parameter"),

@@ -1,11 +1,12 @@
-"""scikit-learn's estimator checks for LLMClassifier and LLMAdaBoostClassifier (STYLE.md §10).
+"""scikit-learn's estimator checks for every public estimator of skw2s (STYLE.md §10).
 
 Text estimators declare ``input_tags.string=True`` and ``two_d_array=False``. With those tags
 ``parametrize_with_checks`` runs only ``check_estimator_cloneable``: every other check feeds
-numeric arrays. So (1) the data-free checks are called directly on both estimators, and (2) the
-boosting shell runs the full suite with a numeric weak learner (a depth-1 decision tree), which
-exercises the AdaBoost code itself; its input tags are delegated from the weak learner as in
-``BaggingClassifier``.
+numeric arrays. So (1) the data-free checks are called directly on every public estimator (the
+pipeline and the splitter included), (2) the classifier ensembles run the full suite with a
+numeric weak learner (a depth-1 decision tree), which exercises the boosting loop itself; their
+input tags are delegated from the weak learner as in ``BaggingClassifier``, and (3) every
+``__init__`` parameter has a validation constraint.
 """
 
 from __future__ import annotations
@@ -28,7 +29,16 @@ from sklearn.utils.estimator_checks import (
     parametrize_with_checks,
 )
 
-from skw2s import LLMAdaBoostClassifier
+import skw2s
+from skw2s import (
+    DifficultySplitter,
+    LLMAdaBoostClassifier,
+    LLMGenerator,
+    TokenAdaBoostGenerator,
+    UniformEnsembleClassifier,
+    UniformEnsembleGenerator,
+    WeakToStrongPipeline,
+)
 from skw2s.classifier import LLMClassifier, clear_cache
 
 DATA_FREE_CHECKS = [
@@ -43,16 +53,62 @@ DATA_FREE_CHECKS = [
 
 TEXT_ESTIMATORS = [
     LLMClassifier(),
-    LLMClassifier("some/model", mode="lora", lr=1e-4, n_epochs=2),
+    LLMClassifier("some/model", mode="lora", lr=1e-4, n_epochs=2, loss="logconf"),
     LLMAdaBoostClassifier(),
     LLMAdaBoostClassifier(LLMClassifier(mode="full"), n_estimators=3, sampling="reweight"),
+    UniformEnsembleClassifier(),
+    UniformEnsembleClassifier(LLMClassifier(), bootstrap=True, combine="learned"),
+]
+ALL_ESTIMATORS = TEXT_ESTIMATORS + [
+    LLMGenerator(),
+    LLMGenerator("some/model", mode="lora", loss="choice_logconf"),
+    TokenAdaBoostGenerator(),
+    TokenAdaBoostGenerator(LLMGenerator(mode="lora"), n_estimators=2, window=2),
+    UniformEnsembleGenerator(),
+    UniformEnsembleGenerator(LLMGenerator(), bootstrap=True),
+    DifficultySplitter(),
+    DifficultySplitter(LLMClassifier(), n_splits=3),
+    WeakToStrongPipeline(),
+    WeakToStrongPipeline(
+        LLMAdaBoostClassifier(), LLMClassifier(), controls=[("uniform", UniformEnsembleClassifier())],
+        student_losses=["xent", "logconf"], splitter=DifficultySplitter(LLMClassifier()),
+    ),
 ]
 
 
-@pytest.mark.parametrize("estimator", TEXT_ESTIMATORS, ids=repr)
+@pytest.mark.parametrize("estimator", ALL_ESTIMATORS, ids=repr)
 @pytest.mark.parametrize("check", DATA_FREE_CHECKS, ids=lambda c: c.__name__)
 def test_data_free_checks(estimator, check):
     check(type(estimator).__name__, estimator)
+
+
+PUBLIC_CLASSES = sorted(
+    (getattr(skw2s, name) for name in skw2s.__all__ if isinstance(getattr(skw2s, name), type)),
+    key=lambda cls: cls.__name__,
+)
+
+
+def test_every_public_estimator_is_covered():
+    assert {type(e) for e in ALL_ESTIMATORS} == set(PUBLIC_CLASSES)
+
+
+@pytest.mark.parametrize("cls", PUBLIC_CLASSES, ids=lambda c: c.__name__)
+def test_every_parameter_has_a_constraint(cls):
+    params = set(cls().get_params(deep=False))
+    assert params == set(cls._parameter_constraints), (
+        f"{cls.__name__}: parameters without a constraint "
+        f"{sorted(params - set(cls._parameter_constraints))}, constraints without a parameter "
+        f"{sorted(set(cls._parameter_constraints) - params)}"
+    )
+
+
+@pytest.mark.parametrize("cls", PUBLIC_CLASSES, ids=lambda c: c.__name__)
+def test_random_state_is_checked_with_scikit_learns_message(cls):
+    est = cls().set_params(random_state="x")
+    with pytest.raises(ValueError, match=rf"The 'random_state' parameter of {cls.__name__} must "
+                                         r"be an int in the range \[0, 4294967295\], an instance "
+                                         r"of 'numpy.random.mtrand.RandomState' or None. Got 'x'"):
+        skw2s._validation.validate_params(est)
 
 
 @pytest.mark.filterwarnings("ignore:Can't test estimator:sklearn.exceptions.SkipTestWarning")
@@ -93,6 +149,8 @@ def _shell_xfails(estimator):
         LLMAdaBoostClassifier(
             DecisionTreeClassifier(max_depth=1), n_estimators=5, sampling="reweight"
         ),
+        UniformEnsembleClassifier(DecisionTreeClassifier(max_depth=1), n_estimators=3,
+                                  bootstrap=True),
     ],
     expected_failed_checks=_shell_xfails,
 )
