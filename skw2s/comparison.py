@@ -107,8 +107,9 @@ def paired_table(directories, *, n_boot=10_000, confidence=0.95):
     rows = []
     for run, tests in load_predictions(directories).items():
         for test, seeds in tests.items():
-            common = set.intersection(*(set(s["models"]) for s in seeds.values()))
-            for label, a, b in comparisons(sorted(common)):
+            first = next(iter(seeds.values()))["models"]  # in the order the pipeline wrote them
+            common = [n for n in first if all(n in s["models"] for s in seeds.values())]
+            for label, a, b in comparisons(common):
                 correct_a = [s["models"][a] == s["y"] for s in seeds.values()]
                 correct_b = [s["models"][b] == s["y"] for s in seeds.values()]
                 stats = paired_comparison(correct_a, correct_b, n_boot=n_boot,

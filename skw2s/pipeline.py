@@ -145,9 +145,13 @@ class WeakToStrongPipeline(BaseEstimator):
         rows with the same seed as ``weak``, labels the same hard rows, and gets its own
         students.
     student_losses : list of str or None, default=None
-        One student per weak side and loss (and one baseline student per loss), the strong
-        estimator with ``loss`` set to each name (``LLMClassifier(loss=...)``). None trains
-        with the strong estimator's own loss only.
+        One student per weak side and loss, the strong estimator with ``loss`` set to each
+        name (``LLMClassifier(loss=...)``). None trains with the strong estimator's own loss
+        only.
+    baseline_losses : list of str or None, default=None
+        The losses of the baseline students (one per loss, on the first weak learner's
+        labels), for example ``["xent", "logconf"]`` for the auxiliary-confidence control.
+        None: the same as ``student_losses``.
     splitter : "random" or DifficultySplitter, default="random"
         ``"random"`` splits the pool 50/50 (Burns et al.); a :class:`DifficultySplitter` rates
         difficulty and puts its easy rows on the weak side.
@@ -189,7 +193,7 @@ class WeakToStrongPipeline(BaseEstimator):
     students_ : dict of (str, str) to estimator
         Every student, by ``(weak side, loss)``; the weak side of ``weak`` is ``"ours"``.
     baseline_ : estimator or None
-        The student trained on the first weak learner's labels, first loss.
+        The student trained on the first weak learner's labels, first baseline loss.
     baselines_ : dict of str to estimator
         The baseline students by loss.
     ceiling_ : estimator or None
@@ -241,6 +245,7 @@ class WeakToStrongPipeline(BaseEstimator):
         "strong": [HasMethods(("fit",)), NONE],
         "controls": [_NamedWeakSides()],
         "student_losses": [_LossNames()],
+        "baseline_losses": [_LossNames()],
         "splitter": [_Splitter()],
         "test_size": [_Size()],
         "id_test_size": [_Size(), NONE],
@@ -260,6 +265,7 @@ class WeakToStrongPipeline(BaseEstimator):
         *,
         controls=None,
         student_losses=None,
+        baseline_losses=None,
         splitter="random",
         test_size=0.25,
         id_test_size=None,
@@ -275,6 +281,7 @@ class WeakToStrongPipeline(BaseEstimator):
         self.strong = strong
         self.controls = controls
         self.student_losses = student_losses
+        self.baseline_losses = baseline_losses
         self.splitter = splitter
         self.test_size = test_size
         self.id_test_size = id_test_size
@@ -334,6 +341,9 @@ class WeakToStrongPipeline(BaseEstimator):
             return list(self.student_losses)
         return [self.strong.get_params().get("loss", "xent")]
 
+    def _baseline_losses(self):
+        return self._losses() if self.baseline_losses is None else list(self.baseline_losses)
+
     def _test_count(self, n_rows, name="test_size", side="hard"):
         size = getattr(self, name)
         count = int(round(size * n_rows)) if isinstance(size, float) else int(size)
@@ -370,8 +380,9 @@ class WeakToStrongPipeline(BaseEstimator):
                 parts["external"] = {"hard": np.arange(n_test)}
             else:
                 hard_mask = splitter.rate(X_test, y_test) > splitter.threshold_
-                parts["external"] = {"hard": np.flatnonzero(hard_mask),
-                                     "easy": np.flatnonzero(~hard_mask)}
+                parts["external"] = {"hard": np.flatnonzero(hard_mask)}
+                if self.id_test_size is not None:
+                    parts["external"]["easy"] = np.flatnonzero(~hard_mask)
             return parts
         n_test = self._test_count(len(hard))
         shuffled = rng.permutation(hard)
@@ -423,9 +434,9 @@ class WeakToStrongPipeline(BaseEstimator):
         X_test : sequence of str or DataFrame, default=None
             A separate test set (for example a dataset's official test split). Every row is
             scored; with a :class:`DifficultySplitter` the splitter rates the rows by the rule
-            of the pool, and those above its threshold are the ``"hard"`` test, the rest the
-            ``"easy"`` (in-distribution) one. ``test_size`` and ``id_test_size`` are then
-            unused.
+            of the pool, and those above its threshold are the ``"hard"`` test, the rest (when
+            ``id_test_size`` is not None) the ``"easy"`` (in-distribution) one. ``test_size``
+            is then unused, and ``id_test_size`` only switches the easy test on.
         y_test : array-like, default=None
             Labels of ``X_test``.
 
@@ -468,7 +479,7 @@ class WeakToStrongPipeline(BaseEstimator):
 
         sides, losses = self._weak_sides(), self._losses()
         n_stages = 1 + 2 * len(sides) + len(sides) * len(losses)
-        n_stages += (1 + len(losses)) * bool(self.baseline) + bool(self.ceiling)
+        n_stages += (1 + len(self._baseline_losses())) * bool(self.baseline) + bool(self.ceiling)
         bar = tqdm(total=n_stages, desc="w2s stages", disable=not self.verbose, leave=False)
         split_rng = np.random.RandomState(seeds["split"])
         parts = stage("split", keys["split"], lambda: self._split(X, y, X_test, y_test, split_rng))
@@ -523,7 +534,7 @@ class WeakToStrongPipeline(BaseEstimator):
             for loss in losses:
                 self.students_[(name, loss)] = train(f"student[{name},{loss}]", loss, labels[name])
         if self.baseline:
-            for loss in losses:
+            for loss in self._baseline_losses():
                 self.baselines_[loss] = train(f"baseline[{loss}]", loss, labels["baseline"])
         ceiling = None
         if self.ceiling:
@@ -539,7 +550,7 @@ class WeakToStrongPipeline(BaseEstimator):
         self.weak_ = fitted[MAIN]
         self.controls_ = {name: fitted[name] for name, _ in sides[1:]}
         self.student_ = self.students_[(MAIN, losses[0])]
-        self.baseline_ = self.baselines_.get(losses[0])
+        self.baseline_ = self.baselines_.get(self._baseline_losses()[0]) if self.baseline else None
         self.ceiling_ = ceiling
         self.pseudo_labels_ = labels[MAIN]["hard"]
         self.baseline_labels_ = labels["baseline"]["hard"] if self.baseline else None

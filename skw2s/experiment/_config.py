@@ -101,6 +101,9 @@ CONFIG_KEYS = (
         "One student per weak side and loss (and one baseline student per loss): LLMClassifier "
         "losses xent, logconf, product, kl, window, entropy; LLMGenerator losses sft, "
         "choice_xent, choice_logconf. Null: strong's own loss only."),
+    Key("baseline_losses", "list of str or null", None,
+        "The losses of the baseline students (first weak learner's labels), e.g. [xent, "
+        "logconf] for the auxiliary-confidence control. Null: student_losses."),
     Key("soft_labels", "bool", False,
         "Students also get the weak sides' probabilities (predict_proba) as soft labels."),
     Key("label_fraction", "float or null", None,
@@ -447,10 +450,11 @@ def load_config(source) -> dict:
     _check_bool("soft_labels", config["soft_labels"])
     _check_optional("label_fraction", config["label_fraction"],
                     lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]")
-    losses = config["student_losses"]
-    if losses is not None and (not isinstance(losses, list) or not losses
-                               or not all(isinstance(v, str) for v in losses)):
-        raise ConfigError(f"'student_losses' must be a non-empty list of loss names or null; {_got(losses)}.")
+    for name in ("student_losses", "baseline_losses"):
+        losses = config[name]
+        if losses is not None and (not isinstance(losses, list) or not losses
+                                   or not all(isinstance(v, str) for v in losses)):
+            raise ConfigError(f"'{name}' must be a non-empty list of loss names or null; {_got(losses)}.")
     if config["test_split"] is not None:
         _check_choice("test_split", config["test_split"], SPLITS)
         if not isinstance(config["dataset"], str):

@@ -90,6 +90,7 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbos
         strong=strong,
         controls=controls,
         student_losses=config.get("student_losses"),
+        baseline_losses=config.get("baseline_losses"),
         splitter=splitter,
         test_size=config["test_size"],
         id_test_size=config["id_test_size"],

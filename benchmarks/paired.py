@@ -1,0 +1,161 @@
+"""The paired, powered EnsemW2S comparison: run its cells, and rebuild its RESULTS.md tables.
+
+Every cell is a ``skw2s run`` config in ``benchmarks/paired/``. Each writes one
+``seed{N}.json`` per seed under ``benchmarks/results/paired/<cell>/``, with every model's
+prediction on every test question; stages and boosting rounds are cached under
+``benchmarks/results/paired/.cache/`` (not committed), so an interrupted run resumes where it
+stopped, and finished seeds are skipped.
+
+Usage::
+
+    python benchmarks/paired.py run --data-dir ../shared/data             # every cell, in order
+    python benchmarks/paired.py run --data-dir ../shared/data --only arc-easy-random
+    python benchmarks/paired.py report                                   # tables only
+
+``report`` writes ``benchmarks/results/paired/report/`` (the tables of ``skw2s report``, with
+``paired.md``) and rewrites the blocks of ``benchmarks/RESULTS.md`` between the markers
+``<!-- paired-*:begin -->`` / ``<!-- paired-*:end -->``: the paired intervals and McNemar
+p-values, one row per weak side and loss, the weak learners' disagreement and the compute each
+seed took. Nothing in those blocks is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+CONFIGS = HERE / "paired"
+RESULTS = HERE / "results" / "paired"
+MARKDOWN = HERE / "RESULTS.md"
+CELLS = ["sciq-binary-random", "sciq-binary-easy-hard", "arc-easy-random", "arc-easy-easy-hard"]
+TARGET = 0.015  # the 95% interval of ours - baseline: at most 1.5 points on each side
+
+logger = logging.getLogger("paired")
+
+
+def run(names, data_dir, configs=CONFIGS):
+    """Run the named cells, each to its last seed, in order."""
+    from skw2s.experiment import load_config, run_config
+
+    os.chdir(ROOT)  # the configs' output_dir and cache_dir are relative to the repository
+    for name in names:
+        config = load_config(configs / f"{name}.yaml")
+        logger.info("cell %s, seeds %s", name, config["seeds"])
+        run_config(config, data_dir=data_dir, verbose=1)
+
+
+def _dirs(results, names=CELLS):
+    return [results / n for n in names if any((results / n).glob("seed*.json"))]
+
+
+def _md(frame):
+    return frame.to_markdown(index=False, floatfmt=".3f") if len(frame) else "(no results yet)"
+
+
+def _pct(x):
+    return f"{100 * x:+.1f}"
+
+
+def paired_block(table):
+    """The paired comparisons, in points, with the target check on ours - baseline."""
+    import pandas as pd
+
+    if not len(table):
+        return "(no results yet)"
+    rows = []
+    for _, r in table.iterrows():
+        rows.append({
+            "cell": r.run, "test": r.test, "comparison": r.comparison,
+            "diff (points)": _pct(r["diff"]),
+            "95% CI (points)": f"[{_pct(r.ci_low)}, {_pct(r.ci_high)}]",
+            "half-width": f"{100 * r.half_width:.1f}",
+            "McNemar p": f"{r.p_mcnemar:.3g}",
+            "only a / only b": f"{int(r.a_only)} / {int(r.b_only)}",
+            "questions x seeds": f"{int(r.n_questions)} ({int(r.n_seeds)} seeds)",
+        })
+    return _md(pd.DataFrame(rows))
+
+
+def compute_block(dirs):
+    """CPU time per seed and per cell, measured, and what the target width would need."""
+    import numpy as np
+    import pandas as pd
+
+    from skw2s.comparison import paired_table
+
+    rows = []
+    table = paired_table(dirs, n_boot=2000)
+    for d in dirs:
+        records = [json.loads(p.read_text()) for p in sorted(d.glob("seed*.json"))]
+        seconds = [r["seconds"] for r in records]
+        row = {"cell": d.name, "seeds": len(records),
+               "wall hours per seed (2 cores)": f"{np.mean(seconds) / 3600:.2f}",
+               "CPU hours (2 cores x wall)": f"{2 * sum(seconds) / 3600:.1f}"}
+        main = table[(table.run == d.name) & (table.test == "hard")
+                     & (table.comparison == "ours − baseline (students)")]
+        if len(main):
+            width = float(main.half_width.iloc[0])
+            row["half-width now (points)"] = f"{100 * width:.1f}"
+            # the half-width shrinks as 1/sqrt(questions x seeds)
+            factor = (width / TARGET) ** 2
+            row["seeds for +-1.5 points"] = ("met" if width <= TARGET else
+                                             f"about {int(np.ceil(len(records) * factor))}")
+        rows.append(row)
+    return _md(pd.DataFrame(rows))
+
+
+def _replace_block(text, name, block):
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    if begin not in text or end not in text:
+        return text + f"\n{begin}\n{block}\n{end}\n"
+    return text[: text.index(begin) + len(begin)] + "\n" + block + "\n" + text[text.index(end):]
+
+
+def report(markdown=MARKDOWN, results=RESULTS):
+    """Rebuild ``results/paired/report/`` and the paired blocks of RESULTS.md."""
+    from skw2s.comparison import comparison_table, disagreement_table, paired_table
+    from skw2s.report import write_report
+
+    dirs = _dirs(results)
+    if not dirs:
+        raise SystemExit(f"No results under {results}: run `python benchmarks/paired.py run` first.")
+    write_report(dirs, results / "report")
+    blocks = {
+        "paired-main": paired_block(paired_table(dirs)),
+        "paired-rows": _md(comparison_table(dirs)),
+        "paired-disagreement": _md(disagreement_table(dirs)),
+        "paired-compute": compute_block(dirs),
+    }
+    text = markdown.read_text() if markdown.exists() else "# Results\n"
+    for name, block in blocks.items():
+        text = _replace_block(text, name, block)
+    markdown.write_text(text)
+    logger.info("Rewrote the paired blocks of %s", markdown)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the cells (resumable)")
+    r.add_argument("--data-dir", default=os.environ.get("SKW2S_DATA_DIR"))
+    r.add_argument("--only", nargs="+", choices=CELLS, help=f"default: {' '.join(CELLS)}")
+    sub.add_parser("report", help="rebuild the tables")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "run":
+        from skw2s.datasets import resolve_data_dir
+
+        run(args.only or CELLS, str(Path(resolve_data_dir(args.data_dir)).resolve()))
+    else:
+        report()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
