@@ -251,3 +251,20 @@ def test_paired_bootstrap_interval():
         paired_bootstrap([np.ones(3)], [np.ones(4)])
     with pytest.raises(ValueError, match="one array per seed"):
         paired_bootstrap([np.ones(3)], [])
+
+
+def test_generator_combine_learned_fits_token_level_weights(tiny_lm):
+    boost = TokenAdaBoostGenerator(_gen(tiny_lm), n_estimators=2, combine="learned",
+                                   validation_fraction=0.25, random_state=0)
+    X = pd.concat([MC, MC], ignore_index=True)
+    y = np.concatenate([MC_Y, MC_Y])
+    boost.fit(X, y)
+    w = boost.combination_weights_
+    assert w.shape == (len(boost.estimators_),) and np.isclose(w.sum(), 1) and np.all(w >= 0)
+    # inference mixes probabilities with the learned weights, not the alphas
+    experts, weights, combine = boost._mixture_parts()
+    np.testing.assert_array_equal(weights, w)
+    assert combine == "prob"
+    assert boost.predict_proba(MC).shape == (8, 3)
+    # the rounds trained on the 12 rows that were not held out
+    assert all(h["n_samples_trained"] <= 12 for h in boost.history_)

@@ -28,6 +28,7 @@ from .teacher_forced import (
     answer_token_errors,
     choice_nll,
     choice_nll_mixture,
+    expert_gold_log_probs,
     token_predictions,
     token_predictions_mixture,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "choice_nll",
     "choice_nll_mixture",
     "encode_prompts",
+    "expert_gold_log_probs",
     "mixture_generate",
     "token_predictions",
     "token_predictions_mixture",

@@ -406,6 +406,36 @@ def token_predictions_mixture(
     return preds if staged else preds[0]
 
 
+def expert_gold_log_probs(models, tokenizer, encoded, *, batch_size=8, verbose=0):
+    """Each expert's own teacher-forced log-probability of every gold answer token.
+
+    One forward pass per batch and expert group (LoRA experts of one base run together). The
+    learned mixture weights of ``combine="learned"`` are fitted on these.
+
+    Parameters
+    ----------
+    models : sequence of experts
+        Causal LMs or :class:`AdapterExpert` sharing one vocabulary.
+    tokenizer : transformers tokenizer
+    encoded : list of EncodedExample
+        From :func:`skw2s.training.encode_sft`.
+    batch_size : int, default=8
+    verbose : int, default=0
+        A progress bar over the batches when positive.
+
+    Returns
+    -------
+    list over experts of list of ndarray
+        ``out[t][i]``: expert ``t``'s log-probabilities of example ``i``'s answer tokens.
+    """
+    _, gold = _teacher_forced(
+        models, np.ones(len(models)), encoded, pad_token_id=tokenizer.pad_token_id,
+        combine="prob", batch_size=batch_size, staged=False, want_preds=False, members=True,
+        verbose=verbose, desc="expert log-probabilities",
+    )
+    return gold[1:]
+
+
 def answer_token_errors(encoded, predictions):
     """Return the flat 0/1 mistakes of ``predictions`` and the answer lengths of ``encoded``.
 

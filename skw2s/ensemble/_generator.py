@@ -8,6 +8,7 @@ the subclasses (:class:`~skw2s.TokenAdaBoostGenerator`,
 
 from __future__ import annotations
 
+from numbers import Real
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,7 +19,7 @@ from .._cache import fingerprint
 from .._generation import GenerationMixin, pad_proba
 from .._inputs import check_generation_input, check_generation_target
 from .._token_weights import initial_token_weights, sample_token_counts, split_by_lengths
-from .._validation import NONE, HasMethods, StrOptions, take_rows
+from .._validation import NONE, HasMethods, Interval, StrOptions, take_rows
 from ..decoding import check_shared_vocabulary
 from ._base import ROUNDS_NAMESPACE, BaseWeakEnsemble
 
@@ -41,7 +42,8 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
     _parameter_constraints = {
         **BaseWeakEnsemble._base_constraints,
         "estimator": [HasMethods(LEARNER_PROTOCOL), NONE],
-        "combine": [StrOptions(("prob", "logit"))],
+        "combine": [StrOptions(("prob", "logit", "learned"))],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     }
     _uses_pretrained_error = False
 
@@ -141,7 +143,24 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
     def _mixture_parts(self, n_experts=None):
         k = len(self.estimators_) if n_experts is None else n_experts
         experts = [e.as_expert() for e in self.estimators_[:k]]
-        return experts, self._mixture_weights(k), self.combine
+        combine = "prob" if self.combine == "learned" else self.combine
+        return experts, self._mixture_weights(k), combine
+
+    def _likelihoods(self, learners, data):
+        """Each expert's probability of every held-out gold answer token (teacher forced)."""
+        from .. import decoding
+        from ..training import encode_sft
+
+        inputs = check_generation_input(data.X)
+        answers, _ = check_generation_target(data.y, inputs)
+        s = self._settings()
+        encoded = encode_sft(self.tokenizer_, inputs.prompts, answers, max_length=s["max_length"],
+                             warn=False)
+        gold = decoding.expert_gold_log_probs(
+            [e.as_expert() for e in learners], self.tokenizer_, encoded,
+            batch_size=s["batch_size"], verbose=self.verbose,
+        )
+        return np.exp(np.stack([np.concatenate(g) for g in gold]))
 
     def _settings(self):
         params = self.estimators_[0].get_params(deep=False)

@@ -55,8 +55,14 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
         one named adapter (:meth:`LLMGenerator.share_base_with`).
     n_estimators : int, default=5
         Most boosting rounds; fewer when boosting stops early.
-    combine : {"prob", "logit"}, default="prob"
-        Mix the experts' probabilities (eq. 1) or their logits (the paper's ablation).
+    combine : {"prob", "logit", "learned"}, default="prob"
+        Mix the experts' probabilities (eq. 1) or their logits (the paper's ablation), by
+        ``alpha_t``; or ``"learned"``: mix probabilities by global weights fitted on a held-out
+        ``validation_fraction`` of the easy data after boosting (maximum likelihood of its gold
+        answer tokens under the mixture; RAVEN's learned weights, which the EnsemW2S paper
+        names as future work), stored in ``combination_weights_``; the rounds train on the rest.
+    validation_fraction : float, default=0.1
+        The held-out share of the easy data with ``combine="learned"`` (unused otherwise).
     window : int, default=1
         Sliding window ``L`` of the token mistakes used by ``eps_t`` and the update (see
         :func:`skw2s._token_weights.smooth_incorrect`); 1 is the paper's default.
@@ -81,6 +87,8 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
     ----------
     estimator_ : estimator object
         The unfitted prototype every learner was cloned from.
+    combination_weights_ : ndarray of shape (n_rounds,)
+        With ``combine="learned"`` only: the learned mixture weights (they sum to 1).
     estimators_ : list of LLMGenerator
         The accepted experts, in round order. In LoRA mode they share one ``model_`` (a peft
         model) and differ by ``adapter_name_``.
@@ -154,6 +162,7 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
         combine="prob",
         window=1,
         weighting="token",
+        validation_fraction=0.1,
         random_state=None,
         memory=None,
         verbose=0,
@@ -163,6 +172,7 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
         self.combine = combine
         self.window = window
         self.weighting = weighting
+        self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.memory = memory
         self.verbose = verbose

@@ -136,8 +136,12 @@ class UniformEnsembleGenerator(BaseGeneratorEnsemble):
     bootstrap : bool, default=False
         Draw each member's training tokens with replacement (token-level bagging). ``True``
         pairs member 1 with round 1 of :class:`~skw2s.TokenAdaBoostGenerator`.
-    combine : {"prob", "logit"}, default="prob"
-        Mix the experts' probabilities (eq. 1) or their logits.
+    combine : {"prob", "logit", "learned"}, default="prob"
+        Mix the experts' probabilities (eq. 1) or their logits with equal weights; or
+        ``"learned"``: probabilities by global weights fitted on a held-out
+        ``validation_fraction`` of the data (see :class:`~skw2s.TokenAdaBoostGenerator`).
+    validation_fraction : float, default=0.1
+        Held-out share of the data with ``combine="learned"`` (unused otherwise).
     random_state : int, RandomState instance or None, default=None
         Member ``t`` draws its learner's seed (and its token draw) from
         ``numpy.random.default_rng([seed, t - 1])``.
@@ -156,6 +160,8 @@ class UniformEnsembleGenerator(BaseGeneratorEnsemble):
         All ones.
     estimator_errors_ : ndarray of shape (n_estimators,)
         Each member's token error on the training answers.
+    combination_weights_ : ndarray of shape (n_estimators,)
+        With ``combine="learned"`` only: the learned weights.
     token_weights_ : list of ndarray
         The (uniform) token weights, one array per training example.
     token_weights_flat_ : ndarray of shape (n_tokens,)
@@ -175,11 +181,12 @@ class UniformEnsembleGenerator(BaseGeneratorEnsemble):
     _parameter_constraints = {**BaseGeneratorEnsemble._parameter_constraints, "bootstrap": _BOOL}
 
     def __init__(self, estimator=None, *, n_estimators=5, bootstrap=False, combine="prob",
-                 random_state=None, memory=None, verbose=0):
+                 validation_fraction=0.1, random_state=None, memory=None, verbose=0):
         self.estimator = estimator
         self.n_estimators = n_estimators
         self.bootstrap = bootstrap
         self.combine = combine
+        self.validation_fraction = validation_fraction
         self.random_state = random_state
         self.memory = memory
         self.verbose = verbose
