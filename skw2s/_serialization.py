@@ -95,12 +95,15 @@ def add_adapter(model, payload, adapter_name):
     from peft import PeftConfig, PeftModel, get_peft_model, set_peft_model_state_dict
     from safetensors.torch import load
 
+    from .training import quiet_peft
+
     config = PeftConfig.from_peft_type(**json.loads(payload["config"]))
     config.inference_mode = True
-    if isinstance(model, PeftModel):
-        model.add_adapter(adapter_name, config)
-    else:
-        model = get_peft_model(model, config, adapter_name=adapter_name)
+    with quiet_peft():
+        if isinstance(model, PeftModel):
+            model.add_adapter(adapter_name, config)
+        else:
+            model = get_peft_model(model, config, adapter_name=adapter_name)
     state = load(payload["weights"])
     result = set_peft_model_state_dict(model, state, adapter_name=adapter_name)
     missing = [k for k in getattr(result, "unexpected_keys", []) if adapter_name in k]

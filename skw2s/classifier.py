@@ -576,7 +576,10 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             base, tokenizer = load_sequence_classifier(
                 fitted["model"], num_labels=2, device=self.device, dtype=fitted["dtype"]
             )
-            model = load_pretrained(payload["files"], lambda d: PeftModel.from_pretrained(base, d))
+            from .training import quiet_peft
+
+            with quiet_peft():
+                model = load_pretrained(payload["files"], lambda d: PeftModel.from_pretrained(base, d))
             model.to(base.device)
             model.eval()
             tokenizer.truncation_side = "left"

@@ -222,6 +222,17 @@ def _training_args(*, lr, n_epochs, batch_size, random_state, device, verbose, o
     )
 
 
+@contextlib.contextmanager
+def quiet_peft():
+    """Silence the one warning peft triggers on every adapter it creates: it reads
+    transformers' deprecated ``is_gradient_checkpointing`` (a FutureWarning that says nothing
+    about the user's code). Every other warning still shows."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated",
+                                category=FutureWarning)
+        yield
+
+
 def _apply_lora(model, *, task_type, lora_r, lora_alpha, target_modules):
     from peft import LoraConfig, get_peft_model
 
@@ -232,7 +243,8 @@ def _apply_lora(model, *, task_type, lora_r, lora_alpha, target_modules):
         target_modules=list(target_modules or DEFAULT_LORA_TARGETS),
         task_type=task_type,
     )
-    return get_peft_model(model, config)
+    with quiet_peft():
+        return get_peft_model(model, config)
 
 
 def _run_trainer(model, dataset, collator, *, student_loss=None, **kwargs):

@@ -350,6 +350,23 @@ def _check_controls(config, learner_params):
     config["controls"] = checked
 
 
+def _check_model_specs(config):
+    """Every model the config names can load: fail now, with one line, not after training."""
+    from ..models import check_model_spec
+
+    sections = {"weak": config["weak"], "strong": config["strong"]}
+    if config["difficulty"] and "estimator" in config["difficulty"]:
+        sections["difficulty.estimator"] = config["difficulty"]["estimator"]
+    for name, settings in (config["controls"] or {}).items():
+        sections[f"controls.{name}.weak"] = settings["weak"]
+    for section, params in sections.items():
+        if "model" in params:
+            try:
+                check_model_spec(params["model"])
+            except (ValueError, ImportError) as exc:
+                raise ConfigError(f"'{section}.model': {exc}") from None
+
+
 def _estimator_classes(task):
     from .. import LLMAdaBoostClassifier, LLMClassifier, LLMGenerator, TokenAdaBoostGenerator
 
@@ -465,6 +482,7 @@ def load_config(source) -> dict:
                               "questions would be in the pool.")
     _check_optional("n_test", config["n_test"], lambda v: _is_int(v) and v >= 1, "an int >= 1")
     _check_difficulty(config, learner_params)
+    _check_model_specs(config)
     if config["name"] is None:
         dataset = config["dataset"] if isinstance(config["dataset"], str) else Path(config["dataset"]["path"]).stem
         config["name"] = f"{dataset}-{config['task']}-{config['split_kind']}"
