@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["read_text"]
+__all__ = ["read_jsonl", "read_text"]
 
 
 def read_text(path, *, what="file") -> str:
@@ -47,3 +47,43 @@ def read_text(path, *, what="file") -> str:
     if not text.strip():
         raise ValueError(f"The {what} {str(path)!r} is empty.")
     return text
+
+
+def read_jsonl(path, *, what="data file"):
+    """The JSON objects of a JSON Lines file, each with the place it came from.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file.
+    what : str, default="data file"
+        What the file is, for the error messages.
+
+    Returns
+    -------
+    rows : list of (str, dict)
+        ``("PATH, line N", object)`` per non-blank line.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ValueError
+        When the file is empty or not UTF-8 (see :func:`read_text`), or a line is not JSON or
+        not a JSON object; the message names the file and line.
+    """
+    import json
+
+    rows = []
+    for lineno, line in enumerate(read_text(path, what=what).split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {lineno}"
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: invalid JSON ({exc.msg}).") from exc
+        if not isinstance(row, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}.")
+        rows.append((where, row))
+    return rows

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._files import read_text
+from ._files import read_jsonl, read_text
 
 COLUMNS = ("id", "question", "choices", "answer", "support")
 ROLES = {
@@ -91,19 +91,7 @@ def check_columns(columns, task):
 # Reading rows: each reader gives [(where, row dict)], where names the file and line or row
 # ----------------------------------------------------------------------------
 def _jsonl_rows(path):
-    rows = []
-    for lineno, line in enumerate(read_text(path, what="data file").split("\n"), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: invalid JSON ({exc.msg}).") from exc
-        if not isinstance(row, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(row).__name__}.")
-        rows.append((where, row))
-    return rows
+    return read_jsonl(path, what="data file")
 
 
 def _json_rows(path):

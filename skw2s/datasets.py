@@ -33,7 +33,6 @@ generation tasks. :func:`to_multiple_choice` and :func:`to_classification`
 turn a loaded frame into the inputs the estimators take.
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -42,7 +41,7 @@ import pandas as pd
 from sklearn.utils import check_random_state
 
 from . import _tables
-from ._files import read_text
+from ._files import read_jsonl
 from ._hub_datasets import hub_frame as _hub_frame
 from ._hub_datasets import hub_load as _hub_load
 from ._hub_datasets import normalise_labelled as _normalise_labelled
@@ -92,14 +91,7 @@ def _check_option(name, value, allowed):
 def _read_jsonl(path):
     """Read a JSONL file in the shared schema, validating every line."""
     records = []
-    for lineno, line in enumerate(read_text(path, what="data file").split("\n"), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {lineno}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: invalid JSON ({exc.msg}).") from exc
+    for where, record in read_jsonl(path, what="data file"):
         _check_record(record, where)
         records.append(record)
     return _frame(records)
@@ -296,16 +288,7 @@ def load_arc_metadata(data_dir=None, *, subset="easy"):
     path = _find_file(root, f"arc_{subset}", "metadata.jsonl")
     required = ("id", "split", "set", "schoolGrade", "examName", "year")
     records = []
-    for lineno, line in enumerate(read_text(path, what="metadata file").split("\n"), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}, line {lineno}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: invalid JSON ({exc.msg}).") from exc
-        if not isinstance(record, dict):
-            raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}.")
+    for where, record in read_jsonl(path, what="metadata file"):
         missing = [c for c in required if c not in record]
         if missing:
             raise ValueError(f"{where}: missing field(s) {missing}.")
