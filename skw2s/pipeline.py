@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import pandas as pd
@@ -40,6 +40,10 @@ from ._cache import checkpoints, fingerprint, get_store, with_checkpoints
 from ._validation import (
     MEMORY,
     NONE,
+    NamedEstimatorsConstraint,
+    NameListConstraint,
+    SizeConstraint,
+    SplitterConstraint,
     RANDOM_STATE,
     VERBOSE,
     HasMethods,
@@ -51,7 +55,6 @@ from ._validation import (
     validate_params,
 )
 from .difficulty import DifficultySplitter
-from .metrics import pgr_score
 
 logger = logging.getLogger(__name__)
 
@@ -73,55 +76,6 @@ def _verbose_free(estimator):
     return sorted((k, v) for k, v in estimator.get_params(deep=True).items()
                   if k != "verbose" and not k.endswith("__verbose")
                   and not hasattr(v, "get_params"))
-
-
-class _Size:
-    """``test_size``-like parameters: a fraction in (0, 1) or a count >= 1."""
-
-    def is_satisfied_by(self, value):
-        if isinstance(value, (bool, np.bool_)):
-            return False
-        if isinstance(value, (Real, np.floating)) and not isinstance(value, Integral):
-            return 0 < value < 1
-        return isinstance(value, (Integral, np.integer)) and value >= 1
-
-    def __str__(self):
-        return "a float in (0, 1) or an int >= 1"
-
-
-class _Splitter:
-    def is_satisfied_by(self, value):
-        return (isinstance(value, str) and value == "random") or isinstance(value, DifficultySplitter)
-
-    def __str__(self):
-        return "'random' or a DifficultySplitter"
-
-
-class _NamedWeakSides:
-    def is_satisfied_by(self, value):
-        if value is None:
-            return True
-        if not isinstance(value, (list, tuple)):
-            return False
-        names = [item[0] for item in value if isinstance(item, (list, tuple)) and len(item) == 2]
-        return (len(names) == len(value) and all(isinstance(n, str) and n and n != MAIN for n in names)
-                and len(set(names)) == len(names)
-                and all(hasattr(item[1], "fit") for item in value))
-
-    def __str__(self):
-        return (f"None or a list of (name, estimator) pairs with distinct names other than "
-                f"{MAIN!r}")
-
-
-class _LossNames:
-    def is_satisfied_by(self, value):
-        return value is None or (
-            isinstance(value, (list, tuple)) and len(value) > 0
-            and all(isinstance(v, str) for v in value) and len(set(value)) == len(value)
-        )
-
-    def __str__(self):
-        return "None or a non-empty list of distinct loss names"
 
 
 class WeakToStrongPipeline(BaseEstimator):
@@ -243,12 +197,12 @@ class WeakToStrongPipeline(BaseEstimator):
     _parameter_constraints = {
         "weak": [HasMethods(("fit",)), NONE],
         "strong": [HasMethods(("fit",)), NONE],
-        "controls": [_NamedWeakSides()],
-        "student_losses": [_LossNames()],
-        "baseline_losses": [_LossNames()],
-        "splitter": [_Splitter()],
-        "test_size": [_Size()],
-        "id_test_size": [_Size(), NONE],
+        "controls": [NamedEstimatorsConstraint(MAIN)],
+        "student_losses": [NameListConstraint()],
+        "baseline_losses": [NameListConstraint()],
+        "splitter": [SplitterConstraint()],
+        "test_size": [SizeConstraint()],
+        "id_test_size": [SizeConstraint(), NONE],
         "baseline": [_InstanceOf((bool, np.bool_), "a bool")],
         "ceiling": [_InstanceOf((bool, np.bool_), "a bool")],
         "soft_labels": [_InstanceOf((bool, np.bool_), "a bool")],
@@ -609,59 +563,11 @@ class WeakToStrongPipeline(BaseEstimator):
             ``predictions_``.
         """
         check_is_fitted(self, "students_")
-        from sklearn.metrics import roc_auc_score
+        from ._evaluation import evaluate
 
-        y = np.asarray(y)
-        classes = getattr(self.weak_, "classes_", None)
-        binary = classes is not None and len(classes) == 2
-        rows, preds, scores = [], {}, {}
-
-        def add(side, model, loss, rnd, pred, score=None, token_error=np.nan):
-            name = f"{side}/{model}/{loss or '-'}"
-            preds[name] = np.asarray(pred)
-            auroc = np.nan
-            if binary and score is not None:
-                scores[name] = np.asarray(score, dtype=np.float64)
-                if len(np.unique(y)) == 2:
-                    auroc = float(roc_auc_score(y == classes[1], scores[name]))
-            rows.append({"weak_side": side, "model": model, "loss": loss, "round": rnd,
-                         "accuracy": float(np.mean(preds[name] == y)), "auroc": auroc,
-                         "token_error": token_error})
-
-        for side, weak in [(MAIN, self.weak_), *self.controls_.items()]:
-            out = _round_predictions(weak, X, binary)
-            errors = (list(weak.staged_token_error(X, y)) if hasattr(weak, "staged_token_error")
-                      else [np.nan] * len(out["staged"]))
-            positive = [p[:, 1] for p in out["staged_proba"]] if binary else [None] * len(errors)
-            if side == MAIN:
-                add(MAIN, "weak_single", None, 1, out["staged"][0], positive[0], errors[0])
-            for t, pred in enumerate(out["staged"], start=1):
-                rows.append({"weak_side": side, "model": "weak_round", "loss": None, "round": t,
-                             "accuracy": float(np.mean(pred == y)), "auroc": np.nan,
-                             "token_error": errors[t - 1]})
-            add(side, "weak_ensemble", None, len(out["staged"]), out["staged"][-1],
-                positive[-1], errors[-1])
-            self.weak_disagreement_[(side, test)] = _disagreement(out["members"])
-        students = [("baseline_student", MAIN, loss, 1, est) for loss, est in self.baselines_.items()]
-        students += [("ensemble_student", side, loss,
-                      len((self.weak_ if side == MAIN else self.controls_[side]).estimators_), est)
-                     for (side, loss), est in self.students_.items()]
-        if self.ceiling_ is not None:
-            students.append(("ceiling", MAIN, None, np.nan, self.ceiling_))
-        for model, side, loss, rnd, est in students:
-            score = None
-            if binary:
-                proba = np.asarray(est.predict_proba(X), dtype=np.float64)
-                score = proba[:, list(est.classes_).index(classes[1])]
-            add(side, model, loss, rnd, est.predict(X), score, self._token_error(est, X, y))
-        report = pd.DataFrame(rows)
-        report.insert(3, "test", test)
-        report.insert(4, "n_test", len(y))
-        return _add_pgr(report), {"y": y, "models": preds, "scores": scores}
-
-    @staticmethod
-    def _token_error(estimator, X, y):
-        return float(estimator.token_error(X, y)) if hasattr(estimator, "token_error") else np.nan
+        report, predictions, disagreement = evaluate(self, X, y, test=test)
+        self.weak_disagreement_.update(disagreement)
+        return report, predictions
 
     # -- the student's interface ----------------------------------------------------------
     def predict(self, X):
@@ -704,48 +610,3 @@ class WeakToStrongPipeline(BaseEstimator):
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
         return tags
-
-
-def _round_predictions(weak, X, binary):
-    """A weak side's ``round_predictions``; for other ensembles (scikit-learn's), the same from
-    their ``staged_*`` methods and ``estimators_``."""
-    if hasattr(weak, "round_predictions"):
-        return weak.round_predictions(X)
-    staged = [np.asarray(p) for p in weak.staged_predict(X)] if hasattr(weak, "staged_predict") \
-        else [np.asarray(weak.predict(X))]
-    proba = []
-    if binary and hasattr(weak, "staged_predict_proba"):
-        proba = [np.asarray(p) for p in weak.staged_predict_proba(X)]
-    elif binary:
-        proba = [np.asarray(weak.predict_proba(X))] * len(staged)
-    members = [np.asarray(e.predict(X)) for e in getattr(weak, "estimators_", [])]
-    return {"staged": staged, "staged_proba": proba, "members": members}
-
-
-def _disagreement(members):
-    """Mean over pairs of learners of the fraction of rows on which their predictions differ
-    (NaN with fewer than two learners)."""
-    if len(members) < 2:
-        return float("nan")
-    pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1:]]
-    return float(np.mean([np.mean(np.asarray(a) != np.asarray(b)) for a, b in pairs]))
-
-
-def _add_pgr(report):
-    """PGR and gap of the students (accuracy and AUROC) against the single weak learner."""
-    for column in ("pgr", "gap", "pgr_auroc", "gap_auroc"):
-        report[column] = np.nan
-    ceiling = report[report.model == "ceiling"]
-    if not len(ceiling):
-        return report
-    students = report.model.isin(["baseline_student", "ensemble_student"])
-    for metric, suffix in (("accuracy", ""), ("auroc", "_auroc")):
-        weak = report.loc[report.model == "weak_single", metric].iloc[0]
-        top = ceiling[metric].iloc[0]
-        if not (np.isfinite(weak) and np.isfinite(top)):
-            continue
-        report[f"gap{suffix}"] = top - weak
-        report.loc[students, f"pgr{suffix}"] = pgr_score(
-            weak, report.loc[students, metric].to_numpy(), top
-        )
-    return report
