@@ -10,6 +10,21 @@ from numbers import Real
 
 import torch
 
+CALL_ARGS = ("logits", "labels", "sample_weight", "step_frac", "reduction")
+# name -> (accepts hard labels, accepts soft labels, needs step_frac, estimator): the one source
+# of the metadata. The functions check their labels against it; LOSSES is built from it.
+SPECS = {
+    "xent": (True, True, False, "classifier"),
+    "logconf": (True, True, True, "classifier"),
+    "product": (False, True, False, "classifier"),
+    "kl": (True, True, False, "classifier"),
+    "window": (True, True, False, "classifier"),
+    "entropy": (True, True, True, "classifier"),
+    "choice_xent": (True, True, False, "choice"),
+    "choice_logconf": (True, True, True, "choice"),
+}
+SOFT_ONLY_REASON = {"product": " With one-hot labels the product of experts is exactly xent."}
+
 REDUCTIONS = ("mean", "sum", "none")
 SUM_TOL = 1e-3  # soft labels sum to 1 within this (float16/float32 predict_proba drift)
 
@@ -186,3 +201,40 @@ def reduce(per_example, w, reduction, name):
 def soft_ce(logp, t):
     """``-sum_k t_k log p_k`` per row, with ``0 * log 0 = 0`` (absent choices: log p = -inf)."""
     return -(t * logp.masked_fill(t == 0, 0.0)).sum(-1)
+
+
+def check_kind(name, labels, *, accepts_hard, accepts_soft):
+    """The kind of ``labels`` (``"hard"`` or ``"soft"``), checked against what loss ``name``
+    accepts; the error names the loss and what to pass."""
+    y = torch.as_tensor(labels)
+    kind = label_kind(y, name)
+    if kind == "hard" and not accepts_hard:
+        raise ValueError(f"The {name!r} loss needs soft labels: (n, K) probabilities such as "
+                         f"the weak ensemble's predict_proba; got hard labels of shape "
+                         f"{tuple(y.shape)}." + SOFT_ONLY_REASON.get(name, ""))
+    if kind == "soft" and not accepts_soft:
+        raise ValueError(f"The {name!r} loss needs hard labels: integer class indices of "
+                         f"shape (n,), such as predict or the argmax of the probabilities; got "
+                         f"soft labels of shape {tuple(y.shape)}.")
+    return kind
+
+
+def prepare(name, logits, labels, weight, progress, reduction, params=None, *,
+             choices=False):
+    """Check every argument; return the scores, targets, weights (or None) and step_frac."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{name}: reduction must be one of {REDUCTIONS}; got {reduction!r}.")
+    for key, value in (params or {}).items():
+        check_param(name, key, value)
+    z = as_scores(logits, name, what="loglik" if choices else "logits", absent_ok=choices)
+    hard, soft = SPECS[name][:2]
+    kind = check_kind(name, labels, accepts_hard=hard, accepts_soft=soft)
+    t = targets(labels, kind, z, name, torch.isneginf(z) if choices else None)
+    w = sample_weight(weight, z, name)
+    return z, t, w, step_frac(progress, name, required=SPECS[name][2])
+
+
+def binary_only(name, z, why):
+    if z.shape[1] != 2:
+        raise ValueError(f"{name} supports binary logits of shape (n, 2) only ({why}); "
+                         f"got K = {z.shape[1]}.")
