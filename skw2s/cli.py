@@ -73,6 +73,18 @@ def _report(dirs, output_dir):
     return write_report(runs, output_dir), output_dir
 
 
+def _paired_lines(path):
+    import pandas as pd
+
+    table = pd.read_csv(path)
+    return "".join(
+        f"  {r.comparison} [{r.test}]: {100 * r['diff']:+.1f} points, 95% CI "
+        f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}], McNemar p = {r.p_mcnemar:.3g} "
+        f"({int(r.n_questions)} questions x seeds)\n"
+        for _, r in table.iterrows()
+    )
+
+
 def main(argv=None):
     """Run the ``skw2s`` command.
 
@@ -107,6 +119,10 @@ def main(argv=None):
                 verbose=0 if args.quiet else 1,
             )
             summary = (out / "summary.md").read_text()
+            paired = out / "paired.md"
+            if paired.exists():  # the paired comparisons, with their intervals
+                summary += "\nPaired over seeds and test questions (95% bootstrap intervals):\n"
+                summary += _paired_lines(paired.with_suffix(".csv"))
     except (ValueError, FileNotFoundError) as exc:  # ConfigError is a ValueError
         if args.verbose:
             traceback.print_exc()

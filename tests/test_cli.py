@@ -155,7 +155,11 @@ def test_demo_config_is_valid_and_uses_the_measured_pair():
 
     config = load_config(DEMO_CONFIG)
     assert config["weak"]["model"] == "smollm2-135m[:6]" and config["strong"]["model"] == "smollm2-135m[:12]"
-    assert config["id_test_size"] and len(config["seeds"]) >= 3
+    assert len(config["seeds"]) >= 3 and config["test_split"] == "test"
+    # the paired comparison of issue-sized cells, on a small budget: a uniform control and a
+    # logconf student beside ours and the baseline
+    assert config["controls"]["uniform"]["bootstrap"] and config["weak"]["mode"] == "lora"
+    assert config["student_losses"] == ["xent", "logconf"]
 
 
 # ----------------------------------------------------------------------------
