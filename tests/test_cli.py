@@ -359,3 +359,30 @@ def test_run_a_datasets_directory_end_to_end(tiny_lm, tmp_path):
     record = json.loads((tmp_path / "run" / "seed0.json").read_text())
     assert record["n_easy"] == 8 and record["n_test"] == 2
     assert {"weak_ensemble", "ensemble_student"} <= {row["model"] for row in record["report"]}
+
+
+def test_one_config_compares_weak_sides_and_losses_on_the_official_test(tiny_lm, tmp_path, data_dir):
+    config = load_config(_config(
+        tiny_lm, tmp_path, n_examples=40, test_split="test", n_test=24,
+        controls={"uniform": {"ensemble": "uniform", "n_estimators": 2, "bootstrap": True}},
+        student_losses=["xent", "logconf"], baseline_losses=["xent", "logconf"],
+    ))
+    out = run_config(config, data_dir=data_dir)
+    record = json.loads((out / "seed0.json").read_text())
+    students = {(r["weak_side"], r["loss"]) for r in record["report"] if r["model"] == "ensemble_student"}
+    assert students == {("ours", "xent"), ("ours", "logconf"), ("uniform", "xent"), ("uniform", "logconf")}
+    # every model's answer to each of the 24 official test questions, with the question ids
+    predictions = record["predictions"]["hard"]
+    assert len(predictions["y"]) == 24 == len(predictions["ids"]) and record["n_test"] == 0
+    assert all(len(v) == 24 for v in predictions["models"].values())
+    # they share the split, the stored rounds and the ceiling: round 1 is trained once
+    cached = [r["cached"] for r in record["control_rounds"]["uniform"]]
+    assert cached[0] is True
+    # one row per (weak side, loss), and the paired tables from the per-question results
+    comparison = pd.read_csv(out / "comparison.csv")
+    assert len(comparison[comparison.test == "hard"]) == 6  # 2 weak sides x 2 losses + 2 baselines
+    paired = pd.read_csv(out / "paired.csv")
+    assert "ours − uniform (students)" in set(paired.comparison)
+    assert (paired.n_seeds == 2).all() and (paired.n_questions == 48).all()
+    assert ((paired.ci_low <= paired["diff"]) & (paired["diff"] <= paired.ci_high)).all()
+    assert (out / "disagreement.md").exists()
