@@ -222,7 +222,9 @@ def run_config(config, *, data_dir=None, output_dir=None, force=False, seeds=Non
             if target.exists() and not force:
                 logger.info("seed %d already finished (%s); skipping", seed, target)
                 continue
-            _run_seed(config, pipes[seed], data, seed, target)
+            # pop: a fitted pipeline holds every model of its seed; keeping them all would
+            # grow the memory with every seed
+            _run_seed(config, pipes.pop(seed), data, seed, target)
     except Exception:
         if not any(out.glob("seed*.json")):
             config_file.unlink(missing_ok=True)
