@@ -241,7 +241,19 @@ class WeakToStrongPipeline(BaseEstimator):
         )
 
     def fit(self, X, y):
-        """Run the protocol on the labelled pool ``(X, y)``; see the class docstring."""
+        """Run the protocol on the labelled pool ``(X, y)``; see the class docstring.
+
+        Parameters
+        ----------
+        X : list of str, ndarray or DataFrame
+            The labelled pool, in the input format of ``weak`` and ``strong``.
+        y : array-like of shape (n_samples,)
+            Its gold labels (binary labels, or choice indices / answers for generators).
+
+        Returns
+        -------
+        self : WeakToStrongPipeline
+        """
         self._validate(X, y)
         y = np.asarray(y)
         store = get_store(self.memory)
@@ -380,12 +392,34 @@ class WeakToStrongPipeline(BaseEstimator):
 
     # -- the student's interface ----------------------------------------------------------
     def predict(self, X):
-        """The student's predictions."""
+        """The student's predictions.
+
+        Parameters
+        ----------
+        X : list of str, ndarray or DataFrame
+            Inputs in the format of ``strong``.
+
+        Returns
+        -------
+        y_pred : ndarray
+        """
         check_is_fitted(self)
         return self.student_.predict(X)
 
     def score(self, X, y):
-        """The student's score (accuracy)."""
+        """The student's score (accuracy).
+
+        Parameters
+        ----------
+        X : list of str, ndarray or DataFrame
+            Inputs in the format of ``strong``.
+        y : array-like of shape (n_samples,)
+            Their gold labels.
+
+        Returns
+        -------
+        score : float
+        """
         check_is_fitted(self)
         return self.student_.score(X, y)
 
