@@ -34,7 +34,7 @@ def pgr_score(weak, student, ceiling):
 
     Examples
     --------
-    >>> pgr_score(0.6, 0.7, 0.8)
+    >>> round(pgr_score(0.6, 0.7, 0.8), 6)
     0.5
     """
     weak, student, ceiling = (np.asarray(v, dtype=np.float64) for v in (weak, student, ceiling))
