@@ -55,6 +55,7 @@ ax.legend(loc="upper left", fontsize=8)
 fig.tight_layout()
 
 # %%
-# The hard questions are the ones a held-out small model got wrong, so the weak side scores
-# far lower on them than on the easy held-out rows; the student and the ceiling train on the
-# hard half itself.
+# The hard questions are, by construction, the ones a held-out small model got wrong, so expect
+# the weak side to score lower on them than on the easy held-out rows (the table shows by how
+# much in this run). The students and the ceiling train on the hard half itself, so for them
+# the easy rows are the unfamiliar ones.
