@@ -160,7 +160,19 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
             )
 
     def fit(self, X, y=None):
-        """Rate the difficulty of every row of ``X`` (labels ``y`` needed for cross-validation)."""
+        """Rate the difficulty of every row of ``X`` (labels ``y`` needed for cross-validation).
+
+        Parameters
+        ----------
+        X : list of str, ndarray or DataFrame
+            The labelled pool, in the input format of ``estimator``.
+        y : array-like of shape (n_samples,), default=None
+            Labels of ``X``; required unless ``difficulty`` is precomputed.
+
+        Returns
+        -------
+        self : DifficultySplitter
+        """
         n = len(X)
         if n == 0:
             raise ValueError("DifficultySplitter needs at least one example; got an empty X.")
@@ -205,6 +217,15 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
 
         Difficulty is cross-validated on the fitted data, so ``X`` must be the data seen in
         ``fit``.
+
+        Parameters
+        ----------
+        X : list of str, ndarray or DataFrame
+            The data seen in ``fit``.
+
+        Returns
+        -------
+        difficulty : ndarray of shape (n_samples, 1)
         """
         check_is_fitted(self)
         if fingerprint(len(X), _row_keys(X)) != self._fit_fingerprint:
@@ -258,7 +279,19 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
         return self.fit(X, y).difficulty_.reshape(-1, 1)
 
     def split(self, X=None, y=None):
-        """Return ``(easy_indices, hard_indices)`` of the fitted rows, each sorted."""
+        """Return ``(easy_indices, hard_indices)`` of the fitted rows, each sorted.
+
+        Parameters
+        ----------
+        X : None
+            Ignored: the split is of the rows seen in ``fit``.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        easy_indices, hard_indices : ndarray of int
+        """
         check_is_fitted(self)
         return np.flatnonzero(self.easy_mask_), np.flatnonzero(~self.easy_mask_)
 

@@ -35,7 +35,7 @@ def pgr_score(weak, student, ceiling):
 
     Examples
     --------
-    >>> pgr_score(0.6, 0.7, 0.8)
+    >>> round(pgr_score(0.6, 0.7, 0.8), 6)
     0.5
     """
     weak, student, ceiling = (np.asarray(v, dtype=np.float64) for v in (weak, student, ceiling))
@@ -81,7 +81,20 @@ def make_pgr_scorer(weak_score, ceiling_score):
 
 
 def mean_sem(values):
-    """Mean and standard error of the mean (``nan`` SEM for fewer than two finite values)."""
+    """Mean and standard error of the mean (``nan`` SEM for fewer than two finite values).
+
+    Parameters
+    ----------
+    values : array-like of float
+        The values, for example one score per seed; non-finite values are left out.
+
+    Returns
+    -------
+    mean : float
+        NaN when no value is finite.
+    sem : float
+        ``std(ddof=1) / sqrt(n)`` over the ``n`` finite values; NaN when ``n < 2``.
+    """
     arr = np.asarray(values, dtype=np.float64)
     arr = arr[np.isfinite(arr)]
     if arr.size == 0:

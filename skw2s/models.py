@@ -80,6 +80,18 @@ class ModelSpec:
 def parse_model_spec(spec) -> ModelSpec:
     """Parse ``"name"`` or ``"name[:k]"`` into a :class:`ModelSpec`.
 
+    Parameters
+    ----------
+    spec : str, path-like or ModelSpec
+        The model spec: an offline alias, a ``.gguf`` file, a local directory or a Hub id,
+        optionally followed by a layer slice ``[:k]``. A :class:`ModelSpec` is returned as it
+        is.
+
+    Returns
+    -------
+    spec : ModelSpec
+        The base name and the number of layers kept (``n_layers``, None for all).
+
     Raises
     ------
     ValueError
@@ -108,7 +120,22 @@ def parse_model_spec(spec) -> ModelSpec:
 
 
 def resolve_device(device="auto"):
-    """Return a :class:`torch.device`: ``"auto"`` means ``cuda`` when present, else CPU."""
+    """Return a :class:`torch.device`: ``"auto"`` means ``cuda`` when present, else CPU.
+
+    Parameters
+    ----------
+    device : str, torch.device or None, default="auto"
+        ``"auto"`` (or None), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Returns
+    -------
+    device : torch.device
+
+    Raises
+    ------
+    ValueError
+        If the device is unknown, or CUDA is asked for and not available.
+    """
     import torch
 
     if device is None or device == "auto":

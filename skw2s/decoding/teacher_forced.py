@@ -387,12 +387,16 @@ def token_predictions_mixture(
         Experts over one shared vocabulary.
     alphas : array-like of shape (T,)
         Positive expert weights (normalised inside).
-    tokenizer, encoded, batch_size, share_prompts, batch_adapters, verbose
+    tokenizer, encoded
         As in :func:`token_predictions`.
     combine : {"prob", "logit"}, default="prob"
         Mix probabilities (eq. 1) or logits (the paper's ablation).
+    batch_size : int, default=8
+        As in :func:`token_predictions`.
     staged : bool, default=False
         Return a list over stages ``s = 1..T`` (mixture of the first ``s`` experts).
+    share_prompts, batch_adapters, verbose
+        As in :func:`token_predictions`.
 
     Returns
     -------
@@ -543,14 +547,34 @@ def choice_nll_mixture(
 ):
     """Negative log-likelihood of each answer option under the mixture of ``models``.
 
-    Parameters as in :func:`choice_nll`, plus ``models``, ``alphas``, ``combine`` and ``staged``
-    as in :func:`token_predictions_mixture`, and ``members``: also return each expert's own
-    NLLs, computed in the same forward passes.
+    Parameters
+    ----------
+    models : list of causal LM or AdapterExpert
+        Experts over one shared vocabulary.
+    alphas : array-like of shape (T,)
+        Positive expert weights (normalised inside).
+    tokenizer, prompts, choices
+        As in :func:`choice_nll`.
+    combine : {"prob", "logit"}, default="prob"
+        Mix probabilities (eq. 1) or logits (the paper's ablation).
+    reduction : {"sum", "mean"}, default="sum"
+        As in :func:`choice_nll`.
+    batch_size : int, default=8
+        As in :func:`choice_nll`.
+    max_length : int, default=512
+        As in :func:`choice_nll`.
+    staged : bool, default=False
+        Return a list over stages ``s = 1..T`` (mixture of the first ``s`` experts).
+    share_prompts, batch_adapters, verbose
+        As in :func:`choice_nll`.
+    members : bool, default=False
+        Also return each expert's own NLLs, computed in the same forward passes.
 
     Returns
     -------
-    list of ndarray, or (``staged``) a list over stages of such lists; with ``members`` a pair
-    ``(that, [one such list per expert])``
+    list of ndarray, or (``staged``) a list over stages of such lists
+        One array per prompt with one NLL per option; with ``members`` a pair ``(that,
+        [one such list per expert])``.
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f'reduction must be "sum" or "mean"; got {reduction!r}.')

@@ -308,7 +308,8 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
 
         Returns
         -------
-        ndarray of shape (len(estimators_),)
+        errors : ndarray of shape (n_experts,)
+            One per expert of ``estimators_``, in round order.
         """
         check_is_fitted(self)
         return np.array([e.token_error(X, y) for e in self.estimators_])

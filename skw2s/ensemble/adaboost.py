@@ -105,7 +105,7 @@ class LLMAdaBoostClassifier(BaseClassifierEnsemble):
     n_features_in_ : int
         Number of features seen in ``fit``; only set when the weak learner takes numeric 2-D
         input (text input has no features).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen in ``fit``; only set for numeric input given as a
         DataFrame with string column names.
 

@@ -61,14 +61,14 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
         ``validation_fraction`` of the easy data after boosting (maximum likelihood of its gold
         answer tokens under the mixture; RAVEN's learned weights, which the EnsemW2S paper
         names as future work), stored in ``combination_weights_``; the rounds train on the rest.
-    validation_fraction : float, default=0.1
-        The held-out share of the easy data with ``combine="learned"`` (unused otherwise).
     window : int, default=1
         Sliding window ``L`` of the token mistakes used by ``eps_t`` and the update (see
         :func:`skw2s._token_weights.smooth_incorrect`); 1 is the paper's default.
     weighting : {"token", "sample"}, default="token"
         Token-level weights, or the sample-level ablation (every token of a sentence shares its
         sentence's mean mistake and weight).
+    validation_fraction : float, default=0.1
+        The held-out share of the easy data with ``combine="learned"`` (unused otherwise).
     random_state : int, RandomState instance or None, default=None
         Seeds the ensemble. Round ``t`` draws its learner's ``random_state`` and then its
         token draw from ``numpy.random.default_rng([seed, t - 1])``.

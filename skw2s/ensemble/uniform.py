@@ -88,7 +88,7 @@ class UniformEnsembleClassifier(BaseClassifierEnsemble):
         ``train_accuracy``, ``fit_seconds`` and ``cached``.
     n_features_in_ : int
         Only for learners that take numeric 2-D input.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Only for numeric input given as a DataFrame with string column names.
 
     See Also
