@@ -11,7 +11,7 @@ model on the gold labels), and reports accuracy and PGR.
 
 The weak learners are linear heads on the frozen features of ``smollm2-135m[:6]`` and the strong
 model a head on ``smollm2-135m[:12]``: one checkpoint cut to 6 and 12 of its 30 layers, the
-binary pair of ``benchmarks/CAPABILITY.md``. To run on a CPU in well under a minute this uses
+binary pair of ``benchmarks/CAPABILITY.md``. To run on a CPU in a few minutes this uses
 400 questions, not the 2000 of the reproduction, so the differences between models below are
 within the noise of 80 test questions.
 """

@@ -7,7 +7,8 @@ they are *out of distribution* (OOD) for it. ``WeakToStrongPipeline(id_test_size
 holds out part of the easy half, an *in-distribution* (ID) test set, and scores every model on
 both. This script rates 400 binarised SciQ texts with a :class:`~skw2s.DifficultySplitter`,
 then runs the pipeline and compares the two test sets. The slice is tiny so that it runs on a
-CPU in well under a minute; with 40 to 80 test questions per set, differences of a few points
+CPU in a minute or two (less when the features of the earlier gallery examples are cached);
+with 40 to 80 test questions per set, differences of a few points
 are noise.
 """
 

@@ -7,12 +7,13 @@ paper): at every step each expert's next-token distribution is weighted by its `
 chosen token is fed back to every expert, and a multiple-choice question is answered by the
 option with the lowest negative log-likelihood under the mixture.
 
-Three LoRA experts of ``smollm2-135m`` (adapters on one shared base) are boosted on 48 QuaRTz
-questions, one epoch each. On 16 held-out questions the plot compares, round by round, the
+Two LoRA experts of ``smollm2-135m`` (adapters on one shared base) are boosted on 32 QuaRTz
+questions, one epoch each. On 12 held-out questions the plot compares, round by round, the
 expert of round ``t`` alone with the mixture of experts ``1..t``: teacher-forced token error on
 the answer tokens and option accuracy. Then a few answers are decoded both ways. The slice is
-tiny so that the script runs on a CPU in a minute or two; 16 test questions with two options
-each cannot separate small differences from noise.
+tiny so that the script runs on a CPU in a few minutes (the gallery page states the time this
+build took); 12 test questions with two options each cannot separate small differences from
+noise.
 """
 
 # %%
@@ -22,12 +23,12 @@ import numpy as np
 from skw2s import LLMGenerator, TokenAdaBoostGenerator
 from skw2s.datasets import load_quartz, to_multiple_choice
 
-X_train, y_train = to_multiple_choice(load_quartz("train").iloc[:48])
-X_test, y_test = to_multiple_choice(load_quartz("test").iloc[:16])
+X_train, y_train = to_multiple_choice(load_quartz("train").iloc[:32])
+X_test, y_test = to_multiple_choice(load_quartz("test").iloc[:12])
 
 boost = TokenAdaBoostGenerator(
     LLMGenerator("smollm2-135m", mode="lora", lr=3e-3, n_epochs=1, lora_r=8, max_length=128),
-    n_estimators=3,
+    n_estimators=2,
     random_state=0,
 ).fit(X_train, y_train)
 print(f"eps_pre {boost.pretrained_error_:.3f}; kept {len(boost.estimators_)} expert(s), "
@@ -62,17 +63,17 @@ for ax in (ax_err, ax_acc):
     ax.set_xticks(rounds)
     ax.legend(fontsize=8)
 fig.suptitle(f"Token-level boosting of smollm2-135m LoRA experts on QuaRTz "
-             f"(48 training / 16 test questions, eps_pre = {boost.pretrained_error_:.3f})")
+             f"(32 training / 12 test questions, eps_pre = {boost.pretrained_error_:.3f})")
 fig.tight_layout()
 
 # %%
 # Free-text decoding: greedy from the first expert alone and from the mixture (the KV-cached
 # path; see the user guide's page on mixture decoding). ``speculative_k`` gives the same
 # greedy tokens by drafting with one expert and verifying with the others.
-prompts = list(X_test["prompt"][:3])
-alone = boost.estimators_[0].generate(prompts, max_new_tokens=12)
-mixed = boost.generate(prompts, max_new_tokens=12)
-speculative = boost.generate(prompts, max_new_tokens=12, speculative_k=3)
+prompts = list(X_test["prompt"][:2])
+alone = boost.estimators_[0].generate(prompts, max_new_tokens=8)
+mixed = boost.generate(prompts, max_new_tokens=8)
+speculative = boost.generate(prompts, max_new_tokens=8, speculative_k=2)
 for prompt, a, m in zip(prompts, alone, mixed):
     print(prompt.splitlines()[0][:100])
     print(f"    expert 1: {a!r}\n    mixture:  {m!r}")

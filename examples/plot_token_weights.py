@@ -10,8 +10,9 @@ tokens the new expert predicts wrongly (teacher-forced argmax) are up-weighted b
 its answer tokens (the EOS token included).
 
 The experts are LoRA adapters of ``smollm2-135m`` on one shared base, fine-tuned on 16 ARC-Easy
-questions for 2 rounds. The slice is this small so that the script runs on a CPU in about a
-minute; the weights it shows are those of that run.
+questions for 2 rounds. The slice is this small so that the script runs on a CPU in a few
+minutes (the gallery page states the time this build took); the weights it shows are those
+of that run.
 """
 
 # %%
