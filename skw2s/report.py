@@ -156,10 +156,12 @@ def load_runs(directories, *, all_rows=False) -> pd.DataFrame:
             frame = pd.DataFrame(record["report"])
             if "test" not in frame:  # results written before the in-distribution test existed
                 frame["test"] = "hard"
-            for column in ("accuracy", "token_error", "pgr", "gap"):  # JSON null -> NaN
-                frame[column] = pd.to_numeric(frame.get(column, np.nan), errors="coerce").astype(float)
-            for column in ("auroc", "pgr_auroc", "gap_auroc"):
-                frame[column] = pd.to_numeric(frame.get(column, np.nan), errors="coerce").astype(float)
+            # JSON null -> NaN; a column that older results lack is all NaN
+            for column in ("accuracy", "token_error", "pgr", "gap", "auroc", "pgr_auroc", "gap_auroc"):
+                if column in frame:
+                    frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
+                else:
+                    frame[column] = np.nan
             if not all_rows:
                 frame = _main_rows(frame)
             frame["run"] = record.get("name", directory.name)

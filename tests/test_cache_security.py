@@ -297,7 +297,9 @@ def test_run_force_on_a_tampered_cache_runs_nothing_and_finishes(tiny_lm, tmp_pa
     # The run finished: the seed was recomputed (same seeds, same result) and the cache healed.
     second = json.loads(seed_file.read_text())
     assert [s["cached"] for s in second["stages"]] == [False] * 7
-    assert [r["cached"] for r in second["weak_rounds"]] == [False, True]
+    # The round entries are named by hash, so which round was tampered depends on the key: that
+    # one was refitted, the other still came from the cache.
+    assert sorted(r["cached"] for r in second["weak_rounds"]) == [False, True]
     assert [r["accuracy"] for r in second["report"]] == pytest.approx(
         [r["accuracy"] for r in first["report"]], abs=1e-12
     )

@@ -48,9 +48,14 @@ def test_bad_config_names_key_and_allowed_values(tiny_lm, tmp_path, overrides, m
         load_config(_config(tiny_lm, tmp_path, **overrides))
 
 
-def test_config_file_roundtrip(tmp_path):
+def test_config_file_roundtrip(tiny_lm, tmp_path):
+    # Model specs are checked when a config loads, so the test names a real local checkpoint (a
+    # made-up name would send the check to the Hub, which CI cannot reach).
     path = tmp_path / "exp.yaml"
-    path.write_text("task: multiple_choice\ndataset: quartz\nseeds: 3\nweak: {model: a}\nstrong: {model: b}\nboost:\n")
+    path.write_text(
+        f"task: multiple_choice\ndataset: quartz\nseeds: 3\nweak: {{model: '{tiny_lm}'}}\n"
+        f"strong: {{model: '{tiny_lm}[:1]'}}\nboost:\n"
+    )
     config = load_config(path)
     assert config["name"] == "exp" and config["seeds"] == [3]
     assert config["output_dir"].endswith("exp")
