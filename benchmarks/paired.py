@@ -16,7 +16,9 @@ Usage::
 ``paired.md``) and rewrites the blocks of ``benchmarks/RESULTS.md`` between the markers
 ``<!-- paired-*:begin -->`` / ``<!-- paired-*:end -->``: the paired intervals and McNemar
 p-values, one row per weak side and loss, the weak learners' disagreement and the compute each
-seed took. Nothing in those blocks is typed by hand.
+seed took; and the ``<!-- methods-*:begin -->`` blocks from the runs under
+``benchmarks/results/methods/`` (the standard w2s methods, ``benchmarks/methods/*.yaml``).
+Nothing in those blocks is typed by hand.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CONFIGS = HERE / "paired"
 RESULTS = HERE / "results" / "paired"
+METHODS = HERE / "results" / "methods"  # the standard w2s methods side by side (benchmarks/methods/)
 MARKDOWN = HERE / "RESULTS.md"
 CELLS = ["sciq-binary-random", "sciq-binary-easy-hard", "arc-easy-random", "arc-easy-easy-hard"]
 TARGET = 0.015  # the 95% interval of ours - baseline: at most 1.5 points on each side
@@ -79,7 +82,8 @@ def paired_block(table):
             "only a / only b": f"{int(r.a_only)} / {int(r.b_only)}",
             "questions x seeds": f"{int(r.n_questions)} ({int(r.n_seeds)} seeds)",
         })
-    return _md(pd.DataFrame(rows))
+    # the cells are formatted strings: keep "+2.7" from being read back as a number
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def compute_block(dirs):
@@ -117,8 +121,12 @@ def _replace_block(text, name, block):
     return text[: text.index(begin) + len(begin)] + "\n" + block + "\n" + text[text.index(end):]
 
 
-def report(markdown=MARKDOWN, results=RESULTS):
-    """Rebuild ``results/paired/report/`` and the paired blocks of RESULTS.md."""
+def report(markdown=MARKDOWN, results=RESULTS, methods=METHODS):
+    """Rebuild ``results/paired/report/``, the paired blocks of RESULTS.md and its methods blocks.
+
+    The methods blocks (``methods-main``, ``methods-rows``) come from the runs under
+    ``methods`` (``skw2s run benchmarks/methods/<name>.yaml``), read the same way.
+    """
     from skw2s.comparison import comparison_table, disagreement_table, paired_table
     from skw2s.report import write_report
 
@@ -132,6 +140,10 @@ def report(markdown=MARKDOWN, results=RESULTS):
         "paired-disagreement": _md(disagreement_table(dirs)),
         "paired-compute": compute_block(dirs),
     }
+    method_dirs = _dirs(methods, sorted(p.name for p in methods.iterdir())) if methods.is_dir() else []
+    if method_dirs:
+        blocks["methods-main"] = paired_block(paired_table(method_dirs))
+        blocks["methods-rows"] = _md(comparison_table(method_dirs))
     text = markdown.read_text() if markdown.exists() else "# Results\n"
     for name, block in blocks.items():
         text = _replace_block(text, name, block)
