@@ -80,6 +80,7 @@ def paired_block(table):
             "half-width": f"{100 * r.half_width:.1f}",
             "McNemar p": f"{r.p_mcnemar:.3g}",
             "only a / only b": f"{int(r.a_only)} / {int(r.b_only)}",
+            "seeds a ahead / b ahead": f"{int(r.seeds_a_ahead)} / {int(r.seeds_b_ahead)}",
             "questions x seeds": f"{int(r.n_questions)} ({int(r.n_seeds)} seeds)",
         })
     # the cells are formatted strings: keep "+2.7" from being read back as a number

@@ -123,13 +123,23 @@ def paired_comparison(correct_a, correct_b, **kwargs):
     -------
     dict
         ``diff``, ``ci_low``, ``ci_high``, ``half_width`` (the larger distance from ``diff`` to
-        a bound), ``p_mcnemar``, ``a_only``, ``b_only``, ``n_questions`` and ``n_seeds``.
+        a bound), ``p_mcnemar``, ``a_only``, ``b_only``, ``seeds_a_ahead`` (seeds in which
+        ``a``'s accuracy is above ``b``'s), ``seeds_b_ahead``, ``n_questions`` and ``n_seeds``.
+
+    Notes
+    -----
+    :func:`mcnemar` pools the questions of every seed as independent pairs, so it ignores how
+    much a whole seed moves; the bootstrap interval resamples seeds as well, and the seed
+    counts show the seed-level picture directly.
     """
     mean, low, high = paired_bootstrap(correct_a, correct_b, **kwargs)
     p, n10, n01 = mcnemar(correct_a, correct_b)
+    per_seed = np.array([np.mean(np.asarray(a, float)) - np.mean(np.asarray(b, float))
+                         for a, b in zip(correct_a, correct_b)])
     return {
         "diff": mean, "ci_low": low, "ci_high": high,
         "half_width": max(mean - low, high - mean), "p_mcnemar": p,
         "a_only": n10, "b_only": n01,
+        "seeds_a_ahead": int(np.sum(per_seed > 0)), "seeds_b_ahead": int(np.sum(per_seed < 0)),
         "n_questions": int(sum(len(np.asarray(x)) for x in correct_a)), "n_seeds": len(correct_a),
     }

@@ -247,6 +247,10 @@ def test_paired_bootstrap_interval():
     assert paired_bootstrap(better, base, n_boot=2000) == (mean, low, high)  # seeded
     same = paired_comparison(base, base, n_boot=500)
     assert same["diff"] == 0 and same["half_width"] == 0 and same["p_mcnemar"] == 1
+    assert same["seeds_a_ahead"] == same["seeds_b_ahead"] == 0  # ties count for neither
+    mixed = paired_comparison([better[0], base[1], base[2]], [base[0], better[1], base[2]],
+                              n_boot=200)
+    assert (mixed["seeds_a_ahead"], mixed["seeds_b_ahead"], mixed["n_seeds"]) == (1, 1, 3)
     with pytest.raises(ValueError, match="same questions"):
         paired_bootstrap([np.ones(3)], [np.ones(4)])
     with pytest.raises(ValueError, match="one array per seed"):

@@ -67,6 +67,7 @@ def test_report_blocks_are_recomputed_from_the_predictions(copied):
     low, high = map(float, re.findall(r"[+-]\d+\.\d", cells[5]))
     assert low < 100 * np.mean(diffs) < high
     assert cells[-2] == "2000 (2 seeds)"
+    assert cells[-3] == f"{sum(d > 0 for d in diffs)} / {sum(d < 0 for d in diffs)}"
 
     methods_main = _block(text, "methods-main")
     assert "sciq-binary-methods" in methods_main and "ours − learned (students)" in methods_main
