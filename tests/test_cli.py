@@ -70,7 +70,7 @@ def test_run_and_report_binary(tiny_lm, tmp_path, data_dir):
     record = json.loads((out / "seed0.json").read_text())
     models = {row["model"] for row in record["report"]}
     assert {"weak_single", "weak_ensemble", "baseline_student", "ensemble_student", "ceiling"} <= models
-    assert record["n_test"] > 0 and "versions" in record
+    assert record["n_test"] > 0 and "versions" in record and record["cpu_seconds"] > 0
     results = pd.read_csv(out / "results.csv")
     assert set(results.n_seeds) == {2}
     # `skw2s report` rebuilds the same table from the raw JSON

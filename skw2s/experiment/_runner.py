@@ -138,7 +138,7 @@ def _jsonable(value):
 
 
 def _run_seed(config, pipe, data, seed, target):
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     X, y = data["X"], data["y"]
     pipe.fit(X, y, X_test=data.get("X_test"), y_test=data.get("y_test"))
     weak = pipe.weak_
@@ -167,6 +167,7 @@ def _run_seed(config, pipe, data, seed, target):
             for test, p in pipe.predictions_.items()
         }),
         "seconds": time.perf_counter() - start,
+        "cpu_seconds": time.process_time() - cpu_start,  # every thread of this process
         "versions": _versions(),
     }
     tmp = target.with_suffix(".tmp")
