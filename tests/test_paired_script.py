@@ -5,7 +5,6 @@ a temporary folder, and checks the "ours − baseline" cell against the accuraci
 from the per-question predictions.
 """
 
-import importlib.util
 import json
 import re
 import shutil
@@ -17,13 +16,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAIRED = ROOT / "benchmarks" / "results" / "paired" / "sciq-binary-random"
 METHODS = ROOT / "benchmarks" / "results" / "methods" / "sciq-binary-methods"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("paired_script", ROOT / "benchmarks" / "paired.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _block(text, name):
@@ -46,9 +38,9 @@ def copied(tmp_path):
     return results, methods, markdown
 
 
-def test_report_blocks_are_recomputed_from_the_predictions(copied):
+def test_report_blocks_are_recomputed_from_the_predictions(copied, load_benchmark):
     results, methods, markdown = copied
-    _script().report(markdown=markdown, results=results, methods=methods)
+    load_benchmark("paired").report(markdown=markdown, results=results, methods=methods)
     text = markdown.read_text()
     assert text.startswith("# R\n\nkept\n") and "tail kept" in text and "\nold\n" not in text
     for name in ("paired-rows", "paired-disagreement", "paired-compute", "methods-rows"):
