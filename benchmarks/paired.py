@@ -87,15 +87,16 @@ def paired_block(table):
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
-def compute_block(dirs):
-    """CPU time per seed and per cell, measured, and what the target width would need."""
+def compute_block(dirs, table):
+    """CPU time per seed and per cell, measured, and what the target width would need.
+
+    ``table`` is the :func:`skw2s.comparison.paired_table` of ``dirs`` that the main block
+    shows, so the half-width here is the one printed there.
+    """
     import numpy as np
     import pandas as pd
 
-    from skw2s.comparison import paired_table
-
     rows = []
-    table = paired_table(dirs, n_boot=2000)
     for d in dirs:
         records = [json.loads(p.read_text()) for p in sorted(d.glob("seed*.json"))]
         seconds = [r["seconds"] for r in records]
@@ -138,11 +139,12 @@ def report(markdown=MARKDOWN, results=RESULTS, methods=METHODS):
     if not dirs:
         raise SystemExit(f"No results under {results}: run `python benchmarks/paired.py run` first.")
     write_report(dirs, results / "report")
+    table = paired_table(dirs)
     blocks = {
-        "paired-main": paired_block(paired_table(dirs)),
+        "paired-main": paired_block(table),
         "paired-rows": _md(comparison_table(dirs)),
         "paired-disagreement": _md(disagreement_table(dirs)),
-        "paired-compute": compute_block(dirs),
+        "paired-compute": compute_block(dirs, table),
     }
     method_dirs = _dirs(methods, sorted(p.name for p in methods.iterdir())) if methods.is_dir() else []
     if method_dirs:
