@@ -129,7 +129,7 @@ def _replace_block(text, name, block):
 def report(markdown=MARKDOWN, results=RESULTS, methods=METHODS):
     """Rebuild ``results/paired/report/``, the paired blocks of RESULTS.md and its methods blocks.
 
-    The methods blocks (``methods-main``, ``methods-rows``) come from the runs under
+    The methods blocks (``methods-main``, ``methods-rows``, ``methods-compute``) come from the runs under
     ``methods`` (``skw2s run benchmarks/methods/<name>.yaml``), read the same way.
     """
     from skw2s.comparison import comparison_table, disagreement_table, paired_table
@@ -148,8 +148,10 @@ def report(markdown=MARKDOWN, results=RESULTS, methods=METHODS):
     }
     method_dirs = _dirs(methods, sorted(p.name for p in methods.iterdir())) if methods.is_dir() else []
     if method_dirs:
-        blocks["methods-main"] = paired_block(paired_table(method_dirs))
+        method_table = paired_table(method_dirs)
+        blocks["methods-main"] = paired_block(method_table)
         blocks["methods-rows"] = _md(comparison_table(method_dirs))
+        blocks["methods-compute"] = compute_block(method_dirs, method_table)
     text = markdown.read_text() if markdown.exists() else "# Results\n"
     for name, block in blocks.items():
         text = _replace_block(text, name, block)

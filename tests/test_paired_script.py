@@ -43,7 +43,7 @@ def test_report_blocks_are_recomputed_from_the_predictions(copied, load_benchmar
     load_benchmark("paired").report(markdown=markdown, results=results, methods=methods)
     text = markdown.read_text()
     assert text.startswith("# R\n\nkept\n") and "tail kept" in text and "\nold\n" not in text
-    for name in ("paired-rows", "paired-disagreement", "paired-compute", "methods-rows"):
+    for name in ("paired-rows", "paired-disagreement", "paired-compute", "methods-rows", "methods-compute"):
         assert f"<!-- {name}:begin -->" in text, name  # missing blocks are appended
 
     diffs = []
@@ -66,3 +66,4 @@ def test_report_blocks_are_recomputed_from_the_predictions(copied, load_benchmar
     assert "(1 seeds)" in methods_main
     compute = _block(text, "paired-compute")
     assert "| sciq-binary-random |" in compute and "sciq-binary-methods" not in compute
+    assert "| sciq-binary-methods |" in _block(text, "methods-compute")
