@@ -393,14 +393,26 @@ def test_checkpoint_fingerprints_only_for_local_directories(tiny_lm, tmp_path):
 
 def test_memory_ignores_corrupted_round(tiny_lm, tmp_path, count_llm_fits):
     est = weak_llm(tiny_lm)
-    ref = LLMAdaBoostClassifier(est, n_estimators=3, random_state=0, memory=tmp_path).fit(
-        TEXTS, LABELS
-    )
-    entries = sorted(tmp_path.rglob("*.skops"), key=lambda p: p.stat().st_mtime_ns)
-    assert len(entries) == 3
-    entries[1].write_bytes(b"garbage")
+
+    def fit(n_estimators):
+        return LLMAdaBoostClassifier(
+            est, n_estimators=n_estimators, random_state=0, memory=tmp_path
+        ).fit(TEXTS, LABELS)
+
+    def entries():
+        return set(tmp_path.rglob("*.skops"))
+
+    # Find round 2's entry by what a 2-round fit adds to a 1-round one (file times can tie).
+    fit(1)
+    first = entries()
+    fit(2)
+    (second,) = entries() - first
+    ref = fit(3)
+    assert len(entries()) == 3
+    second.write_bytes(b"garbage")
+    count_llm_fits.clear()
     again = clone(ref).fit(TEXTS, LABELS)
-    assert len(count_llm_fits) == 4  # the corrupted round 2 is retrained, round 3 reloaded
+    assert len(count_llm_fits) == 1  # the corrupted round 2 is retrained, rounds 1 and 3 reloaded
     assert [h["cached"] for h in again.history_] == [True, False, True]
     np.testing.assert_allclose(again.estimator_weights_, ref.estimator_weights_)
 
