@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -87,6 +88,19 @@ def paired_block(table):
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
+def seeds_needed(half_width, n_seeds):
+    """The seeds the target would need, extrapolated by 1/sqrt(questions x seeds).
+
+    With one seed the bootstrap resamples only questions, so its interval leaves out how much
+    a whole seed moves: neither "met" nor an extrapolation can be read from it.
+    """
+    if n_seeds < 2:
+        return "unknown from 1 seed"
+    if half_width <= TARGET:
+        return "met"
+    return f"about {math.ceil(n_seeds * (half_width / TARGET) ** 2)}"
+
+
 def compute_block(dirs, table):
     """CPU time per seed and per cell, measured, and what the target width would need.
 
@@ -111,10 +125,7 @@ def compute_block(dirs, table):
         if len(main):
             width = float(main.half_width.iloc[0])
             row["half-width now (points)"] = f"{100 * width:.1f}"
-            # the half-width shrinks as 1/sqrt(questions x seeds)
-            factor = (width / TARGET) ** 2
-            row["seeds for +-1.5 points"] = ("met" if width <= TARGET else
-                                             f"about {int(np.ceil(len(records) * factor))}")
+            row["seeds for +-1.5 points"] = seeds_needed(width, len(records))
         rows.append(row)
     return _md(pd.DataFrame(rows))
 

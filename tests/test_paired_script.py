@@ -67,3 +67,11 @@ def test_report_blocks_are_recomputed_from_the_predictions(copied, load_benchmar
     compute = _block(text, "paired-compute")
     assert "| sciq-binary-random |" in compute and "sciq-binary-methods" not in compute
     assert "| sciq-binary-methods |" in _block(text, "methods-compute")
+
+
+def test_seeds_needed_is_not_read_from_one_seed(load_benchmark):
+    paired = load_benchmark("paired")
+    assert paired.seeds_needed(0.010, 1) == "unknown from 1 seed"
+    assert paired.seeds_needed(0.030, 1) == "unknown from 1 seed"
+    assert paired.seeds_needed(0.015, 5) == "met"
+    assert paired.seeds_needed(0.030, 5) == "about 20"  # 5 x (3.0 / 1.5)^2
