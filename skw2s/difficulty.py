@@ -99,6 +99,11 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
         :meth:`rate` averages their errors on new rows.
     threshold_ : float
         Rows with difficulty above it are hard (ties are split at random, seeded).
+    tie_hard_fraction_ : float
+        The share of the fitted rows at ``threshold_`` that :meth:`split` calls hard (0 when
+        no tie crosses the threshold). :meth:`hard_mask` splits new rows at the threshold by
+        the same share, so a coarse difficulty (ARC's school grade) divides a test set like
+        the pool.
     easy_mask_ : ndarray of bool, shape (n_samples,)
         True for the rows :meth:`split` calls easy.
     n_features_in_ : int
@@ -208,6 +213,7 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
         self.easy_mask_ = np.zeros(n, dtype=bool)
         self.easy_mask_[order[:n_easy]] = True
         self.threshold_ = float(difficulty[order[n_easy - 1]])
+        self.tie_hard_fraction_ = float(np.mean(~self.easy_mask_[difficulty == self.threshold_]))
         self.n_features_in_ = 1
         self._fit_fingerprint = fingerprint(len(X), _row_keys(X))
         return self
@@ -277,6 +283,45 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X, y=None, **fit_params):
         return self.fit(X, y).difficulty_.reshape(-1, 1)
+
+    def hard_mask(self, X, y=None, random_state=None):
+        """Which new rows are hard by the rule that split the pool.
+
+        A row is hard when :meth:`rate` puts it above ``threshold_``. A row exactly at the
+        threshold is hard with probability ``tie_hard_fraction_``, the share of the pool's rows
+        at the threshold that went hard. Without that, a coarse difficulty with many ties (ARC's
+        grade: most questions are grade 8) would make the test set's size depend on which side
+        of a tied grade the pool's median fell.
+
+        Parameters
+        ----------
+        X : sequence of str or DataFrame
+            New rows.
+        y : array-like of shape (n_samples,), default=None
+            Their labels (needed for a cross-validated difficulty).
+        random_state : int, RandomState instance or None, default=None
+            Seeds the draw for the tied rows; None uses the splitter's ``random_state`` (a
+            stream apart from the one that broke the pool's ties).
+
+        Returns
+        -------
+        ndarray of bool, shape (n_samples,)
+        """
+        check_is_fitted(self)
+        values = self.rate(X, y)
+        mask = values > self.threshold_
+        ties = np.flatnonzero(values == self.threshold_)
+        share = self.tie_hard_fraction_
+        if len(ties) and share >= 1.0:
+            mask[ties] = True
+        elif len(ties) and share > 0.0:
+            seed = self.random_state if random_state is None else random_state
+            if seed is None or isinstance(seed, Integral):
+                rng = np.random.default_rng(None if seed is None else [int(seed), 1])
+            else:
+                rng = check_random_state(seed)
+            mask[ties] = rng.random(len(ties)) < share
+        return mask
 
     def split(self, X=None, y=None):
         """Return ``(easy_indices, hard_indices)`` of the fitted rows, each sorted.

@@ -333,7 +333,7 @@ class WeakToStrongPipeline(BaseEstimator):
             if splitter is None:
                 parts["external"] = {"hard": np.arange(n_test)}
             else:
-                hard_mask = splitter.rate(X_test, y_test) > splitter.threshold_
+                hard_mask = splitter.hard_mask(X_test, y_test)
                 parts["external"] = {"hard": np.flatnonzero(hard_mask)}
                 if self.id_test_size is not None:
                     parts["external"]["easy"] = np.flatnonzero(~hard_mask)
@@ -411,6 +411,9 @@ class WeakToStrongPipeline(BaseEstimator):
             type(self).__name__, "split-v2", self.splitter, self.test_size, self.id_test_size,
             seed, X, y, X_test, y_test,
         )}
+        if X_test is not None and not isinstance(self.splitter, str):
+            # the test set's hard rows are split at the threshold by the pool's tie share
+            keys["split"] = fingerprint(keys["split"], "external-ties-v1")
         found = checkpoints(self.splitter)  # () for "random"
         if found:
             keys["split"] = fingerprint(keys["split"], found)

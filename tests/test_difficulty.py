@@ -68,6 +68,36 @@ def test_ties_are_split_reproducibly():
     assert len(a) == 5 and a.tolist() == b.tolist()
 
 
+def _grade_splitter(pool_grades, seed=0):
+    return DifficultySplitter(difficulty=lambda X: np.asarray(X, dtype=float),
+                              random_state=seed).fit(list(pool_grades))
+
+
+def test_hard_mask_splits_tied_test_rows_by_the_pool_share():
+    # pool: 4 rows below 8, 6 at 8, easy_fraction 0.5 -> 1 of the 6 tied rows is easy
+    s = _grade_splitter([5, 6, 6, 7, 8, 8, 8, 8, 8, 8])
+    assert s.threshold_ == 8.0 and s.tie_hard_fraction_ == pytest.approx(5 / 6)
+    test = [9.0] * 50 + [7.0] * 50 + [8.0] * 6000
+    mask = s.hard_mask(test)
+    assert mask[:50].all() and not mask[50:100].any()
+    # the tied share follows the pool's (binomial sd about 0.005 at 6000 draws)
+    assert abs(mask[100:].mean() - 5 / 6) < 0.025
+    # seeded: the same splitter gives the same mask; another random_state another one
+    assert (s.hard_mask(test) == mask).all()
+    assert not (s.hard_mask(test, random_state=1) == mask).all()
+
+
+def test_hard_mask_without_a_crossing_tie_is_the_strict_threshold():
+    s = _grade_splitter([1, 2, 3, 4, 5, 6])          # no ties: the threshold row is easy
+    assert s.threshold_ == 3.0 and s.tie_hard_fraction_ == 0.0
+    assert s.hard_mask([2.0, 3.0, 3.0, 3.5, 9.0]).tolist() == [False, False, False, True, True]
+    s = _grade_splitter([1, 1, 1, 2, 2, 2])           # the threshold's tied rows are all easy
+    assert s.tie_hard_fraction_ == 0.0 and not s.hard_mask([1.0] * 20).any()
+    s = _grade_splitter([1, 1, 1, 1, 2, 2], seed=4)  # 1 of the 4 tied rows went hard
+    assert s.tie_hard_fraction_ == pytest.approx(0.25)
+    assert 0 < s.hard_mask([1.0] * 400).sum() < 400
+
+
 @pytest.mark.parametrize(
     "kwargs, n, match",
     [

@@ -115,6 +115,28 @@ def test_difficulty_split_puts_easy_rows_on_weak_side():
     assert d[pipe.easy_indices_].max() <= d[np.concatenate([pipe.hard_train_indices_, pipe.test_indices_])].min()
 
 
+def _grade_column(X):
+    return X[:, 4]
+
+
+def test_external_test_set_is_split_at_a_tied_threshold_like_the_pool():
+    # a coarse grade in column 4: the pool's median falls inside grade 1, and 2/3 of the
+    # pool's grade-1 rows go hard, so about 2/3 of the test set's grade-1 rows must too
+    X, y = _data(300)
+    X[:, 4] = np.repeat([0.0, 1.0, 2.0], [100, 150, 50])
+    X_test, y_test = _data(600, seed=1)
+    X_test[:, 4] = np.repeat([0.0, 1.0, 2.0], [100, 400, 100])
+    splitter = DifficultySplitter(difficulty=_grade_column, random_state=0)
+    pipe = _pipe(splitter=splitter).fit(X, y, X_test=X_test, y_test=y_test)
+    assert pipe.splitter_.threshold_ == 1.0
+    assert pipe.splitter_.tie_hard_fraction_ == pytest.approx(100 / 150)
+    rows = pipe.predictions_["hard"]["rows"]
+    grade = X_test[rows, 4]
+    assert (grade > 0).all() and (grade == 2).sum() == 100
+    assert abs((grade == 1).sum() / 400 - 2 / 3) < 0.08  # binomial sd about 0.024
+    assert pipe.report_.set_index("model").n_test["ceiling"] == len(rows)
+
+
 def test_without_baseline_and_ceiling():
     X, y = _data(100)
     pipe = _pipe(baseline=False, ceiling=False).fit(X, y)
