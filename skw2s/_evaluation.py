@@ -20,7 +20,7 @@ def evaluate(pipe, X, y, *, test="hard"):
     y = np.asarray(y)
     classes = getattr(pipe.weak_, "classes_", None)
     binary = classes is not None and len(classes) == 2
-    rows, preds, scores, disagreement = [], {}, {}, {}
+    rows, preds, scores, disagreement, members = [], {}, {}, {}, {}
 
     def add(side, model, loss, rnd, pred, score=None, token_error=np.nan):
         name = f"{side}/{model}/{loss or '-'}"
@@ -48,6 +48,7 @@ def evaluate(pipe, X, y, *, test="hard"):
         add(side, "weak_ensemble", None, len(out["staged"]), out["staged"][-1],
             positive[-1], errors[-1])
         disagreement[(side, test)] = _disagreement(out["members"])
+        members[side] = [np.asarray(m) for m in out["members"]]
     students = [("baseline_student", MAIN, loss, 1, est) for loss, est in pipe.baselines_.items()]
     students += [("ensemble_student", side, loss,
                   len((pipe.weak_ if side == MAIN else pipe.controls_[side]).estimators_), est)
@@ -63,7 +64,8 @@ def evaluate(pipe, X, y, *, test="hard"):
     report = pd.DataFrame(rows)
     report.insert(3, "test", test)
     report.insert(4, "n_test", len(y))
-    return add_pgr(report), {"y": y, "models": preds, "scores": scores}, disagreement
+    return (add_pgr(report), {"y": y, "models": preds, "scores": scores, "members": members},
+            disagreement)
 
 
 

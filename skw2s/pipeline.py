@@ -176,7 +176,8 @@ class WeakToStrongPipeline(BaseEstimator):
         ``gap_auroc``. Students' PGR use the single weak learner as the weak reference.
     predictions_ : dict
         Per test set: ``{"y": gold labels, "rows": their indices, "models": {name: labels},
-        "scores": {name: positive-class probabilities (binary)}}``; names are
+        "scores": {name: positive-class probabilities (binary)}, "members": {weak_side:
+        [labels of each learner alone, in round order]}}``; names are
         ``"{weak_side}/{model}/{loss}"``. Every model on every test question, for paired
         statistics (:mod:`skw2s.stats`).
     weak_disagreement_ : dict of (str, str) to float
@@ -562,8 +563,8 @@ class WeakToStrongPipeline(BaseEstimator):
         report : pandas.DataFrame
             The rows ``report_`` holds for this test set.
         predictions : dict
-            ``{"y": ..., "models": {name: labels}, "scores": {name: probabilities}}`` as in
-            ``predictions_``.
+            ``{"y": ..., "models": {name: labels}, "scores": {name: probabilities},
+            "members": {weak_side: [labels per learner]}}`` as in ``predictions_``.
         """
         check_is_fitted(self, "students_")
         from ._evaluation import evaluate

@@ -380,6 +380,10 @@ def test_one_config_compares_weak_sides_and_losses_on_the_official_test(tiny_lm,
     predictions = record["predictions"]["hard"]
     assert len(predictions["y"]) == 24 == len(predictions["ids"]) and record["n_test"] == 0
     assert all(len(v) == 24 for v in predictions["models"].values())
+    # and each weak learner's own answers, per weak side, in round order
+    assert set(predictions["members"]) == {"ours", "uniform"}
+    assert len(predictions["members"]["uniform"]) == 2
+    assert all(len(m) == 24 for side in predictions["members"].values() for m in side)
     # they share the split, the stored rounds and the ceiling: round 1 is trained once
     cached = [r["cached"] for r in record["control_rounds"]["uniform"]]
     assert cached[0] is True

@@ -135,6 +135,13 @@ def test_external_test_set_is_split_at_a_tied_threshold_like_the_pool():
     assert (grade > 0).all() and (grade == 2).sum() == 100
     assert abs((grade == 1).sum() / 400 - 2 / 3) < 0.08  # binomial sd about 0.024
     assert pipe.report_.set_index("model").n_test["ceiling"] == len(rows)
+    # each weak learner's own answers are kept, and the disagreement is computed from them
+    members = pipe.predictions_["hard"]["members"]["ours"]
+    assert len(members) == len(pipe.weak_.estimators_)
+    for member, est in zip(members, pipe.weak_.estimators_):
+        np.testing.assert_array_equal(member, est.predict(X_test[rows]))
+    pairs = [np.mean(a != b) for i, a in enumerate(members) for b in members[i + 1:]]
+    assert pipe.weak_disagreement_[("ours", "hard")] == pytest.approx(np.mean(pairs))
 
 
 def test_without_baseline_and_ceiling():
