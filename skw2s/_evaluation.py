@@ -47,8 +47,8 @@ def evaluate(pipe, X, y, *, test="hard"):
                          "token_error": errors[t - 1]})
         add(side, "weak_ensemble", None, len(out["staged"]), out["staged"][-1],
             positive[-1], errors[-1])
-        disagreement[(side, test)] = _disagreement(out["members"])
         members[side] = [np.asarray(m) for m in out["members"]]
+        disagreement[(side, test)] = _disagreement(members[side])
     students = [("baseline_student", MAIN, loss, 1, est) for loss, est in pipe.baselines_.items()]
     students += [("ensemble_student", side, loss,
                   len((pipe.weak_ if side == MAIN else pipe.controls_[side]).estimators_), est)
@@ -90,12 +90,12 @@ def _round_predictions(weak, X, binary):
 
 
 def _disagreement(members):
-    """Mean over pairs of learners of the fraction of rows on which their predictions differ
-    (NaN with fewer than two learners)."""
+    """Mean over pairs of learners (arrays of predictions) of the fraction of rows on which
+    they differ (NaN with fewer than two learners)."""
     if len(members) < 2:
         return float("nan")
     pairs = [(a, b) for i, a in enumerate(members) for b in members[i + 1:]]
-    return float(np.mean([np.mean(np.asarray(a) != np.asarray(b)) for a, b in pairs]))
+    return float(np.mean([np.mean(a != b) for a, b in pairs]))
 
 
 def add_pgr(report):

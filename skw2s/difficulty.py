@@ -25,6 +25,7 @@ from ._validation import (
     RANDOM_STATE,
     HasMethods,
     Interval,
+    resolve_seed,
     take_rows,
     validate_params,
 )
@@ -290,8 +291,8 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
         A row is hard when :meth:`rate` puts it above ``threshold_``. A row exactly at the
         threshold is hard with probability ``tie_hard_fraction_``, the share of the pool's rows
         at the threshold that went hard. Without that, a coarse difficulty with many ties (ARC's
-        grade: most questions are grade 8) would make the test set's size depend on which side
-        of a tied grade the pool's median fell.
+        grade takes 7 values) would put every tied test row on the easy side, however many of
+        the pool's tied rows went hard.
 
         Parameters
         ----------
@@ -311,16 +312,10 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
         values = self.rate(X, y)
         mask = values > self.threshold_
         ties = np.flatnonzero(values == self.threshold_)
-        share = self.tie_hard_fraction_
-        if len(ties) and share >= 1.0:
-            mask[ties] = True
-        elif len(ties) and share > 0.0:
-            seed = self.random_state if random_state is None else random_state
-            if seed is None or isinstance(seed, Integral):
-                rng = np.random.default_rng(None if seed is None else [int(seed), 1])
-            else:
-                rng = check_random_state(seed)
-            mask[ties] = rng.random(len(ties)) < share
+        if len(ties) and self.tie_hard_fraction_ > 0.0:
+            seed = resolve_seed(self.random_state if random_state is None else random_state)
+            rng = np.random.default_rng([seed, 1])
+            mask[ties] = rng.random(len(ties)) < self.tie_hard_fraction_
         return mask
 
     def split(self, X=None, y=None):

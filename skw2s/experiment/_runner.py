@@ -162,7 +162,7 @@ def _run_seed(config, pipe, data, seed, target):
                            for name, est in pipe.controls_.items()},
         "predictions": _jsonable({
             test: {"y": p["y"], "rows": p["rows"], "models": p["models"], "scores": p["scores"],
-                   "members": p.get("members", {}),
+                   "members": p["members"],
                    "ids": [data["test_ids"][i] for i in p["rows"]] if data.get("test_ids")
                    else None}
             for test, p in pipe.predictions_.items()
