@@ -132,14 +132,14 @@ def paired_comparison(correct_a, correct_b, **kwargs):
     much a whole seed moves; the bootstrap interval resamples seeds as well, and the seed
     counts show the seed-level picture directly.
     """
-    mean, low, high = paired_bootstrap(correct_a, correct_b, **kwargs)
-    p, n10, n01 = mcnemar(correct_a, correct_b)
-    per_seed = np.array([np.mean(np.asarray(a, float)) - np.mean(np.asarray(b, float))
-                         for a, b in zip(correct_a, correct_b)])
+    a, b = _check_pairs(correct_a, correct_b)
+    mean, low, high = paired_bootstrap(a, b, **kwargs)
+    p, n10, n01 = mcnemar(a, b)
+    per_seed = np.array([x.mean() - y.mean() for x, y in zip(a, b)])
     return {
         "diff": mean, "ci_low": low, "ci_high": high,
         "half_width": max(mean - low, high - mean), "p_mcnemar": p,
         "a_only": n10, "b_only": n01,
         "seeds_a_ahead": int(np.sum(per_seed > 0)), "seeds_b_ahead": int(np.sum(per_seed < 0)),
-        "n_questions": int(sum(len(np.asarray(x)) for x in correct_a)), "n_seeds": len(correct_a),
+        "n_questions": int(sum(x.size for x in a)), "n_seeds": len(a),
     }

@@ -251,6 +251,12 @@ def test_paired_bootstrap_interval():
     mixed = paired_comparison([better[0], base[1], base[2]], [base[0], better[1], base[2]],
                               n_boot=200)
     assert (mixed["seeds_a_ahead"], mixed["seeds_b_ahead"], mixed["n_seeds"]) == (1, 1, 3)
+    assert mixed["n_questions"] == 6000
+    as_lists = paired_comparison([list(x) for x in better[:2]], [list(x) for x in base[:2]],
+                                 n_boot=200)
+    assert as_lists == paired_comparison(better[:2], base[:2], n_boot=200)
+    with pytest.raises(ValueError, match="same questions"):
+        paired_comparison([np.ones(3)], [np.ones(4)])
     with pytest.raises(ValueError, match="same questions"):
         paired_bootstrap([np.ones(3)], [np.ones(4)])
     with pytest.raises(ValueError, match="one array per seed"):
