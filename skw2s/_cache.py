@@ -355,8 +355,11 @@ class Store:
     def _serialize(obj, path):
         import skops.io as sio
 
+        from ._serialization import states_once
+
         try:
-            payload = sio.dumps(obj)
+            with states_once():
+                payload = sio.dumps(obj)
             untrusted = _untrusted(payload)
         except Exception as exc:  # noqa: BLE001 - not storable: recompute next time
             kind = f"{type(obj).__module__}.{type(obj).__qualname__}"

@@ -5,10 +5,17 @@ Fitted estimators hold live models. Their ``__getstate__`` replaces each model b
 bytes, and ``__setstate__`` loads them back with ``from_pretrained``. So a pickle or a
 ``joblib.dump`` of a fitted estimator never holds pickled tensors: the weights inside it are a
 safetensors file, which loads without running code.
+
+skops (the cache's format) asks an object for its state twice: once through ``__reduce__``,
+whose answer it only inspects, and once through ``__getstate__``. Inside :func:`states_once`
+the estimators' ``__getstate__`` (wrapped by :func:`state_once`) snapshot each model once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import json
 import tempfile
 from pathlib import Path
@@ -22,7 +29,41 @@ __all__ = [
     "load_full_model",
     "load_pretrained",
     "load_tokenizer",
+    "state_once",
+    "states_once",
 ]
+
+# id(obj) -> (obj, state) while a states_once block runs; obj is held so its id stays unique
+_STATES = contextvars.ContextVar("skw2s_states", default=None)
+
+
+@contextlib.contextmanager
+def states_once():
+    """Within the block, each object's wrapped ``__getstate__`` is computed once.
+
+    The snapshots are dropped when the block ends, so a later pickle sees the object as it is
+    then. Use it around one serialization of objects that do not change during it.
+    """
+    token = _STATES.set({})
+    try:
+        yield
+    finally:
+        _STATES.reset(token)
+
+
+def state_once(getstate):
+    """Wrap a ``__getstate__`` so that, inside :func:`states_once`, it runs once per object."""
+
+    @functools.wraps(getstate)
+    def wrapper(self):
+        memo = _STATES.get()
+        if memo is None:
+            return getstate(self)
+        if id(self) not in memo:
+            memo[id(self)] = (self, getstate(self))
+        return memo[id(self)][1]
+
+    return wrapper
 
 
 def dump_pretrained(obj) -> dict:

@@ -26,6 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _features
 from ._features import clear_cache
+from ._serialization import state_once
 from ._validation import (
     NONE,
     PATH,
@@ -526,6 +527,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         return self.classes_[(score > 0).astype(int)]
 
     # ---------------------------------------------------------------- pickling
+    @state_once
     def __getstate__(self):
         state = super().__getstate__()
         if "model_" not in state:

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 from . import decoding
 from ._generation import GenerationMixin
 from ._inputs import check_generation_input, check_generation_target
+from ._serialization import state_once
 from ._validation import (
     NONE,
     PATH,
@@ -430,6 +431,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
             return dump_adapter(self.model_, self.adapter_name_)
         return dump_full_model(self.model_)
 
+    @state_once
     def __getstate__(self):
         from ._serialization import dump_tokenizer
 

@@ -4,6 +4,7 @@ refuses to load is tested in test_cache_security.py."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import os
@@ -20,6 +21,7 @@ from sklearn.tree import DecisionTreeClassifier
 import skw2s
 from skw2s import _cache
 from skw2s._cache import Store
+from skw2s._serialization import state_once, states_once
 from skw2s.classifier import LLMClassifier, clear_cache
 from skw2s.generator import LLMGenerator
 
@@ -166,10 +168,10 @@ def _assert_same(a, b, where="entry"):
 
 @pytest.fixture
 def count_state_calls(monkeypatch):
-    """Count __getstate__/__setstate__ calls of the LLM estimators (skops must use them)."""
+    """Count the snapshots (__getstate__ bodies) and __setstate__ calls of the LLM estimators."""
     calls = {"get": 0, "set": 0}
     for cls in (LLMClassifier, LLMGenerator):
-        get, set_ = cls.__getstate__, cls.__setstate__
+        get, set_ = cls.__getstate__.__wrapped__, cls.__setstate__
 
         def counting_get(self, _get=get):
             calls["get"] += 1
@@ -179,7 +181,7 @@ def count_state_calls(monkeypatch):
             calls["set"] += 1
             return _set(self, state)
 
-        monkeypatch.setattr(cls, "__getstate__", counting_get)
+        monkeypatch.setattr(cls, "__getstate__", state_once(counting_get))
         monkeypatch.setattr(cls, "__setstate__", counting_set)
     return calls
 
@@ -197,9 +199,9 @@ def test_fitted_classifier_round_trips(tiny_lm, tmp_path, mode, count_state_call
     assert b"_rebuild_tensor" not in blob and b'"dtype":"F32"' in blob  # safetensors inside
     clear_cache()  # head mode: the frozen body is rebuilt from the spec
     back = store.load("rounds", "key")["learner"]
-    # skops saves through __getstate__ (it also calls it once more, via __reduce__) and
-    # rebuilds through __setstate__.
-    assert count_state_calls["get"] >= 1 and count_state_calls["set"] == 1
+    # skops saves through __getstate__ (it asks once more, via __reduce__: the model is
+    # snapshotted once all the same) and rebuilds through __setstate__.
+    assert count_state_calls == {"get": 1, "set": 1}
     assert type(back) is LLMClassifier and back.get_params() == clf.get_params()
     # Same weights and the same forward pass: equal up to float32 rounding.
     np.testing.assert_allclose(back.predict_proba(TEXTS), expected, rtol=1e-6, atol=1e-7)
@@ -214,14 +216,51 @@ def test_fitted_generator_round_trips(tiny_lm, tmp_path, mode, count_state_calls
     store = Store(tmp_path)
     store.save("rounds", "key", gen)
     back = store.load("rounds", "key")
-    # skops saves through __getstate__ (it also calls it once more, via __reduce__) and
-    # rebuilds through __setstate__.
-    assert count_state_calls["get"] >= 1 and count_state_calls["set"] == 1
+    # skops saves through __getstate__ (it asks once more, via __reduce__: the model is
+    # snapshotted once all the same) and rebuilds through __setstate__.
+    assert count_state_calls == {"get": 1, "set": 1}
     assert back.adapter_name_ == gen.adapter_name_
     assert back.generate(PROMPTS, return_tokens=True) == gen.generate(PROMPTS, return_tokens=True)
     np.testing.assert_allclose(
         back.token_error(PROMPTS, ANSWERS), gen.token_error(PROMPTS, ANSWERS), rtol=0, atol=1e-12
     )
+
+
+def test_states_once_snapshots_each_object_once_inside_the_block():
+    class Counted:
+        calls = 0
+
+        def __init__(self, value):
+            self.value = value
+
+        @state_once
+        def __getstate__(self):
+            Counted.calls += 1
+            return {"value": self.value}
+
+    a, b = Counted(1), Counted(2)
+    assert copy.copy(a).value == 1 and a.__getstate__() == {"value": 1}
+    assert Counted.calls == 2  # outside the block: every call snapshots
+    with states_once():
+        assert a.__getstate__() is a.__getstate__() and b.__getstate__() == {"value": 2}
+        assert Counted.calls == 4  # a and b once each
+    a.value = 3
+    assert a.__getstate__() == {"value": 3} and Counted.calls == 5  # the block's memo is gone
+
+
+def test_saving_an_ensemble_snapshots_each_learner_once(tiny_lm, tmp_path, monkeypatch):
+    weak = LLMGenerator(tiny_lm, mode="lora", lr=2e-2, n_epochs=1, batch_size=8, lora_r=4,
+                        device="cpu", max_new_tokens=4)
+    boost = skw2s.UniformEnsembleGenerator(weak, n_estimators=2, random_state=0).fit(PROMPTS, ANSWERS)
+    calls = []
+    payload = LLMGenerator.model_payload
+    monkeypatch.setattr(LLMGenerator, "model_payload",
+                        lambda self: calls.append(id(self)) or payload(self))
+    store = Store(tmp_path)
+    assert store.save("stages", "k", boost) is not None
+    assert sorted(calls) == sorted(id(e) for e in boost.estimators_)
+    back = store.load("stages", "k")
+    assert back.generate(PROMPTS, return_tokens=True) == boost.generate(PROMPTS, return_tokens=True)
 
 
 @pytest.fixture

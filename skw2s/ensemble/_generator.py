@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._cache import fingerprint
 from .._generation import GenerationMixin, pad_proba
 from .._inputs import check_generation_input, check_generation_target
+from .._serialization import state_once
 from .._token_weights import initial_token_weights, sample_token_counts, split_by_lengths
 from .._validation import NONE, HasMethods, Interval, StrOptions, take_rows
 from ..decoding import check_shared_vocabulary
@@ -383,6 +384,7 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
         return np.array(texts, dtype=object)
 
     # -- pickling ----------------------------------------------------------------------
+    @state_once
     def __getstate__(self):
         from .._serialization import dump_tokenizer
 
