@@ -436,7 +436,7 @@ def format_classification(question, answer):
     return f"Q: {question} A: {answer}"
 
 
-def format_prompt(question, support=None, *, use_support=False):
+def format_prompt(question, support=None, *, use_support=False, choices=None):
     """Format a multiple-choice or generation prompt.
 
     Parameters
@@ -446,16 +446,38 @@ def format_prompt(question, support=None, *, use_support=False):
         Context paragraph.
     use_support : bool, default=False
         Prefix ``"Context: {support}\\n"`` when True and ``support`` is non-empty.
+    choices : list of str, default=None
+        When given, list them under the question as ``"A. {choice}"`` lines (one letter per
+        choice, at most 26), for answers given as letters.
 
     Returns
     -------
     prompt : str
-        ``"Question: {question}\\nAnswer:"``, optionally with the context line.
+        ``"Question: {question}\\nAnswer:"``, optionally with the context line and the
+        lettered choices between the question and ``"Answer:"``.
+
+    Examples
+    --------
+    >>> print(format_prompt("Which is a gas?", choices=["iron", "helium"]))
+    Question: Which is a gas?
+    A. iron
+    B. helium
+    Answer:
     """
-    prompt = f"Question: {question}\nAnswer:"
+    lines = [f"Question: {question}"]
+    if choices is not None:
+        letters = _letters(len(choices))
+        lines += [f"{letter}. {choice}" for letter, choice in zip(letters, choices)]
+    prompt = "\n".join(lines + ["Answer:"])
     if use_support and support:
         prompt = f"Context: {support}\n{prompt}"
     return prompt
+
+
+def _letters(n):
+    if n > 26:
+        raise ValueError(f"Lettered options take at most 26 choices (A-Z); a question has {n}.")
+    return [chr(ord("A") + k) for k in range(n)]
 
 
 def format_completion(choice):
@@ -525,7 +547,7 @@ def binarize_sciq(df, random_state=None):
     return out
 
 
-def to_multiple_choice(df, *, use_support=False):
+def to_multiple_choice(df, *, use_support=False, options="cloze"):
     """Build the multiple-choice input of the generation estimators.
 
     Parameters
@@ -534,22 +556,39 @@ def to_multiple_choice(df, *, use_support=False):
         Frame in the shared schema.
     use_support : bool, default=False
         Put the ``support`` paragraph in the prompt (see :func:`format_prompt`).
+    options : {"cloze", "lettered"}, default="cloze"
+        ``"cloze"``: the prompt does not list the options and each choice is the option's
+        text, scored as the answer's continuation. ``"lettered"``: the prompt lists the options
+        as ``"A. ..."`` lines and the choices are the letters, so every answer is one short
+        completion (``" A"``) and a token-level error is the choice error.
 
     Returns
     -------
     X : pandas.DataFrame
         Columns ``prompt`` (from :func:`format_prompt`) and ``choices`` (the
-        raw option strings as lists; estimators apply :func:`format_completion`
-        when scoring them). Same index order as ``df``, fresh index.
+        raw option strings, or their letters, as lists; estimators apply
+        :func:`format_completion` when scoring them). Same index order as ``df``, fresh index.
     y : numpy.ndarray of shape (n_samples,), dtype int64
         Index of the correct option.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"question": ["Which is a gas?"], "choices": [["iron", "helium"]],
+    ...                    "answer": [1]})
+    >>> X, y = to_multiple_choice(df, options="lettered")
+    >>> X.loc[0, "choices"], int(y[0])
+    (['A', 'B'], 1)
     """
+    _check_option("options", options, ("cloze", "lettered"))
     _check_frame(df, ("question", "choices", "answer"), "to_multiple_choice")
     supports = df["support"] if "support" in df.columns else [None] * len(df)
-    prompts = [
-        format_prompt(q, s, use_support=use_support) for q, s in zip(df["question"], supports)
-    ]
-    X = pd.DataFrame({"prompt": prompts, "choices": [list(c) for c in df["choices"]]})
+    lettered = options == "lettered"
+    prompts, choices = [], []
+    for q, s, c in zip(df["question"], supports, df["choices"]):
+        c = list(c)
+        prompts.append(format_prompt(q, s, use_support=use_support, choices=c if lettered else None))
+        choices.append(_letters(len(c)) if lettered else c)
+    X = pd.DataFrame({"prompt": prompts, "choices": choices})
     y = np.asarray(df["answer"], dtype=np.int64)
     return X, y
 

@@ -179,6 +179,23 @@ def _yaml_config(tiny_lm, tmp_path, text, name="exp.yaml"):
     return path
 
 
+def test_options_lettered_reaches_the_task_data(tiny_lm, tmp_path, data_dir):
+    from skw2s.experiment import load_task_data
+
+    path = _yaml_config(tiny_lm, tmp_path, "task: multiple_choice\ndataset: arc_easy\n"
+                        "n_examples: 5\noptions: lettered\n")
+    config = load_config(path)
+    X, y, ids = load_task_data(config, data_dir)
+    Xc, yc, idc = load_task_data(load_config(_yaml_config(
+        tiny_lm, tmp_path, "task: multiple_choice\ndataset: arc_easy\nn_examples: 5\n",
+        name="cloze.yaml")), data_dir)
+    assert ids == idc and (y == yc).all()
+    assert all(c == ["A", "B", "C", "D"][: len(c)] for c in X["choices"])
+    for prompt, cloze_prompt, choices in zip(X["prompt"], Xc["prompt"], Xc["choices"]):
+        assert prompt.endswith(f"{chr(ord('A') + len(choices) - 1)}. {choices[-1]}\nAnswer:")
+        assert cloze_prompt.split("\n")[0] == prompt.split("\n")[0]
+
+
 @pytest.mark.parametrize(
     "text, match",
     [
@@ -189,6 +206,8 @@ def _yaml_config(tiny_lm, tmp_path, text, name="exp.yaml"):
         ("n_examples: abc\n", r"'n_examples' must be an int >= 1 or null; got 'abc' \(str\)"),
         ("test_size: '0.3'\n", r"'test_size' must be a float or an int"),
         ("data_seed: 1.5\n", r"'data_seed' must be an int"),
+        ("options: letters\n", r"Bad value 'letters' for 'options'. Allowed: cloze, lettered"),
+        ("options: lettered\n", r"'options: lettered' applies to task multiple_choice"),
         ("split_kind: random\ndifficulty: {n_splits: 2}\n", r"'difficulty' applies to split_kind: easy_hard only"),
         ("boost: [1, 2]\n", r"'boost' must be a mapping"),
         ("dataset: {path: q.jsonl, colums: {}}\n", r"Unknown key\(s\) \['colums'\] in 'dataset'"),

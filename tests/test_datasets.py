@@ -395,6 +395,29 @@ def test_to_multiple_choice(data_dir):
     assert all(p.startswith("Question: ") for p in Xa["prompt"])
 
 
+def test_lettered_options_list_the_choices_and_answer_with_letters(data_dir):
+    df = load_arc("easy", "validation", data_dir=data_dir)
+    X, y = to_multiple_choice(df, options="lettered")
+    cloze, y_cloze = to_multiple_choice(df)
+    np.testing.assert_array_equal(y, y_cloze)  # the same questions and answer positions
+    for prompt, letters, choices, question in zip(X["prompt"], X["choices"], df["choices"],
+                                                  df["question"]):
+        assert letters == [chr(ord("A") + k) for k in range(len(choices))]
+        lines = prompt.split("\n")
+        assert lines[0] == f"Question: {question}" and lines[-1] == "Answer:"
+        assert lines[1:-1] == [f"{k}. {c}" for k, c in zip(letters, choices)]
+    # the support line still comes first
+    quartz = load_quartz("validation", data_dir=data_dir).head(3)
+    Xs, _ = to_multiple_choice(quartz, use_support=True, options="lettered")
+    assert Xs["prompt"].iloc[0].startswith(f"Context: {quartz['support'].iloc[0]}\nQuestion: ")
+    assert Xs["prompt"].iloc[0].endswith(f"B. {quartz['choices'].iloc[0][1]}\nAnswer:")
+    with pytest.raises(ValueError, match="'options' parameter must be one of"):
+        to_multiple_choice(quartz, options="letters")
+    many = pd.DataFrame({"question": ["q"], "choices": [[str(k) for k in range(27)]], "answer": [0]})
+    with pytest.raises(ValueError, match="at most 26 choices"):
+        to_multiple_choice(many, options="lettered")
+
+
 def test_formatting():
     assert format_classification("Why?", "Because") == "Q: Why? A: Because"
     assert format_prompt("Why?") == "Question: Why?\nAnswer:"

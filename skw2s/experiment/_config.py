@@ -71,6 +71,10 @@ CONFIG_KEYS = (
     Key("data_seed", "int", 0, "Seed of the subset and of the SciQ binarisation."),
     Key("use_support", "bool", False,
         "multiple_choice: put the support passage in the prompt."),
+    Key("options", "cloze | lettered", "cloze",
+        "multiple_choice: cloze scores each option's text as the answer; lettered lists the "
+        "options in the prompt as A. B. ... and the answer is the letter "
+        "(skw2s.datasets.to_multiple_choice)."),
     Key("split_kind", "random | easy_hard", "random",
         "random: a 50/50 split of the pool; easy_hard: rated by difficulty, easy rows go to the "
         "weak side."),
@@ -129,6 +133,7 @@ KEYS = {key.name: key for key in CONFIG_KEYS}
 TASKS = ("binary", "multiple_choice")
 SPLITS = ("train", "validation", "test")
 SPLIT_KINDS = ("random", "easy_hard")
+OPTION_FORMATS = ("cloze", "lettered")
 DIFFICULTY_KEYS = ("n_splits", "easy_fraction", "estimator", "precomputed", "n_jobs")
 DATASET_KEYS = ("path", "columns", "split", "name", "choices_sep")
 
@@ -456,6 +461,12 @@ def load_config(source) -> dict:
     for name in ("use_support", "baseline", "ceiling"):
         _check_bool(name, config[name])
     _check_choice("split_kind", config["split_kind"], SPLIT_KINDS)
+    _check_choice("options", config["options"], OPTION_FORMATS)
+    if config["task"] == "binary" and config["options"] != "cloze":
+        raise ConfigError(
+            f"'options: {config['options']}' applies to task multiple_choice; task binary has "
+            "no options to list. Remove the key."
+        )
     if not _is_number(config["test_size"]):
         raise ConfigError(f"'test_size' must be a float or an int; {_got(config['test_size'])}.")
     _check_optional("id_test_size", config["id_test_size"], _is_number, "a float or an int")

@@ -23,7 +23,7 @@ def _to_task(config, df):
         if "label" not in df:  # multiple-choice questions (SciQ), binarised as in Burns et al.
             df = binarize_sciq(df, random_state=config["data_seed"])
         return to_classification(df)
-    return to_multiple_choice(df, use_support=config["use_support"])
+    return to_multiple_choice(df, use_support=config["use_support"], options=config["options"])
 
 
 class _GradeOf:
