@@ -129,3 +129,18 @@ def smollm2_path() -> str:
         return resolve_model_path("smollm2-135m")
     except ImportError as exc:
         pytest.skip(str(exc))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip the tests marked ``cuda`` where no CUDA device is present (``scripts/gpu_check.sh``
+    runs them with ``-m cuda`` on a GPU)."""
+    marked = [item for item in items if item.get_closest_marker("cuda") is not None]
+    if not marked:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in marked:
+        item.add_marker(skip)

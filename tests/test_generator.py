@@ -215,7 +215,7 @@ def test_device_auto_picks_cuda_when_present(tiny_lm):
     assert est.model_.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_fit_and_generate_on_cuda(tiny_lm):
     est = LLMGenerator(tiny_lm, device="cuda", lr=1e-2, n_epochs=2, random_state=0)
     est.fit(X_MC, Y_MC)

@@ -526,7 +526,7 @@ def test_losses_are_differentiable_and_upcast_half(name, dtype):
     assert logits.grad.abs().sum() > 0
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_losses_on_cuda_match_cpu_with_numpy_labels_and_weights(name):
     g = torch.Generator().manual_seed(1)

@@ -119,7 +119,7 @@ def test_cache_dir_env(monkeypatch, tmp_path):
     assert models.cache_dir() == tmp_path
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.cuda
 def test_tiny_model_on_cuda(tiny_lm):
     model, _ = load_causal_lm(tiny_lm, device="auto")
     assert model.device.type == "cuda"

@@ -269,7 +269,7 @@ def test_finished_rows_leave_the_batch(adapters, tiny_experts):
     assert rows[0] == len(PROMPTS) and rows == sorted(rows, reverse=True) and rows[-1] < rows[0]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_fast_paths_on_cuda(tiny_lm):
     from peft import LoraConfig, get_peft_model
 
