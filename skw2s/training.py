@@ -476,7 +476,8 @@ def extract_features(model, tokenizer, texts, *, batch_size=16, max_length=256):
             mask = _pad([[1] * len(c) for c in chunk], 0).to(model.device)
             hidden = body(input_ids=input_ids, attention_mask=mask).last_hidden_state
             last = mask.sum(dim=1) - 1
-            out.append(hidden[torch.arange(len(chunk)), last].float().cpu())
+            rows = torch.arange(len(chunk), device=hidden.device)
+            out.append(hidden[rows, last].float().cpu())
     return torch.cat(out).numpy()
 
 
@@ -523,13 +524,19 @@ def answer_score_features(body, lm_head_weight, tokenizer, texts, *, marker, bat
             input_ids = _pad([ids for ids, _ in chunk], tokenizer.pad_token_id).to(device)
             mask = _pad([[1] * len(ids) for ids, _ in chunk], 0).to(device)
             hidden = body(input_ids=input_ids, attention_mask=mask).last_hidden_state
-            for i, (ids, n_answer) in enumerate(chunk):
-                end = len(ids)
-                positions = torch.arange(end - n_answer - 1, end - 1, device=device)
-                logits = hidden[i, positions].float() @ weight_t
-                targets = input_ids[i, positions + 1]
-                logp = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0].cpu().numpy()
-                out[start + i] = (logp.mean(), logp.sum(), logp.min(), logp[0], np.log(n_answer))
+            # every answer position of the batch at once; the values come back to the CPU once
+            row_of = [i for i, (_, n_answer) in enumerate(chunk) for _ in range(n_answer)]
+            col_of = [len(ids) - n_answer - 1 + j for ids, n_answer in chunk
+                      for j in range(n_answer)]
+            r = torch.tensor(row_of, device=device)
+            c = torch.tensor(col_of, device=device)
+            logits = hidden[r, c].float() @ weight_t
+            targets = input_ids[r, c + 1]
+            logp = torch.log_softmax(logits, dim=-1).gather(1, targets[:, None])[:, 0]
+            splits = np.cumsum([n_answer for _, n_answer in chunk])[:-1]
+            for i, lp in enumerate(np.split(logp.cpu().numpy(), splits)):
+                n_answer = chunk[i][1]
+                out[start + i] = (lp.mean(), lp.sum(), lp.min(), lp[0], np.log(n_answer))
     return out
 
 

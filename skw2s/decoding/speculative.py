@@ -238,7 +238,7 @@ def _decode_batch_speculative(
                 own.append(logits[0, :, -1])
                 if i < k_eff:
                     d = own[-1].argmax(-1)
-                    steps.append(d.cpu())
+                    steps.append(d)
                     feed_ids, feed_pos = d[:, None], feed_pos + 1
                     feed_mask = torch.cat([feed_mask, one(feed_mask)], 1)
             stats.draft_forwards += k_eff + 1
@@ -248,12 +248,14 @@ def _decode_batch_speculative(
                 logits, dcache = dgroup(feed_ids, feed_mask, feed_pos, cache=dcache,
                                         use_cache=True, keep=1, member=dmember)
                 d = logits[0, :, -1].argmax(-1)
-                steps.append(d.cpu())
+                steps.append(d)
                 feed_ids, feed_pos = d[:, None], feed_pos[:, -1:] + 1
                 feed_mask = torch.cat([feed_mask, one(feed_mask)], 1)
             stats.draft_forwards += k_eff
             dlen = W + k_eff - 1
-        drafts = torch.stack(steps, 1) if steps else torch.empty((n, 0), dtype=torch.long)
+        # the drafts stay on the drafter's device while it drafts; they come back at once here
+        drafts = (torch.stack(steps, 1).cpu() if steps
+                  else torch.empty((n, 0), dtype=torch.long))
         # -- verify: the other experts score the pending token and the drafts in one forward --
         block = torch.cat([ids[:, -1:], drafts], 1)
         block_mask = torch.cat([mask, torch.ones((n, k_eff), dtype=mask.dtype)], 1)

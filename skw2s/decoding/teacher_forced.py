@@ -111,7 +111,8 @@ def _expert_scores(groups, n_experts, run_group, lean, target, device):
         values = None
         for at, src, logits in run_group(g):
             dev = logits.device
-            at, src, tgt = at.to(dev), src.to(dev), target.to(dev)[at.to(dev)]
+            at, src = at.to(dev), src.to(dev)
+            tgt = target.to(dev)[at]
             if values is None:
                 shape = (g.size, n) if lean else (g.size, n, logits.shape[-1])
                 values = torch.empty(shape, device=dev, dtype=torch.float32)
