@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
+
+from ._distributed import map_batches
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +161,13 @@ def features(entry, texts, *, max_length, batch_size, verbose, kind="last_token"
     if missing:
         start = time.perf_counter()
         chunk = max(1, batch_size)
-        for i in tqdm(
-            range(0, len(missing), chunk), desc="features", disable=not verbose, leave=False
-        ):
-            part = missing[i : i + chunk]
-            feats = _extract(entry, part, kind=kind, marker=marker, max_length=max_length, batch_size=chunk)
+        parts = [missing[i : i + chunk] for i in range(0, len(missing), chunk)]
+        done = map_batches(
+            lambda part: _extract(entry, part, kind=kind, marker=marker, max_length=max_length,
+                                  batch_size=chunk),
+            parts, desc="features", verbose=verbose,
+        )
+        for part, feats in zip(parts, done):
             for text, row in zip(part, feats, strict=True):
                 found[text] = np.array(row, dtype=np.float32)
         with _LOCK:
@@ -228,19 +231,22 @@ def model_logits(model, tokenizer, texts, *, max_length, batch_size, verbose):
     import torch
 
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+    def run(idx):
+        enc = tokenizer(
+            [texts[i] for i in idx],
+            truncation=True,
+            max_length=max_length,
+            padding=True,
+            return_tensors="pt",
+        ).to(model.device)
+        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        return logits.float().cpu().numpy()
+
     out = np.empty((len(texts), 2), dtype=np.float64)
     with torch.no_grad():
-        for start in tqdm(
-            range(0, len(order), batch_size), desc="predict", disable=not verbose, leave=False
-        ):
-            idx = order[start : start + batch_size]
-            enc = tokenizer(
-                [texts[i] for i in idx],
-                truncation=True,
-                max_length=max_length,
-                padding=True,
-                return_tensors="pt",
-            ).to(model.device)
-            logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
-            out[idx] = logits.float().cpu().numpy()
+        for idx, logits in zip(batches, map_batches(run, batches, desc="predict",
+                                                     verbose=verbose)):
+            out[idx] = logits
     return out

@@ -122,6 +122,9 @@ def parse_model_spec(spec) -> ModelSpec:
 def resolve_device(device="auto"):
     """Return a :class:`torch.device`: ``"auto"`` means ``cuda`` when present, else CPU.
 
+    Under ``torchrun`` or ``accelerate launch`` (``WORLD_SIZE > 1``), ``"auto"`` and ``"cuda"``
+    mean this process's own GPU, ``cuda:LOCAL_RANK``.
+
     Parameters
     ----------
     device : str, torch.device or None, default="auto"
@@ -138,14 +141,18 @@ def resolve_device(device="auto"):
     """
     import torch
 
+    from ._distributed import local_device_index
+
     if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:
         raise ValueError(f"Unknown device {device!r}: use 'auto', 'cpu' or 'cuda[:N]'.") from exc
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for, but CUDA is not available here.")
+    if resolved.type == "cuda" and resolved.index is None and local_device_index() is not None:
+        resolved = torch.device("cuda", local_device_index())
     return resolved
 
 

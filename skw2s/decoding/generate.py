@@ -24,6 +24,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
+from .._distributed import map_batches
 from ._batching import _batches, _check_positive_int, _pad_rows
 from .experts import (
     _check_experts,
@@ -254,24 +255,36 @@ def mixture_generate(
     results = [None] * len(encoded)
     batches = list(_batches([len(e) for e in encoded], batch_size))
     stats = _SpeculativeStats()
+
+    def run(idx):
+        rows = [encoded[i] for i in idx]
+        ids = _pad_rows(rows, pad_id, "left")
+        mask = _pad_rows([[1] * len(r) for r in rows], 0, "left")
+        if speculative_k is not None:
+            own = _SpeculativeStats()
+            out = _decode_batch_speculative(
+                groups, weights, ids, mask, combine=combine, max_new_tokens=max_new_tokens,
+                eos=eos_t, k=speculative_k, drafter=draft_expert, stats=own,
+            )
+            return out, own
+        out = _decode_batch(
+            groups, alphas_t, weights, ids, mask, combine=combine,
+            max_new_tokens=max_new_tokens, generator=generator, temperature=temperature,
+            do_sample=do_sample, eos=eos_t, use_cache=use_cache,
+        )
+        return out, None
+
     with torch.inference_mode(), _sessions(groups):
-        for idx in tqdm(batches, desc="generating", disable=not verbose, leave=False):
-            rows = [encoded[i] for i in idx]
-            ids = _pad_rows(rows, pad_id, "left")
-            mask = _pad_rows([[1] * len(r) for r in rows], 0, "left")
-            if speculative_k is not None:
-                out = _decode_batch_speculative(
-                    groups, weights, ids, mask, combine=combine, max_new_tokens=max_new_tokens,
-                    eos=eos_t, k=speculative_k, drafter=draft_expert, stats=stats,
-                )
-            else:
-                out = _decode_batch(
-                    groups, alphas_t, weights, ids, mask, combine=combine,
-                    max_new_tokens=max_new_tokens, generator=generator, temperature=temperature,
-                    do_sample=do_sample, eos=eos_t, use_cache=use_cache,
-                )
-            for i, toks in zip(idx, out):
-                results[i] = toks
+        if do_sample:  # one generator draws for every batch in turn: every rank runs them all
+            done = [run(idx) for idx in tqdm(batches, desc="generating", disable=not verbose,
+                                             leave=False)]
+        else:
+            done = map_batches(run, batches, desc="generating", verbose=verbose)
+    for idx, (out, own) in zip(batches, done):
+        for i, toks in zip(idx, out):
+            results[i] = toks
+        if own is not None:
+            stats.add(own)
     if speculative_k is not None:
         _publish_stats(stats, verbose)
     return results

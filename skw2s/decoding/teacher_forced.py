@@ -28,10 +28,10 @@ torch is imported inside the functions, so importing this module is cheap.
 from __future__ import annotations
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from ..datasets import format_completion
 from ..training import encode_sft
+from .._distributed import map_batches
 from ._batching import _batches, _check_positive_int, _pad_rows
 from .experts import _check_experts, _make_groups, _sessions
 
@@ -330,15 +330,27 @@ def _teacher_forced(
     device = groups[0].device
     lean = share_prompts and preds is None and combine == "prob"
     batches = _plan_batches(encoded, batch_size, share_prompts)
+
+    def run(item):
+        plan, batch = item
+        rows, counts, target, run_group = plan(batch, encoded, pad_token_id)
+        scores = _expert_scores(groups, len(a), run_group, lean, target, device)
+        results = _mix_stages(scores, a, stages, combine, lean, target)
+        if members:
+            results = results + _member_gold(scores, lean, target)
+        return rows, counts, results
+
     with torch.inference_mode(), _sessions(groups):
-        for plan, batch in tqdm(batches, desc=desc, disable=not verbose, leave=False):
-            rows, counts, target, run_group = plan(batch, encoded, pad_token_id)
-            scores = _expert_scores(groups, len(a), run_group, lean, target, device)
-            results = _mix_stages(scores, a, stages, combine, lean, target)
-            if members:
-                results = results + _member_gold(scores, lean, target)
-            _store(results, preds, gold, rows, counts)
+        done = map_batches(run, batches, rows=_plan_rows, desc=desc, verbose=verbose)
+    for rows, counts, results in done:
+        _store(results, preds, gold, rows, counts)
     return preds, gold
+
+
+def _plan_rows(item):
+    """The examples of a planned batch: one per prompt, or several sharing one."""
+    plan, batch = item
+    return sum(len(rows) for _, rows in batch) if plan is not _whole_sequences else len(batch)
 
 
 def token_predictions(
