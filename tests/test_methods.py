@@ -19,7 +19,13 @@ from skw2s import (
     WeakToStrongPipeline,
 )
 from skw2s._weights import fit_mixture_weights
-from skw2s.stats import mcnemar, paired_bootstrap, paired_comparison
+from skw2s.stats import (
+    mcnemar,
+    paired_bootstrap,
+    paired_comparison,
+    seed_interval,
+    seeds_for_half_width,
+)
 
 WORDS = "oxygen nitrogen hydrogen helium carbon iron water sun moon earth".split()
 TEXTS = [f"Q: {a} {b} A: {c}" for a in WORDS[:5] for b in WORDS[5:] for c in WORDS[:2]]
@@ -235,6 +241,56 @@ def test_mcnemar_is_the_exact_binomial_test():
     expected = binomtest(min(a_only, b_only), a_only + b_only, 0.5).pvalue
     assert p == pytest.approx(expected, rel=1e-9)
     assert mcnemar([np.ones(5)], [np.ones(5)]) == (1.0, 0, 0)
+    # by hand: 2 questions only a got right, 8 only b; 2 * P(X <= 2), X ~ Bin(10, 1/2)
+    a, b = np.r_[np.ones(2), np.zeros(8), np.ones(5)], np.r_[np.zeros(2), np.ones(8), np.ones(5)]
+    assert mcnemar([a], [b]) == (pytest.approx(2 * (1 + 10 + 45) / 1024, rel=1e-12), 2, 8)
+    assert mcnemar([a[:4]], [b[:4]])[0] == 1.0  # 2 against 2: a tie
+
+
+def _seeds_with_differences(points, n=2000, seed=0):
+    """One pair of 0/1 arrays per seed whose accuracies differ by exactly ``points`` / 100."""
+    rng = np.random.default_rng(seed)
+    a, b = [], []
+    for d in points:
+        base = (rng.random(n) < 0.5).astype(float)
+        other = base.copy()
+        flip = np.flatnonzero(base == 0)[: round(abs(d) / 100 * n)]
+        other[flip] = 1
+        a, b = (a + [other], b + [base]) if d > 0 else (a + [base], b + [other])
+    return a, b
+
+
+def test_seed_interval_is_a_t_interval_on_the_per_seed_differences():
+    a, b = _seeds_with_differences([1.0, 3.0, 2.0])
+    low, high, sd = seed_interval(a, b)
+    # mean 2 points, sd 1 point, t_{0.975, 2} = 4.302653
+    assert sd == pytest.approx(0.01)
+    assert (low, high) == (pytest.approx(0.02 - 4.302653 * 0.01 / 3**0.5),
+                           pytest.approx(0.02 + 4.302653 * 0.01 / 3**0.5))
+    assert all(np.isnan(seed_interval(a[:1], b[:1])))  # one seed: no seed-level spread
+    one = paired_comparison(a[:1], b[:1], n_boot=200)
+    assert np.isnan(one["seed_half_width"]) and np.isfinite(one["half_width"])
+
+
+def test_seed_interval_sees_the_spread_the_bootstrap_over_three_seeds_misses():
+    a, b = _seeds_with_differences([5.0, -3.0, 1.0])
+    stats = paired_comparison(a, b, n_boot=2000)
+    assert stats["diff"] == pytest.approx(0.01)
+    assert (stats["seed_ci_low"], stats["seed_ci_high"]) == pytest.approx(seed_interval(a, b)[:2])
+    assert stats["seed_half_width"] == pytest.approx(4.302653 * 0.04 / 3**0.5, rel=1e-5)
+    assert stats["seed_half_width"] > 2 * stats["half_width"]  # the bootstrap: about +-2.7
+
+
+def test_seeds_for_half_width_is_the_smallest_t_interval_within_it():
+    # sd 1 point, target 1.5: n = 4 gives 3.182 / 2 = 1.59, n = 5 gives 2.776 / 2.236 = 1.24
+    assert seeds_for_half_width(0.01, 0.015) == 5
+    assert seeds_for_half_width(0.0, 0.015) == 2
+    assert seeds_for_half_width(float("nan"), 0.015) is None
+    assert seeds_for_half_width(0.01, 0.015, max_seeds=4) is None
+    from scipy.stats import t
+
+    n = seeds_for_half_width(0.0165, 0.015)
+    assert t.ppf(0.975, n - 1) * 0.0165 / n**0.5 <= 0.015 < t.ppf(0.975, n - 2) * 0.0165 / (n - 1)**0.5
 
 
 def test_paired_bootstrap_interval():
