@@ -28,11 +28,20 @@ __all__ = ["comparison_table", "disagreement_table", "load_predictions", "paired
 
 
 def _records(directories):
+    """``(run name, record)`` of every seed file, named as :func:`skw2s.report.run_names` does."""
+    from .report import run_names
+
+    loaded = []
     for directory in directories:
         for path in sorted(Path(directory).glob("seed*.json")):
             record = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(record, dict) and "report" in record:
-                yield Path(directory), record
+                loaded.append((Path(directory), record))
+    first = {}
+    for directory, record in loaded:
+        first.setdefault(directory, record.get("name", directory.name))
+    names = run_names(first)
+    return [(names[directory], record) for directory, record in loaded]
 
 
 def load_predictions(directories):
@@ -46,12 +55,12 @@ def load_predictions(directories):
     Returns
     -------
     predictions : dict
-        ``{run: {test: {seed: {"y": ndarray, "models": {name: ndarray}}}}}``; seed files
-        written before per-question predictions existed are left out.
+        ``{run: {test: {seed: {"y": ndarray, "models": {name: ndarray}}}}}``, with runs named
+        as :func:`skw2s.report.run_names` does (two directories' seeds are never pooled); seed
+        files written before per-question predictions existed are left out.
     """
     out = {}
-    for directory, record in _records(directories):
-        run = record.get("name", directory.name)
+    for run, record in _records(directories):
         for test, p in (record.get("predictions") or {}).items():
             out.setdefault(run, {}).setdefault(test, {})[record["seed"]] = {
                 "y": np.asarray(p["y"]),
@@ -175,8 +184,7 @@ def disagreement_table(directories):
         seeds of the mean over pairs of learners).
     """
     values = {}
-    for directory, record in _records(directories):
-        run = record.get("name", directory.name)
+    for run, record in _records(directories):
         for item in record.get("weak_disagreement") or []:
             values.setdefault((run, item["test"], item["weak_side"]), []).append(item["disagreement"])
     return pd.DataFrame([

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "aggregate", "find_run_dirs", "id_ood_table", "load_runs", "plot_rounds", "plot_summary", "rounds_table",
-    "summary_table", "write_report",
+    "run_names", "summary_table", "write_report",
 ]
 
 MODEL_ORDER = ["weak_single", "weak_ensemble", "baseline_student", "ensemble_student", "ceiling"]
@@ -110,6 +110,39 @@ def find_run_dirs(directories) -> list:
     return found
 
 
+def run_names(named):
+    """One name per run directory: the config's name, or the folder's path where names clash.
+
+    Parameters
+    ----------
+    named : dict
+        ``{directory: name}``: each run directory (path-like) with the ``name`` its seed files
+        record.
+
+    Returns
+    -------
+    names : dict
+        ``{pathlib.Path: str}``. A name that two or more directories share (``paired/`` and
+        ``reproduce/`` both hold an ``arc-easy-random``) becomes each directory's path below
+        their deepest common folder (``paired/arc-easy-random``, ``reproduce/arc-easy-random``),
+        so their seeds are never pooled; other names are kept.
+    """
+    named = {Path(d): str(n) for d, n in named.items()}
+    groups = {}
+    for directory, name in named.items():
+        groups.setdefault(name, []).append(directory)
+    out = {}
+    for name, directories in groups.items():
+        if len(directories) == 1:
+            out[directories[0]] = name
+            continue
+        resolved = [d.resolve() for d in directories]
+        common = Path(os.path.commonpath(resolved))
+        for directory, full in zip(directories, resolved):
+            out[directory] = full.relative_to(common).as_posix() or name
+    return out
+
+
 def _main_rows(frame):
     """The rows of the main weak side (``"ours"``) and the first student loss: what the
     summary, round and ID/OOD tables show. Other weak sides and losses are in
@@ -136,8 +169,9 @@ def load_runs(directories, *, all_rows=False) -> pd.DataFrame:
     Returns
     -------
     runs : pandas.DataFrame
-        The records of every seed's ``report_``, with columns ``run`` (the config's name),
-        ``seed`` and ``split_kind`` (of the config; None for files without one) added.
+        The records of every seed's ``report_``, with columns ``run`` (the config's name, or
+        the folder's path where two directories share a name: :func:`run_names`), ``seed`` and
+        ``split_kind`` (of the config; None for files without one) added.
 
     Raises
     ------
@@ -146,12 +180,16 @@ def load_runs(directories, *, all_rows=False) -> pd.DataFrame:
     ValueError
         When a seed file is not valid JSON (naming the file and line).
     """
-    frames = []
+    loaded = {}
     for directory in directories:
         directory = Path(directory)
         records = [r for r in map(_seed_record, sorted(directory.glob("seed*.json"))) if r is not None]
         if not records:
             raise FileNotFoundError(f"No seed*.json results of `skw2s run` in {directory}: run `skw2s run` first.")
+        loaded[directory] = records
+    names = run_names({d: records[0].get("name", d.name) for d, records in loaded.items()})
+    frames = []
+    for directory, records in loaded.items():
         for record in records:
             frame = pd.DataFrame(record["report"])
             if "test" not in frame:  # results written before the in-distribution test existed
@@ -164,7 +202,7 @@ def load_runs(directories, *, all_rows=False) -> pd.DataFrame:
                     frame[column] = np.nan
             if not all_rows:
                 frame = _main_rows(frame)
-            frame["run"] = record.get("name", directory.name)
+            frame["run"] = names[directory]
             frame["seed"] = record["seed"]
             frame["split_kind"] = (record.get("config") or {}).get("split_kind")
             frames.append(frame)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -131,3 +133,41 @@ def test_report_finds_run_directories_below_a_folder(tmp_path):
     assert set(load_runs(found).split_kind) == {"random", "easy_hard"}
     with pytest.raises(FileNotFoundError, match="No run results in or below"):
         write_report([capability], tmp_path / "none")
+
+
+def test_runs_that_share_a_name_are_keyed_by_their_folder(tmp_path):
+    _write_run(tmp_path / "results" / "paired" / "same", "same")
+    _write_run(tmp_path / "results" / "reproduce" / "same", "same", "easy_hard", seeds=(0,))
+    _write_run(tmp_path / "results" / "reproduce" / "other", "other")
+    found = find_run_dirs([tmp_path / "results"])
+    assert report.run_names({d: d.name for d in found}) == {
+        tmp_path / "results" / "paired" / "same": "paired/same",
+        tmp_path / "results" / "reproduce" / "other": "other",
+        tmp_path / "results" / "reproduce" / "same": "reproduce/same",
+    }
+    runs = load_runs(found)
+    assert runs.groupby("run").seed.nunique().to_dict() == {
+        "paired/same": 2, "reproduce/same": 1, "other": 2}
+    summary = write_report([tmp_path / "results"], tmp_path / "out")
+    assert summary.run.tolist() == ["paired/same", "other", "reproduce/same"]
+
+
+README_REPORT = re.compile(r"`skw2s report (benchmarks/results) --output-dir (\S+)`")
+
+
+@pytest.mark.slow
+def test_the_readme_report_command_runs_on_the_committed_results(tmp_path):
+    from skw2s.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    match = README_REPORT.search((root / "README.md").read_text())
+    assert match, "the README no longer shows `skw2s report benchmarks/results --output-dir ...`"
+    if not (root / match.group(1) / "paired").is_dir():
+        pytest.skip("the committed results are not in this checkout")
+    assert main(["report", str(root / match.group(1)), "--output-dir", str(tmp_path)]) == 0
+    summary = pd.read_csv(tmp_path / "summary.csv")
+    assert {"paired/arc-easy-random", "reproduce/arc-easy-random"} <= set(summary.run)
+    paired = pd.read_csv(tmp_path / "paired.csv")
+    seeds = paired[paired.run == "paired/arc-easy-random"].n_seeds
+    assert len(seeds) and (seeds == len(list((root / match.group(1) / "paired" / "arc-easy-random")
+                                              .glob("seed*.json")))).all()
