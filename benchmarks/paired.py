@@ -31,6 +31,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CONFIGS = HERE / "paired"
@@ -38,7 +40,7 @@ RESULTS = HERE / "results" / "paired"
 METHODS = HERE / "results" / "methods"  # the standard w2s methods side by side (benchmarks/methods/)
 MARKDOWN = HERE / "RESULTS.md"
 CELLS = ["sciq-binary-random", "sciq-binary-easy-hard", "arc-easy-random", "arc-easy-easy-hard"]
-TARGET = 0.015  # the 95% interval of ours - baseline: at most 1.5 points on each side
+TARGET = 0.015  # the wider 95% interval of ours - baseline: at most 1.5 points on each side
 
 logger = logging.getLogger("paired")
 
@@ -66,19 +68,34 @@ def _pct(x):
     return f"{100 * x:+.1f}"
 
 
+def _interval(low, high):
+    return f"[{_pct(low)}, {_pct(high)}]"
+
+
 def paired_block(table):
-    """The paired comparisons, in points, with the target check on ours - baseline."""
+    """The paired comparisons, in points: the bootstrap and the seed-level t interval side by side.
+
+    ``test`` says which test questions a row scores (``hard``, or ``all`` the test questions of
+    a random split). The two intervals answer the same question in two ways: the two-level
+    bootstrap (seeds, then questions) and a t interval on the per-seed differences, which sees
+    the seed-to-seed spread that a bootstrap over a few seeds underestimates. With one seed
+    the t interval is undefined ("1 seed").
+    """
     import pandas as pd
 
     if not len(table):
         return "(no results yet)"
     rows = []
     for _, r in table.iterrows():
+        one = not np.isfinite(r.seed_half_width)
         rows.append({
-            "cell": r.run, "test": r.test, "comparison": r.comparison,
+            "cell": r.run, "test": r.test_set, "comparison": r.comparison,
             "diff (points)": _pct(r["diff"]),
-            "95% CI (points)": f"[{_pct(r.ci_low)}, {_pct(r.ci_high)}]",
-            "half-width": f"{100 * r.half_width:.1f}",
+            "95% CI, bootstrap": _interval(r.ci_low, r.ci_high),
+            "95% CI, t on seeds": ("n/a (1 seed)" if one
+                                   else _interval(r.seed_ci_low, r.seed_ci_high)),
+            "half-width: bootstrap / t": f"{100 * r.half_width:.1f} / "
+                                         + ("n/a" if one else f"{100 * r.seed_half_width:.1f}"),
             "McNemar p": f"{r.p_mcnemar:.3g}",
             "only a / only b": f"{int(r.a_only)} / {int(r.b_only)}",
             "seeds a ahead / b ahead": f"{int(r.seeds_a_ahead)} / {int(r.seeds_b_ahead)}",
@@ -88,26 +105,48 @@ def paired_block(table):
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
-def seeds_needed(half_width, n_seeds):
-    """The seeds the target would need, extrapolated by 1/sqrt(questions x seeds).
+def seeds_needed(half_width, seed_half_width, seed_sd, n_seeds):
+    """Whether the target is met on the wider interval, and else how many seeds it would need.
 
-    With one seed the bootstrap resamples only questions, so its interval leaves out how much
-    a whole seed moves: neither "met" nor an extrapolation can be read from it.
+    Parameters
+    ----------
+    half_width, seed_half_width : float
+        Half-widths of the bootstrap and of the t interval on the per-seed differences.
+    seed_sd : float
+        Standard deviation of the per-seed differences.
+    n_seeds : int
+        Seeds so far.
+
+    Returns
+    -------
+    status : str
+        ``"met"``, ``"about N"`` or ``"unknown from 1 seed"``: with one seed neither interval
+        sees how much a whole seed moves.
+    n : int or None
+        The seeds needed when not met: the larger of the t extrapolation (the smallest n with
+        ``t_{0.975, n-1} * seed_sd / sqrt(n) <= TARGET``) and the bootstrap's, by
+        1/sqrt(seeds); None when met or unknown.
     """
-    if n_seeds < 2:
-        return "unknown from 1 seed"
-    if half_width <= TARGET:
-        return "met"
-    return f"about {math.ceil(n_seeds * (half_width / TARGET) ** 2)}"
+    from skw2s.stats import seeds_for_half_width
+
+    if n_seeds < 2 or not np.isfinite(seed_half_width):
+        return "unknown from 1 seed", None
+    if max(half_width, seed_half_width) <= TARGET:
+        return "met", None
+    by_t = seeds_for_half_width(seed_sd, TARGET) or n_seeds
+    by_bootstrap = math.ceil(n_seeds * (half_width / TARGET) ** 2)
+    n = max(by_t, by_bootstrap, n_seeds + 1)
+    return f"about {n}", n
 
 
 def compute_block(dirs, table):
-    """CPU time per seed and per cell, measured, and what the target width would need.
+    """CPU time per seed and per cell, measured; the target judged on the wider interval.
 
     ``table`` is the :func:`skw2s.comparison.paired_table` of ``dirs`` that the main block
-    shows, so the half-width here is the one printed there.
+    shows, so the half-widths here are the ones printed there. The last column prices the
+    seeds still missing at the mean measured CPU time of a seed (the 2 x wall bound where no
+    seed of the cell measured it).
     """
-    import numpy as np
     import pandas as pd
 
     rows = []
@@ -116,18 +155,33 @@ def compute_block(dirs, table):
         seconds = [r["seconds"] for r in records]
         # CPU time where the seed file records it, else the bound 2 cores x wall
         cpu = [r.get("cpu_seconds", 2 * r["seconds"]) for r in records]
+        measured = [r["cpu_seconds"] for r in records if "cpu_seconds" in r]
         row = {"cell": d.name, "seeds": len(records),
                "wall hours per seed (2 cores)": f"{np.mean(seconds) / 3600:.2f}",
                "CPU hours": f"{sum(cpu) / 3600:.1f}",
-               "CPU time measured": f"{sum('cpu_seconds' in r for r in records)} of {len(records)} seeds"}
+               "CPU time measured": f"{len(measured)} of {len(records)} seeds"}
         main = table[(table.run == d.name) & (table.test == "hard")
                      & (table.comparison == "ours − baseline (students)")]
         if len(main):
-            width = float(main.half_width.iloc[0])
-            row["half-width now (points)"] = f"{100 * width:.1f}"
-            row["seeds for +-1.5 points"] = seeds_needed(width, len(records))
+            r = main.iloc[0]
+            one = not np.isfinite(r.seed_half_width)
+            seed_level = "n/a" if one else f"{100 * r.seed_half_width:.1f}"
+            row["half-width: bootstrap / t (points)"] = f"{100 * r.half_width:.1f} / {seed_level}"
+            status, n = seeds_needed(r.half_width, r.seed_half_width, r.seed_sd, len(records))
+            row["±1.5 points, on the wider"] = "not met" if n is not None else status
+            row["seeds for ±1.5 points"] = status if n is not None else "–"
+            if n is None:
+                row["CPU hours for the missing seeds"] = "–"
+            elif measured:
+                row["CPU hours for the missing seeds"] = (
+                    f"about {(n - len(records)) * np.mean(measured) / 3600:.1f}")
+            else:
+                row["CPU hours for the missing seeds"] = (
+                    f"at most {(n - len(records)) * np.mean(cpu) / 3600:.1f} (2 x wall)")
         rows.append(row)
-    return _md(pd.DataFrame(rows))
+    if not rows:
+        return "(no results yet)"
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def _replace_block(text, name, block):

@@ -74,13 +74,20 @@ def _report(dirs, output_dir):
 
 
 def _paired_lines(path):
+    import numpy as np
     import pandas as pd
 
     table = pd.read_csv(path)
+
+    def seed_level(r):
+        if not np.isfinite(r.get("seed_ci_low", np.nan)):
+            return "t on seeds: n/a with 1 seed"
+        return f"t on seeds [{100 * r.seed_ci_low:+.1f}, {100 * r.seed_ci_high:+.1f}]"
+
     return "".join(
-        f"  {r.comparison} [{r.test}]: {100 * r['diff']:+.1f} points, 95% CI "
-        f"[{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}], McNemar p = {r.p_mcnemar:.3g} "
-        f"({int(r.n_questions)} questions x seeds)\n"
+        f"  {r.comparison} [{r.get('test_set', r.test)}]: {100 * r['diff']:+.1f} points, 95% CI "
+        f"bootstrap [{100 * r.ci_low:+.1f}, {100 * r.ci_high:+.1f}], {seed_level(r)}, "
+        f"McNemar p = {r.p_mcnemar:.3g} ({int(r.n_questions)} questions x seeds)\n"
         for _, r in table.iterrows()
     )
 
@@ -121,7 +128,8 @@ def main(argv=None):
             summary = (out / "summary.md").read_text()
             paired = out / "paired.md"
             if paired.exists():  # the paired comparisons, with their intervals
-                summary += "\nPaired over seeds and test questions (95% bootstrap intervals):\n"
+                summary += ("\nPaired over seeds and test questions (95% intervals: the "
+                            "bootstrap, and a t interval on the per-seed differences):\n")
                 summary += _paired_lines(paired.with_suffix(".csv"))
     except (ValueError, FileNotFoundError) as exc:  # ConfigError is a ValueError
         if args.verbose:

@@ -6,7 +6,8 @@ Each ``seed{N}.json`` holds, per test set, every model's prediction on every tes
 - :func:`paired_table`: for each comparison (ours − baseline, ours − the uniform-ensemble
   student, ours − the logconf student, and on the weak side ensemble − single and ensemble −
   control ensemble), the accuracy difference over all seeds and questions, its paired bootstrap
-  95% interval and the McNemar p-value (:mod:`skw2s.stats`);
+  95% interval, the t interval on the per-seed differences and the McNemar p-value
+  (:mod:`skw2s.stats`);
 - :func:`comparison_table`: one row per (weak side, student loss): accuracy and, for binary
   tasks, AUROC and PGR on both, mean ± SEM over seeds;
 - :func:`disagreement_table`: how often two learners of a weak side disagree on a test
@@ -27,13 +28,19 @@ from .stats import paired_comparison
 __all__ = ["comparison_table", "disagreement_table", "load_predictions", "paired_table"]
 
 
+def _seed_order(path):
+    """``seed2.json`` before ``seed10.json``: the bootstrap draws seeds in this order."""
+    digits = path.stem[len("seed"):]
+    return (0, int(digits), "") if digits.isdigit() else (1, 0, path.name)
+
+
 def _records(directories):
     """``(run name, record)`` of every seed file, named as :func:`skw2s.report.run_names` does."""
     from .report import run_names
 
     loaded = []
     for directory in directories:
-        for path in sorted(Path(directory).glob("seed*.json")):
+        for path in sorted(Path(directory).glob("seed*.json"), key=_seed_order):
             record = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(record, dict) and "report" in record:
                 loaded.append((Path(directory), record))
@@ -55,16 +62,20 @@ def load_predictions(directories):
     Returns
     -------
     predictions : dict
-        ``{run: {test: {seed: {"y": ndarray, "models": {name: ndarray}}}}}``, with runs named
-        as :func:`skw2s.report.run_names` does (two directories' seeds are never pooled); seed
-        files written before per-question predictions existed are left out.
+        ``{run: {test: {seed: {"y": ndarray, "models": {name: ndarray}, "test_set": str}}}}``
+        (``test_set``: what the test set scores, :func:`skw2s.report.test_set_label`), with
+        runs named as :func:`skw2s.report.run_names` does (two directories' seeds are never
+        pooled); seed files written before per-question predictions existed are left out.
     """
+    from .report import test_set_label
+
     out = {}
     for run, record in _records(directories):
         for test, p in (record.get("predictions") or {}).items():
             out.setdefault(run, {}).setdefault(test, {})[record["seed"]] = {
                 "y": np.asarray(p["y"]),
                 "models": {k: np.asarray(v) for k, v in p["models"].items()},
+                "test_set": test_set_label(test, record.get("config")),
             }
     return out
 
@@ -108,22 +119,29 @@ def paired_table(directories, *, n_boot=10_000, confidence=0.95):
     Returns
     -------
     table : pandas.DataFrame
-        One row per run, test set and comparison: ``diff`` (accuracy of ``a`` minus ``b``,
-        mean over seeds), ``ci_low`` / ``ci_high`` (paired bootstrap over seeds and
-        questions), ``half_width``, ``p_mcnemar``, ``a_only`` / ``b_only`` (questions only one
-        of the two got right), ``n_questions`` and ``n_seeds``.
+        One row per run, test set and comparison: ``test`` (as in the seed files) and
+        ``test_set`` (what it scores: ``hard``, or ``all`` the test questions of a random
+        split, :func:`skw2s.report.test_set_label`), ``diff`` (accuracy of ``a`` minus ``b``,
+        mean over seeds), ``ci_low`` / ``ci_high`` / ``half_width`` (paired bootstrap over
+        seeds and questions), ``seed_ci_low`` / ``seed_ci_high`` / ``seed_half_width`` /
+        ``seed_sd`` (t interval on the per-seed differences; NaN with one seed),
+        ``p_mcnemar``, ``a_only`` / ``b_only`` (questions only one of the two got right),
+        ``seeds_a_ahead`` / ``seeds_b_ahead``, ``n_questions`` and ``n_seeds``
+        (:func:`skw2s.stats.paired_comparison`).
     """
     rows = []
     for run, tests in load_predictions(directories).items():
         for test, seeds in tests.items():
-            first = next(iter(seeds.values()))["models"]  # in the order the pipeline wrote them
+            first_seed = next(iter(seeds.values()))
+            first = first_seed["models"]  # in the order the pipeline wrote them
             common = [n for n in first if all(n in s["models"] for s in seeds.values())]
             for label, a, b in comparisons(common):
                 correct_a = [s["models"][a] == s["y"] for s in seeds.values()]
                 correct_b = [s["models"][b] == s["y"] for s in seeds.values()]
                 stats = paired_comparison(correct_a, correct_b, n_boot=n_boot,
                                           confidence=confidence)
-                rows.append({"run": run, "test": test, "comparison": label, "a": a, "b": b, **stats})
+                rows.append({"run": run, "test": test, "test_set": first_seed["test_set"],
+                             "comparison": label, "a": a, "b": b, **stats})
     return pd.DataFrame(rows)
 
 
@@ -138,6 +156,7 @@ def comparison_table(directories):
     Returns
     -------
     table : pandas.DataFrame
+        ``run``, ``test`` (what the test set scores: :func:`skw2s.report.test_set_label`),
         ``weak_side``, ``loss``, ``seeds``, the weak side's ensemble accuracy, its student's
         accuracy, PGR and (binary tasks) AUROC and AUROC-PGR, and the gap of the run.
     """
@@ -155,7 +174,7 @@ def comparison_table(directories):
                         & (runs.weak_side == side)]
         if side == "baseline (1 weak)":
             ensemble = runs[(runs.run == run) & (runs.test == test) & (runs.model == "weak_single")]
-        row = {"run": run, "test": test, "weak_side": side, "loss": loss,
+        row = {"run": run, "test": group.test_set.iloc[0], "weak_side": side, "loss": loss,
                "seeds": group.seed.nunique(),
                "weak accuracy": _fmt(*mean_sem(ensemble.accuracy)),
                "student accuracy": _fmt(*mean_sem(group.accuracy)),
@@ -180,13 +199,17 @@ def disagreement_table(directories):
     Returns
     -------
     table : pandas.DataFrame
-        ``run``, ``test``, ``weak_side``, ``seeds`` and ``disagreement`` (mean ± SEM over
-        seeds of the mean over pairs of learners).
+        ``run``, ``test`` (what the test set scores: :func:`skw2s.report.test_set_label`),
+        ``weak_side``, ``seeds`` and ``disagreement`` (mean ± SEM over seeds of the mean over
+        pairs of learners).
     """
+    from .report import test_set_label
+
     values = {}
     for run, record in _records(directories):
         for item in record.get("weak_disagreement") or []:
-            values.setdefault((run, item["test"], item["weak_side"]), []).append(item["disagreement"])
+            test = test_set_label(item["test"], record.get("config"))
+            values.setdefault((run, test, item["weak_side"]), []).append(item["disagreement"])
     return pd.DataFrame([
         {"run": run, "test": test, "weak_side": side, "seeds": len(v),
          "disagreement": _fmt(*mean_sem(v))}

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "aggregate", "find_run_dirs", "id_ood_table", "load_runs", "plot_rounds", "plot_summary", "rounds_table",
-    "run_names", "summary_table", "write_report",
+    "run_names", "summary_table", "test_set_label", "write_report",
 ]
 
 MODEL_ORDER = ["weak_single", "weak_ensemble", "baseline_student", "ensemble_student", "ceiling"]
@@ -52,6 +52,39 @@ SEM_NOTE = "error bars: ± 1 SEM (standard error of the mean over seeds)"
 
 def _test_labels(split_kind):
     return TEST_LABELS.get(split_kind, TEST_LABELS["random"])
+
+
+def test_set_label(test, config):
+    """What the pipeline's test set ``test`` scores, in a word for the tables.
+
+    The pipeline calls its test sets ``"hard"`` and ``"easy"`` whatever the split. Only an
+    easy-hard split makes them hard and easy questions: with a random split and an external
+    test split (``test_split``), ``"hard"`` scores all of its questions; without one, random
+    held-out rows of the student's half.
+
+    Parameters
+    ----------
+    test : str
+        ``"hard"`` or ``"easy"``, as in the seed files.
+    config : dict or None
+        The config the seed file holds (``split_kind``, ``test_split``).
+
+    Returns
+    -------
+    label : str
+        ``"hard"`` / ``"easy (ID)"`` for an easy-hard split; ``"all"`` (external test split) or
+        ``"student-side"``, and ``"weak-side"``, for a random one; ``test`` itself when the
+        config does not say.
+    """
+    config = config or {}
+    kind = config.get("split_kind")
+    if kind == "easy_hard":
+        return {"easy": "easy (ID)"}.get(test, test)
+    if kind is None:
+        return test
+    if test == "hard":
+        return "all" if config.get("test_split") else "student-side"
+    return {"easy": "weak-side"}.get(test, test)
 
 
 def _seed_record(path):
@@ -170,8 +203,9 @@ def load_runs(directories, *, all_rows=False) -> pd.DataFrame:
     -------
     runs : pandas.DataFrame
         The records of every seed's ``report_``, with columns ``run`` (the config's name, or
-        the folder's path where two directories share a name: :func:`run_names`), ``seed`` and
-        ``split_kind`` (of the config; None for files without one) added.
+        the folder's path where two directories share a name: :func:`run_names`), ``seed``,
+        ``split_kind`` (of the config; None for files without one) and ``test_set`` (what the
+        test set scores: :func:`test_set_label`) added.
 
     Raises
     ------
@@ -205,6 +239,7 @@ def load_runs(directories, *, all_rows=False) -> pd.DataFrame:
             frame["run"] = names[directory]
             frame["seed"] = record["seed"]
             frame["split_kind"] = (record.get("config") or {}).get("split_kind")
+            frame["test_set"] = [test_set_label(t, record.get("config")) for t in frame["test"]]
             frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

@@ -1,8 +1,8 @@
 """benchmarks/paired.py report: its RESULTS.md blocks come from the seed files, not from a hand.
 
 Runs on two committed seeds of the paired SciQ cell and one seed of the methods run, copied into
-a temporary folder, and checks the "ours − baseline" cell against the accuracies recomputed here
-from the per-question predictions.
+a temporary folder, and checks the "ours − baseline" cells (both intervals, the target and the
+seeds and CPU hours it would need) against what is recomputed here from the seed files.
 """
 
 import json
@@ -13,9 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from skw2s.stats import paired_bootstrap
+
 ROOT = Path(__file__).resolve().parents[1]
 PAIRED = ROOT / "benchmarks" / "results" / "paired" / "sciq-binary-random"
+SEEDS = (9, 10)  # two seeds that record their CPU time
 METHODS = ROOT / "benchmarks" / "results" / "methods" / "sciq-binary-methods"
+
+
+def _shown(text, value, digits=1):
+    """Whether ``text`` is ``value`` printed to ``digits`` decimals (either side of a tie)."""
+    return abs(float(text) - value) <= 0.5 * 10**-digits + 1e-9
 
 
 def _block(text, name):
@@ -24,12 +32,13 @@ def _block(text, name):
 
 @pytest.fixture
 def copied(tmp_path):
-    if not (PAIRED / "seed1.json").exists() or not (METHODS / "seed0.json").exists():
+    wanted = [PAIRED / f"seed{s}.json" for s in SEEDS] + [METHODS / "seed0.json"]
+    if not all(path.exists() for path in wanted):
         pytest.skip("the committed paired results are not in this checkout")
     results, methods = tmp_path / "paired", tmp_path / "methods"
     (results / PAIRED.name).mkdir(parents=True)
     (methods / METHODS.name).mkdir(parents=True)
-    for seed in (0, 1):
+    for seed in SEEDS:
         shutil.copy(PAIRED / f"seed{seed}.json", results / PAIRED.name)
     shutil.copy(METHODS / "seed0.json", methods / METHODS.name)
     markdown = tmp_path / "RESULTS.md"
@@ -46,32 +55,67 @@ def test_report_blocks_are_recomputed_from_the_predictions(copied, load_benchmar
     for name in ("paired-rows", "paired-disagreement", "paired-compute", "methods-rows", "methods-compute"):
         assert f"<!-- {name}:begin -->" in text, name  # missing blocks are appended
 
-    diffs = []
-    for seed in (0, 1):
-        p = json.loads((results / PAIRED.name / f"seed{seed}.json").read_text())["predictions"]["hard"]
+    diffs, cpu, ours, base = [], [], [], []
+    for seed in SEEDS:
+        record = json.loads((results / PAIRED.name / f"seed{seed}.json").read_text())
+        p = record["predictions"]["hard"]
         y, models = np.asarray(p["y"]), p["models"]
-        diffs.append(np.mean(np.asarray(models["ours/ensemble_student/xent"]) == y)
-                     - np.mean(np.asarray(models["ours/baseline_student/xent"]) == y))
+        ours.append(np.asarray(models["ours/ensemble_student/xent"]) == y)
+        base.append(np.asarray(models["ours/baseline_student/xent"]) == y)
+        diffs.append(ours[-1].mean() - base[-1].mean())
+        cpu.append(record["cpu_seconds"])
     row = next(line for line in _block(text, "paired-main").splitlines()
                if "ours − baseline (students)" in line)
     cells = [c.strip() for c in row.split("|")]
-    assert cells[4] == f"{100 * np.mean(diffs):+.1f}"
+    assert cells[2] == "all"  # a random split scores every test question, not the hard ones
+    assert _shown(cells[4], 100 * np.mean(diffs))
     low, high = map(float, re.findall(r"[+-]\d+\.\d", cells[5]))
     assert low < 100 * np.mean(diffs) < high
+    # the t interval on the two per-seed differences, by hand: t_{0.975, 1} = 12.7062
+    half_t = 12.7062 * np.std(diffs, ddof=1) / np.sqrt(2)
+    t_low, t_high = re.fullmatch(r"\[(\S+), (\S+)\]", cells[6]).groups()
+    assert _shown(t_low, 100 * (np.mean(diffs) - half_t))
+    assert _shown(t_high, 100 * (np.mean(diffs) + half_t))
+    mean, boot_low, boot_high = paired_bootstrap(ours, base)  # the report's 10,000 draws, seed 0
+    half_boot = max(mean - boot_low, boot_high - mean)
+    shown_boot, shown_t = cells[7].split(" / ")
+    assert _shown(shown_boot, 100 * half_boot) and _shown(shown_t, 100 * half_t)
     assert cells[-2] == "2000 (2 seeds)"
     assert cells[-3] == f"{sum(d > 0 for d in diffs)} / {sum(d < 0 for d in diffs)}"
 
     methods_main = _block(text, "methods-main")
     assert "sciq-binary-methods" in methods_main and "ours − learned (students)" in methods_main
-    assert "(1 seeds)" in methods_main
+    assert "(1 seeds)" in methods_main and "n/a (1 seed)" in methods_main
     compute = _block(text, "paired-compute")
-    assert "| sciq-binary-random |" in compute and "sciq-binary-methods" not in compute
-    assert "| sciq-binary-methods |" in _block(text, "methods-compute")
+    assert "| sciq-binary-random " in compute and "sciq-binary-methods" not in compute
+    assert "sciq-binary-methods" in _block(text, "methods-compute")
+    assert "unknown from 1 seed" in _block(text, "methods-compute")
+    cells = [c.strip() for c in compute.splitlines()[3].split("|")]
+    assert cells[6] == f"{shown_boot} / {shown_t}"
+    # judged on the wider interval; the seeds needed by the t interval, found here by a search
+    from scipy.stats import t
+
+    wider = max(half_boot, half_t)
+    if wider <= load_benchmark("paired").TARGET:
+        assert cells[7:10] == ["met", "–", "–"]
+    else:
+        sd = np.std(diffs, ddof=1)
+        by_t = next(n for n in range(2, 10**6) if t.ppf(0.975, n - 1) * sd / np.sqrt(n) <= 0.015)
+        n = max(by_t, int(np.ceil(2 * (half_boot / 0.015) ** 2)), 3)
+        assert cells[7:9] == ["not met", f"about {n}"]
+        assert cells[9] == f"about {(n - 2) * np.mean(cpu) / 3600:.1f}"
 
 
-def test_seeds_needed_is_not_read_from_one_seed(load_benchmark):
-    paired = load_benchmark("paired")
-    assert paired.seeds_needed(0.010, 1) == "unknown from 1 seed"
-    assert paired.seeds_needed(0.030, 1) == "unknown from 1 seed"
-    assert paired.seeds_needed(0.015, 5) == "met"
-    assert paired.seeds_needed(0.029, 5) == "about 19"  # 5 x (2.9 / 1.5)^2 = 18.7, off an integer
+def test_seeds_needed_judges_the_wider_interval(load_benchmark):
+    seeds_needed = load_benchmark("paired").seeds_needed
+    nan = float("nan")
+    assert seeds_needed(0.010, nan, nan, 1) == ("unknown from 1 seed", None)
+    assert seeds_needed(0.030, nan, nan, 1) == ("unknown from 1 seed", None)
+    assert seeds_needed(0.014, 0.012, 0.010, 5) == ("met", None)
+    assert seeds_needed(0.015, 0.015, 0.010, 5) == ("met", None)
+    # the t interval is the wider (ARC-Easy easy-hard at 4 seeds: sd 1.65 points): n = 8, as
+    # t_{0.975, 7} * 1.65 / sqrt(8) = 1.38 <= 1.5 < t_{0.975, 6} * 1.65 / sqrt(7) = 1.53
+    assert seeds_needed(0.012, 0.026, 0.0165, 4) == ("about 8", 8)
+    assert seeds_needed(0.014, 0.016, 0.010, 5)[0] == "about 6"  # the bootstrap alone meets it
+    # the bootstrap is the wider: its 1/sqrt(seeds) extrapolation, 5 x (2.9 / 1.5)^2 = 18.7
+    assert seeds_needed(0.029, 0.012, 0.010, 5) == ("about 19", 19)

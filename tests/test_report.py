@@ -171,3 +171,14 @@ def test_the_readme_report_command_runs_on_the_committed_results(tmp_path):
     seeds = paired[paired.run == "paired/arc-easy-random"].n_seeds
     assert len(seeds) and (seeds == len(list((root / match.group(1) / "paired" / "arc-easy-random")
                                               .glob("seed*.json")))).all()
+
+
+def test_test_sets_are_named_by_what_they_score():
+    label = report.test_set_label
+    # a random split with the official test split scores all of its questions, none "hard"
+    assert label("hard", {"split_kind": "random", "test_split": "test"}) == "all"
+    assert label("hard", {"split_kind": "random", "test_split": None}) == "student-side"
+    assert label("easy", {"split_kind": "random"}) == "weak-side"
+    assert label("hard", {"split_kind": "easy_hard", "test_split": "test"}) == "hard"
+    assert label("easy", {"split_kind": "easy_hard"}) == "easy (ID)"
+    assert label("hard", None) == "hard"  # a seed file without its config: as written
