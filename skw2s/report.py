@@ -7,6 +7,11 @@ the run directories in or below a folder (:func:`find_run_dirs`) and turns them 
 baseline / ours / ceiling, the PGR of both students, and every boosting round);
 :func:`write_report` writes them all.
 
+The tables and plots flag what makes a number mean little (:func:`noise_warnings`): a weak or
+ceiling model within noise of chance (the plots draw the chance line), and a gap (ceiling −
+weak) within noise of zero, which makes PGR a ratio of noise. A run with one seed gets no error
+bars: one seed has no spread to show.
+
 The pipeline's two test sets are called ``hard`` and ``easy`` in the data. They are the
 out-of-distribution (hard) and in-distribution (easy) questions only for an easy-hard split;
 for a random split (the ``split_kind`` of the config each seed file holds) both are random
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -28,8 +34,8 @@ from .metrics import mean_sem
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "aggregate", "find_run_dirs", "id_ood_table", "load_runs", "plot_rounds", "plot_summary", "rounds_table",
-    "run_names", "summary_table", "test_set_label", "write_report",
+    "aggregate", "find_run_dirs", "id_ood_table", "load_runs", "noise_warnings", "plot_rounds",
+    "plot_summary", "rounds_table", "run_names", "summary_table", "test_set_label", "write_report",
 ]
 
 MODEL_ORDER = ["weak_single", "weak_ensemble", "baseline_student", "ensemble_student", "ceiling"]
@@ -47,11 +53,30 @@ TEST_LABELS = {
     "random": {"hard": "student-side test", "easy": "weak-side test"},
 }
 """Names of the two test sets by split kind; any other (unknown) split kind gets the random ones."""
-SEM_NOTE = "error bars: ± 1 SEM (standard error of the mean over seeds)"
+SEM_NOTE = "error bars: ± 1 SEM (standard error of the mean over seeds); none for one seed"
+CHANCE_OPTIONS = {"sciq": 4, "arc_easy": 4, "arc_challenge": 4, "quartz": 2}
+"""Options per question of the built-in multiple-choice datasets: the chance level of seed files
+written before ``skw2s run`` recorded it (``chance``, the mean of 1/options over the test
+questions; a few ARC questions have 3 or 5 options)."""
+NOISE_SE = 2.0
+""""Within noise": less than this many standard errors (:func:`noise_warnings`)."""
 
 
 def _test_labels(split_kind):
     return TEST_LABELS.get(split_kind, TEST_LABELS["random"])
+
+
+def _chance(record, test):
+    """The accuracy of a uniform guess on test set ``test`` of a seed record; NaN if unknown."""
+    recorded = (record.get("chance") or {}).get(test)
+    if recorded is not None:
+        return float(recorded)
+    config = record.get("config") or {}
+    if config.get("task") == "binary":
+        return 0.5
+    dataset = config.get("dataset")
+    options = CHANCE_OPTIONS.get(dataset) if isinstance(dataset, str) else None
+    return 1 / options if options else np.nan
 
 
 def test_set_label(test, config):
@@ -204,8 +229,10 @@ def load_runs(directories, *, all_rows=False) -> pd.DataFrame:
     runs : pandas.DataFrame
         The records of every seed's ``report_``, with columns ``run`` (the config's name, or
         the folder's path where two directories share a name: :func:`run_names`), ``seed``,
-        ``split_kind`` (of the config; None for files without one) and ``test_set`` (what the
-        test set scores: :func:`test_set_label`) added.
+        ``split_kind`` (of the config; None for files without one), ``test_set`` (what the
+        test set scores: :func:`test_set_label`), ``chance`` (the accuracy of a uniform guess:
+        recorded by ``skw2s run``, else 1/2 for binary tasks and 1/options for the built-in
+        multiple-choice datasets, else NaN) and ``n_test`` (test questions per seed) added.
 
     Raises
     ------
@@ -240,13 +267,19 @@ def load_runs(directories, *, all_rows=False) -> pd.DataFrame:
             frame["seed"] = record["seed"]
             frame["split_kind"] = (record.get("config") or {}).get("split_kind")
             frame["test_set"] = [test_set_label(t, record.get("config")) for t in frame["test"]]
+            frame["chance"] = [_chance(record, t) for t in frame["test"]]
+            if "n_test" not in frame:  # written before the report counted them: the record did
+                sizes = {"hard": record.get("n_test"), "easy": record.get("n_id_test")}
+                frame["n_test"] = [sizes.get(t) or np.nan for t in frame["test"]]
+            frame["n_test"] = pd.to_numeric(frame["n_test"], errors="coerce").astype(float)
             frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
 def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean and standard error over seeds of accuracy, token error, PGR and gap, per
-    run/test set/model/round (and the run's ``split_kind``, None when unknown)."""
+    run/test set/model/round (and the run's ``split_kind``, None when unknown; its ``chance``
+    level and mean ``n_test`` where ``runs`` has them, else NaN)."""
     rows = []
     runs = runs.copy()
     if "test" not in runs:
@@ -264,6 +297,9 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         rnd = group["round"].max()
         row = {"run": run, "test": test, "model": model, "round": rnd, "n_seeds": group.seed.nunique(),
                "split_kind": split_kinds.get(run)}
+        for column in ("chance", "n_test"):
+            values = group[column].dropna() if column in group else ()
+            row[column] = float(np.mean(values)) if len(values) else np.nan
         for column in ("accuracy", "token_error", "pgr", "gap"):
             row[f"{column}_mean"], row[f"{column}_sem"] = mean_sem(group[column])
         rows.append(row)
@@ -306,8 +342,81 @@ def _fmt(mean, sem, digits=3):
     return f"{mean:.{digits}f} ± {sem:.{digits}f}"
 
 
+def _noise(mean, sem, n_seeds, binomial):
+    """A standard error for ``mean``: the larger of the SEM over seeds (two or more) and the
+    binomial one of one seed's questions, which the SEM of paired seeds leaves out."""
+    values = [v for v in (sem if n_seeds >= 2 else np.nan, binomial) if np.isfinite(v)]
+    return max(values) if values else np.nan
+
+
+def _binomial(accuracies, n_test):
+    if not np.isfinite(n_test) or n_test <= 0:
+        return np.nan
+    return math.sqrt(sum(a * (1 - a) for a in accuracies) / n_test)
+
+
+def _gap_noise(by_model):
+    """``(gap, its standard error)`` of a run's hard test rows, or None without a ceiling."""
+    if "ceiling" not in by_model.index or "weak_single" not in by_model.index:
+        return None
+    ceiling, weak = by_model.loc["ceiling"], by_model.loc["weak_single"]
+    binomial = _binomial((ceiling.accuracy_mean, weak.accuracy_mean), ceiling.n_test)
+    return ceiling.gap_mean, _noise(ceiling.gap_mean, ceiling.gap_sem, ceiling.n_seeds, binomial)
+
+
+def _gap_in_noise(by_model):
+    gap = _gap_noise(by_model)
+    return gap is not None and np.isfinite(gap[0]) and gap[0] < NOISE_SE * np.nan_to_num(gap[1])
+
+
+def noise_warnings(agg: pd.DataFrame) -> list:
+    """What makes a run's numbers mean little, one line each, on the hard test set.
+
+    Parameters
+    ----------
+    agg : pandas.DataFrame
+        Output of :func:`aggregate`.
+
+    Returns
+    -------
+    warnings : list of str
+        A line for each weak model (one learner, ensemble) or ceiling whose accuracy is below
+        chance or within ``NOISE_SE`` (2) standard errors above it, and for each gap (ceiling −
+        single weak learner) within 2 standard errors of zero, where PGR is a ratio of noise.
+        The standard error is the larger of the SEM over seeds (two or more seeds) and the
+        binomial standard error of one seed's test questions.
+    """
+    lines = []
+    for run, group in _hard(agg).groupby("run", sort=False):
+        by_model = group[group.model != "weak_round"].set_index("model")
+        chance = group.chance.dropna() if "chance" in group else ()
+        for model in ("weak_single", "weak_ensemble", "ceiling"):
+            if not len(chance) or model not in by_model.index:
+                continue
+            r, level = by_model.loc[model], float(chance.iloc[0])
+            se = _noise(r.accuracy_mean, r.accuracy_sem, r.n_seeds, _binomial([level], r.n_test))
+            if r.accuracy_mean < level + NOISE_SE * np.nan_to_num(se):
+                what = ("the strong model does not learn the task, so there is no gap to recover"
+                        if model == "ceiling" else "its labels are no better than a guess")
+                where = ("below" if r.accuracy_mean <= level
+                         else f"within {NOISE_SE:g} standard errors ({se:.3f}) of")
+                lines.append(f"{run}: {MODEL_LABELS[model]} scores {r.accuracy_mean:.3f}, {where} "
+                             f"chance ({level:.3f}): {what}.")
+        gap = _gap_noise(by_model)
+        if _gap_in_noise(by_model):
+            lines.append(
+                f"{run}: the gap (ceiling − weak) is {gap[0]:.3f} with a standard error of "
+                f"{gap[1]:.3f}, within {NOISE_SE:g} standard errors of zero: PGR, a ratio over it, "
+                "is noise.")
+    return lines
+
+
 def summary_table(agg: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: accuracy of each model and the PGR of both students, as text."""
+    """One row per run: accuracy of each model and the PGR of both students, as text.
+
+    A PGR whose gap is within noise of zero (:func:`noise_warnings`) is followed by
+    ``(gap in noise)``.
+    """
     rows = []
     for run, group in _hard(agg).groupby("run", sort=False):
         by_model = group[group.model != "weak_round"].set_index("model")
@@ -324,6 +433,8 @@ def summary_table(agg: pd.DataFrame) -> pd.DataFrame:
             if model in by_model.index:
                 r = by_model.loc[model]
                 row[name] = _fmt(r.pgr_mean, r.pgr_sem, 2)
+                if _gap_in_noise(by_model) and np.isfinite(r.pgr_mean):
+                    row[name] += " (gap in noise)"
         if "ceiling" in by_model.index:
             r = by_model.loc["ceiling"]
             row["gap (ceiling - weak)"] = _fmt(r.gap_mean, r.gap_sem)
@@ -390,7 +501,8 @@ def id_ood_table(agg: pd.DataFrame) -> pd.DataFrame:
 def _save(fig, path) -> Path:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    # leave the figure's footnote (fig.text at the bottom) about 0.3 inch of its own
+    fig.tight_layout(rect=(0, min(0.3 / fig.get_figheight(), 0.1) if fig.texts else 0, 1, 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -414,19 +526,65 @@ def _rounds_figure(agg):
 
     fig, ax = plt.subplots(figsize=(6, 4.3))
     hard = _hard(agg)
+    values, chances = [], {}
     for run, group in hard.groupby("run", sort=False):
         rounds = group[group.model == "weak_round"].sort_values("round")
         if len(rounds):
-            ax.errorbar(rounds["round"], rounds.accuracy_mean, yerr=np.nan_to_num(rounds.accuracy_sem),
-                        marker="o", capsize=3, label=run)
+            err = _error_bars(rounds.accuracy_sem, rounds.n_seeds)
+            line = ax.errorbar(rounds["round"], rounds.accuracy_mean, yerr=err, marker="o",
+                               capsize=3, label=run)
+            values += list(rounds.accuracy_mean + (0 if err is None else err))
+            values += list(rounds.accuracy_mean - (0 if err is None else err))
+            chance = _run_chance(group)
+            if np.isfinite(chance):
+                chances.setdefault(round(chance, 3), []).append((run, line[0].get_color()))
+    for chance, named in chances.items():
+        one = len(chances) == 1
+        runs = ", ".join(run for run, _ in named) if len(named) <= 2 else f"{len(named)} runs"
+        ax.axhline(chance, ls="--", lw=1, color="black" if one else named[0][1],
+                   label=f"chance ({chance:.3f})" if one else f"chance ({chance:.3f}): {runs}")
+        values.append(chance)
+    ax.set_ylim(*_y_range(values))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("boosting round")
     kinds = {_split_kind(agg, run) for run in hard.run}
     where = "hard test questions" if kinds == {"easy_hard"} else "test"
     ax.set_ylabel(f"weak ensemble accuracy ({where})")
-    ax.legend(fontsize=7, title="mean ± SEM over seeds", title_fontsize=7)
+    ax.legend(fontsize=7, title="mean ± SEM over seeds (none for one seed)", title_fontsize=7)
     fig.text(0.01, 0.01, SEM_NOTE, fontsize=7)
     return fig
+
+
+MIN_SPAN = 0.10
+"""The least accuracy range a plot's y-axis spans (10 points), so a difference of one question
+does not fill the plot."""
+
+
+def _error_bars(sem, n_seeds):
+    """± SEM where two or more seeds give one (0 elsewhere), or None when no point has one."""
+    sem = np.where(np.asarray(n_seeds) >= 2, np.nan_to_num(np.asarray(sem, dtype=float)), 0.0)
+    return sem if (np.asarray(n_seeds) >= 2).any() else None
+
+
+def _run_chance(group):
+    chance = group.chance.dropna() if "chance" in group else ()
+    return float(chance.iloc[0]) if len(chance) else np.nan
+
+
+def _y_range(values, low=0.0, high=1.0):
+    """Limits around ``values``, with a margin, at least ``MIN_SPAN`` wide, within [low, high]."""
+    values = [v for v in values if np.isfinite(v)]
+    if not values:
+        return low, high
+    lo, hi = min(values) - 0.03, max(values) + 0.03
+    if hi - lo < MIN_SPAN:
+        middle = (lo + hi) / 2
+        lo, hi = middle - MIN_SPAN / 2, middle + MIN_SPAN / 2
+    if lo < low:
+        lo, hi = low, max(hi, low + MIN_SPAN)
+    if hi > high:
+        lo, hi = min(lo, high - MIN_SPAN), high
+    return max(lo, low), min(hi, high)
 
 
 def plot_rounds(agg: pd.DataFrame, path) -> Path:
@@ -456,29 +614,45 @@ def _summary_figure(agg):
     runs = list(dict.fromkeys(agg.run))
     fig, axes = plt.subplots(2, len(runs), figsize=(4.2 * len(runs), 6.8), squeeze=False)
     colors = ["#9e9e9e", "#616161", "#64b5f6", "#1565c0", "#2e7d32"]
+    warned = noise_warnings(agg)
     for col, run in enumerate(runs):
         group = agg[(agg.run == run) & (agg.model != "weak_round")].set_index("model")
         models = [m for m in MODEL_ORDER if m in group.index]
         ax = axes[0, col]
         means = [group.loc[m, "accuracy_mean"] for m in models]
-        sems = [np.nan_to_num(group.loc[m, "accuracy_sem"]) for m in models]
-        ax.bar(range(len(models)), means, yerr=sems, color=colors[: len(models)], capsize=3)
+        err = _error_bars([group.loc[m, "accuracy_sem"] for m in models],
+                          [group.loc[m, "n_seeds"] for m in models])
+        ax.bar(range(len(models)), means, yerr=err, color=colors[: len(models)], capsize=3)
         ax.set_xticks(range(len(models)), [MODEL_LABELS[m] for m in models], rotation=35, ha="right", fontsize=8)
-        low = min(means) - 0.1
-        ax.set_ylim(max(0.0, low), min(1.0, max(means) + 0.08))
-        ax.set_title(run, fontsize=9)
+        chance = _run_chance(agg[agg.run == run])
+        if np.isfinite(chance):
+            ax.axhline(chance, ls="--", lw=1, color="black", label=f"chance ({chance:.3f})")
+            ax.legend(fontsize=7, loc="upper left")
+        spread = np.zeros(len(means)) if err is None else err
+        ends = list(np.add(means, spread)) + list(np.subtract(means, spread))
+        ax.set_ylim(*_y_range(ends + [chance]))
+        flags = [w for w in warned if w.startswith(f"{run}: ")]
+        title = run
+        if any("chance" in w for w in flags):
+            title += "\nwarning: weak or ceiling at or near chance"
+        ax.set_title(title, fontsize=9)
         hard_questions = _split_kind(agg, run) == "easy_hard"
         ax.set_ylabel("accuracy on hard test questions" if hard_questions else "test accuracy")
         ax = axes[1, col]
         students = [m for m in ("baseline_student", "ensemble_student") if m in group.index]
         pgr = [group.loc[m, "pgr_mean"] for m in students]
-        pgr_sem = [np.nan_to_num(group.loc[m, "pgr_sem"]) for m in students]
-        ax.bar(range(len(students)), np.nan_to_num(pgr), yerr=pgr_sem, color=["#64b5f6", "#1565c0"][: len(students)], capsize=3)
+        pgr_err = _error_bars([group.loc[m, "pgr_sem"] for m in students],
+                              [group.loc[m, "n_seeds"] for m in students])
+        ax.bar(range(len(students)), np.nan_to_num(pgr), yerr=pgr_err,
+               color=["#64b5f6", "#1565c0"][: len(students)], capsize=3)
         ax.axhline(0, color="black", lw=0.8)
         ax.set_xticks(range(len(students)), [{"baseline_student": "baseline", "ensemble_student": "ours"}[m] for m in students])
         gap = group.gap_mean.dropna()
-        ax.set_title(f"PGR (gap ceiling-weak = {gap.iloc[0]:.3f})" if len(gap) else "PGR", fontsize=9)
-    fig.text(0.01, 0.005, f"Bars: mean over seeds; {SEM_NOTE}.", fontsize=7)
+        title = f"PGR (gap ceiling-weak = {gap.iloc[0]:.3f})" if len(gap) else "PGR"
+        if _gap_in_noise(group):
+            title += "\nwarning: gap within noise, PGR is noise"
+        ax.set_title(title, fontsize=9)
+    fig.text(0.01, 0.005, f"Bars: mean over seeds; dashed: chance.\n{SEM_NOTE}.", fontsize=7)
     return fig
 
 
@@ -507,7 +681,8 @@ def write_report(run_dirs, out_dir):
     run_dirs : list of str or path-like
         Run directories, or folders with run directories below them (:func:`find_run_dirs`).
     out_dir : str or path-like
-        Where ``results.csv`` / ``results.json``, ``summary.csv`` / ``summary.md``,
+        Where ``results.csv`` / ``results.json``, ``summary.csv`` / ``summary.md`` (with the
+        lines of :func:`noise_warnings` below the table, each also logged as a warning),
         ``results.png``, and, when there are boosting rounds, ``rounds.md`` / ``rounds.png``,
         and, when easy test rows exist, ``id_ood.md`` go; with per-question predictions also
         ``paired.md`` / ``.csv`` (paired intervals and McNemar p-values), ``comparison.md``
@@ -532,7 +707,12 @@ def write_report(run_dirs, out_dir):
     (out_dir / "results.json").write_text(agg.to_json(orient="records", indent=2))
     summary = summary_table(agg)
     summary.to_csv(out_dir / "summary.csv", index=False)
-    (out_dir / "summary.md").write_text(summary.to_markdown(index=False) + "\n")
+    warned = noise_warnings(agg)
+    for line in warned:
+        logger.warning(line)
+    notes = "".join(f"- {line}\n" for line in warned)
+    (out_dir / "summary.md").write_text(
+        summary.to_markdown(index=False) + "\n" + (f"\nWarnings:\n\n{notes}" if notes else ""))
     plot_summary(agg, out_dir / "results.png")
     rounds = rounds_table(agg)
     if len(rounds):

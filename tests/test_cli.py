@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from skw2s.cli import main
-from skw2s.experiment import ConfigError, load_config, run_config
+from skw2s.experiment import ConfigError, load_config, load_task_data, run_config
 
 
 def _config(tiny_lm, tmp_path, **overrides):
@@ -71,6 +72,7 @@ def test_run_and_report_binary(tiny_lm, tmp_path, data_dir):
     models = {row["model"] for row in record["report"]}
     assert {"weak_single", "weak_ensemble", "baseline_student", "ensemble_student", "ceiling"} <= models
     assert record["n_test"] > 0 and "versions" in record and record["cpu_seconds"] > 0
+    assert record["chance"] == {"hard": 0.5}  # the plots draw it, the warnings compare with it
     results = pd.read_csv(out / "results.csv")
     assert set(results.n_seeds) == {2}
     # `skw2s report` rebuilds the same table from the raw JSON
@@ -105,6 +107,9 @@ def test_run_multiple_choice_easy_hard(tiny_lm, tmp_path, data_dir):
     record = json.loads((out / "seed0.json").read_text())
     assert record["n_easy"] == 12
     assert any(row["model"] == "ensemble_student" for row in record["report"])
+    X, _, _ = load_task_data(config, data_dir)
+    rows = record["predictions"]["hard"]["rows"]
+    assert record["chance"]["hard"] == pytest.approx(np.mean([1 / len(X.choices[r]) for r in rows]))
 
 
 def test_id_test_rows_shared_cache_and_round_tables(tiny_lm, tmp_path, data_dir):

@@ -182,3 +182,84 @@ def test_test_sets_are_named_by_what_they_score():
     assert label("hard", {"split_kind": "easy_hard", "test_split": "test"}) == "hard"
     assert label("easy", {"split_kind": "easy_hard"}) == "easy (ID)"
     assert label("hard", None) == "hard"  # a seed file without its config: as written
+
+
+def _bars_with_error(fig):
+    from matplotlib.container import BarContainer, ErrorbarContainer
+
+    bars = [c for ax in fig.axes for c in ax.containers if isinstance(c, BarContainer)]
+    lines = [c for ax in fig.axes for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    return ([c.errorbar is not None for c in bars], [c.has_yerr for c in lines])
+
+
+def test_one_seed_draws_no_error_bars_and_two_seeds_do():
+    import matplotlib.pyplot as plt
+
+    for seeds, expected in (((0,), False), ((0, 1), True)):
+        agg = aggregate(_runs()[lambda f: f.seed.isin(seeds)])
+        summary, rounds = report._summary_figure(agg), report._rounds_figure(agg)
+        bars, _ = _bars_with_error(summary)
+        _, lines = _bars_with_error(rounds)
+        assert bars and set(bars) == {expected}, seeds
+        assert lines and set(lines) == {expected}, seeds
+        plt.close(summary)
+        plt.close(rounds)
+
+
+def _near_chance_run():
+    """One seed of a 4-option task where every model is at or below chance (ARC-Challenge-like),
+    with rounds that differ by one question in 200."""
+    runs = _runs()[lambda f: f.seed == 0].copy()
+    accuracy = {"weak_single": 0.190, "weak_round": 0.190, "weak_ensemble": 0.195,
+                "baseline_student": 0.22, "ensemble_student": 0.23, "ceiling": 0.235}
+    runs["accuracy"] = runs.model.map(accuracy)
+    runs.loc[(runs.model == "weak_round") & (runs["round"] == 2), "accuracy"] = 0.195
+    runs["gap"] = 0.235 - 0.190
+    students = runs.model.str.endswith("student")
+    runs["pgr"] = np.where(students, (runs.accuracy - 0.19) / 0.045, np.nan)
+    return runs.assign(chance=0.25, n_test=200)
+
+
+def test_plots_draw_chance_and_do_not_stretch_one_question_over_the_axis():
+    import matplotlib.pyplot as plt
+
+    agg = aggregate(_near_chance_run())
+    for fig in (report._rounds_figure(agg), report._summary_figure(agg)):
+        ax = fig.axes[0]
+        low, high = ax.get_ylim()
+        assert high - low >= 0.1  # the rounds differ by 0.005: one question in 200
+        flat = [line for line in ax.get_lines() if len(set(line.get_ydata())) == 1]
+        assert any(line.get_ydata()[0] == 0.25 for line in flat), "no chance line"
+        assert low < 0.25 < high
+        assert "chance" in _texts(fig)
+        plt.close(fig)
+
+
+def test_noise_warnings_flag_chance_and_a_gap_within_noise(tmp_path):
+    agg = aggregate(_near_chance_run())
+    lines = report.noise_warnings(agg)
+    assert any("weak (1 learner) scores 0.190, below chance (0.250)" in line for line in lines)
+    assert any("ceiling (gold) scores 0.235, below chance" in line for line in lines)
+    # gap 0.045 on 200 questions of one seed: binomial SE sqrt((.235 * .765 + .19 * .81) / 200)
+    se = np.sqrt((0.235 * 0.765 + 0.19 * 0.81) / 200)
+    assert any(f"gap (ceiling − weak) is 0.045 with a standard error of {se:.3f}" in line
+               and "PGR" in line for line in lines)
+    assert summary_table(agg).loc[0, "pgr_ours"].endswith("(gap in noise)")
+    # a clear gap well above chance, over two seeds of 1000 questions: nothing to flag
+    clear = _runs().assign(chance=0.25, n_test=1000, gap=lambda f: 0.25)
+    clear.loc[clear.model == "ceiling", "accuracy"] += 0.2
+    assert report.noise_warnings(aggregate(clear)) == []
+    assert "gap in noise" not in summary_table(aggregate(clear)).to_string()
+
+
+def test_report_writes_the_warnings_below_the_summary(tmp_path):
+    directory = tmp_path / "results" / "near-chance"
+    directory.mkdir(parents=True)
+    runs = _near_chance_run()
+    rows = runs.drop(columns=["run", "seed", "split_kind", "chance", "n_test"]).to_dict("records")
+    config = {"split_kind": "random", "task": "multiple_choice", "dataset": "arc_challenge"}
+    record = {"name": "near-chance", "seed": 0, "config": config, "report": rows, "n_test": 200}
+    (directory / "seed0.json").write_text(json.dumps(record))
+    write_report([directory], tmp_path / "out")
+    text = (tmp_path / "out" / "summary.md").read_text()
+    assert "Warnings:" in text and "below chance (0.250)" in text and "PGR" in text

@@ -137,6 +137,22 @@ def _jsonable(value):
     return value
 
 
+def _chance(pipe, data):
+    """Per test set, the accuracy of a uniform guess: the mean of 1/options over its questions
+    (multiple choice), or 1/classes."""
+    import numpy as np
+
+    X = data["X"] if data.get("X_test") is None else data["X_test"]
+    out = {}
+    for test, p in pipe.predictions_.items():
+        if hasattr(X, "columns") and "choices" in X:
+            choices = X["choices"].iloc[np.asarray(p["rows"])]
+            out[test] = float(np.mean([1 / len(c) for c in choices]))
+        else:
+            out[test] = 1 / len(np.unique(data["y"]))
+    return out
+
+
 def _run_seed(config, pipe, data, seed, target):
     start, cpu_start = time.perf_counter(), time.process_time()
     X, y = data["X"], data["y"]
@@ -160,6 +176,7 @@ def _run_seed(config, pipe, data, seed, target):
                               for (side, test), value in pipe.weak_disagreement_.items()],
         "control_rounds": {name: _jsonable(getattr(est, "history_", []))
                            for name, est in pipe.controls_.items()},
+        "chance": _chance(pipe, data),
         "predictions": _jsonable({
             test: {"y": p["y"], "rows": p["rows"], "models": p["models"], "scores": p["scores"],
                    "members": p["members"],
