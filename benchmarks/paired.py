@@ -14,11 +14,13 @@ Usage::
 
 ``report`` writes ``benchmarks/results/paired/report/`` (the tables of ``skw2s report``, with
 ``paired.md``) and rewrites the blocks of ``benchmarks/RESULTS.md`` between the markers
-``<!-- paired-*:begin -->`` / ``<!-- paired-*:end -->``: the paired intervals and McNemar
-p-values, one row per weak side and loss, the weak learners' disagreement and the compute each
-seed took; and the ``<!-- methods-*:begin -->`` blocks from the runs under
+``<!-- paired-*:begin -->`` / ``<!-- paired-*:end -->``: the paired intervals (bootstrap and t
+on the per-seed differences) and McNemar p-values, one row per weak side and loss, the weak
+learners' disagreement, the compute each cell took and would need, and one row per seed; and the ``<!-- methods-*:begin -->`` blocks from the runs under
 ``benchmarks/results/methods/`` (the standard w2s methods, ``benchmarks/methods/*.yaml``).
-Nothing in those blocks is typed by hand.
+Nothing in those blocks is typed by hand. The prose between ``<!-- paired-findings:begin -->``
+and ``<!-- paired-findings:end -->`` is, and ``tests/test_paired_script.py`` checks that every
+number in it appears in one of these blocks.
 """
 
 from __future__ import annotations
@@ -184,6 +186,57 @@ def compute_block(dirs, table):
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
+def _accuracies(answers, y):
+    return ", ".join(f"{np.mean(np.asarray(a) == y):.3f}" for a in answers) or "–"
+
+
+def _alphas(rounds):
+    """The kept rounds' alphas, and each rejected round with its weighted error."""
+    kept = [f"{r['alpha']:.2f}" for r in rounds if r.get("alpha") is not None]
+    rejected = [f"round {r['round']} rejected (error {r['error']:.2f})" for r in rounds
+                if r.get("alpha") is None]
+    return "; ".join([", ".join(kept)] + rejected)
+
+
+def seeds_block(dirs):
+    """One row per seed: what the findings cite seed by seed, read from the seed files.
+
+    The test questions, ours − baseline, AdaBoost's alphas (and its rejected rounds), the
+    accuracy of each AdaBoost round and uniform member alone where the seed file keeps their
+    answers (``members``), the weak ensemble, the ceiling, and the wall and CPU hours.
+    """
+    import pandas as pd
+
+    rows = []
+    for d in dirs:
+        for path in sorted(d.glob("seed*.json"), key=lambda p: int(p.stem[4:])):
+            record = json.loads(path.read_text())
+            p = record["predictions"]["hard"]
+            y, models, members = np.asarray(p["y"]), p["models"], p.get("members") or {}
+            loss = next(n.split("/")[2] for n in models if n.startswith("ours/ensemble_student/"))
+
+            def acc(name):
+                return np.mean(np.asarray(models[name]) == y)
+
+            cpu = record.get("cpu_seconds")
+            rows.append({
+                "cell": d.name, "seed": str(record["seed"]), "test questions": str(len(y)),
+                "ours − baseline (points)": _pct(acc(f"ours/ensemble_student/{loss}")
+                                                 - acc(f"ours/baseline_student/{loss}")),
+                "AdaBoost alphas": _alphas(record["weak_rounds"]),
+                "AdaBoost rounds alone": _accuracies(members.get("ours", []), y),
+                "uniform members alone": _accuracies(members.get("uniform", []), y),
+                "weak ensemble": f"{acc('ours/weak_ensemble/-'):.3f}",
+                "ceiling": f"{acc('ours/ceiling/-'):.3f}",
+                "wall hours": f"{record['seconds'] / 3600:.2f}",
+                "CPU hours": (f"{cpu / 3600:.2f}" if cpu is not None
+                              else f"{2 * record['seconds'] / 3600:.2f} (2 x wall)"),
+            })
+    if not rows:
+        return "(no results yet)"
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
 def _replace_block(text, name, block):
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     if begin not in text or end not in text:
@@ -210,6 +263,7 @@ def report(markdown=MARKDOWN, results=RESULTS, methods=METHODS):
         "paired-rows": _md(comparison_table(dirs)),
         "paired-disagreement": _md(disagreement_table(dirs)),
         "paired-compute": compute_block(dirs, table),
+        "paired-seeds": seeds_block(dirs),
     }
     method_dirs = _dirs(methods, sorted(p.name for p in methods.iterdir())) if methods.is_dir() else []
     if method_dirs:

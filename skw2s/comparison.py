@@ -4,8 +4,8 @@ Each ``seed{N}.json`` holds, per test set, every model's prediction on every tes
 (``WeakToStrongPipeline.predictions_``). The tables here read them:
 
 - :func:`paired_table`: for each comparison (ours − baseline, ours − the uniform-ensemble
-  student, ours − the logconf student, and on the weak side ensemble − single and ensemble −
-  control ensemble), the accuracy difference over all seeds and questions, its paired bootstrap
+  student, the uniform-ensemble student − baseline, ours − the logconf student, and on the weak
+  side ensemble − single and ensemble − control ensemble), the accuracy difference over all seeds and questions, its paired bootstrap
   95% interval, the t interval on the per-seed differences and the McNemar p-value
   (:mod:`skw2s.stats`);
 - :func:`comparison_table`: one row per (weak side, student loss): accuracy and, for binary
@@ -95,6 +95,9 @@ def comparisons(models):
     ours = f"ours/ensemble_student/{loss}"
     pairs = [("ours − baseline (students)", ours, f"ours/baseline_student/{loss}")]
     pairs += [(f"ours − {side} (students)", ours, f"{side}/ensemble_student/{loss}") for side in sides]
+    # does having several weak models help, whatever their weights: each control against one
+    pairs += [(f"{side} − baseline (students)", f"{side}/ensemble_student/{loss}",
+               f"ours/baseline_student/{loss}") for side in sides]
     pairs += [(f"ours − baseline with {other} (students)", ours, n)
               for n in models for other in [n.split("/")[2]]
               if n.startswith("ours/baseline_student/") and "logconf" in other and other != loss]

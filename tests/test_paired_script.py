@@ -119,3 +119,61 @@ def test_seeds_needed_judges_the_wider_interval(load_benchmark):
     assert seeds_needed(0.014, 0.016, 0.010, 5)[0] == "about 6"  # the bootstrap alone meets it
     # the bootstrap is the wider: its 1/sqrt(seeds) extrapolation, 5 x (2.9 / 1.5)^2 = 18.7
     assert seeds_needed(0.029, 0.012, 0.010, 5) == ("about 19", 19)
+
+
+RESULTS_MD = ROOT / "benchmarks" / "RESULTS.md"
+NUMBER = re.compile(r"\d+(?:\.\d+)?")
+PAPER = {"4.4", "5", "7"}
+"""The paper's figures (+4.4 for ARC-Easy, +5 to +7 for binary SciQ): quoted, with their caveat,
+and in no table of ours."""
+
+
+def _generated_blocks(text):
+    names = re.findall(r"<!-- ((?:paired|methods)-[a-z]+):begin -->", text)
+    return {name: _block(text, name) for name in names if name != "paired-findings"}
+
+
+def _numbers(text):
+    """The numbers of a text, signs dropped; code spans (`sampling="reweight"`) left out."""
+    return set(NUMBER.findall(re.sub(r"`[^`]*`", " ", text)))
+
+
+def _cited(text):
+    """Every number the prose ``text`` cites that no generated table of RESULTS.md prints."""
+    tables = set().union(*map(_numbers, _generated_blocks(RESULTS_MD.read_text()).values()))
+    return sorted(_numbers(text) - tables - PAPER)
+
+
+def test_every_number_in_the_findings_is_in_a_generated_table():
+    text = RESULTS_MD.read_text()
+    if "<!-- paired-findings:begin -->" not in text:
+        pytest.skip("RESULTS.md has no findings")
+    findings = _block(text, "paired-findings")
+    assert len(_numbers(findings)) > 100  # the check reads the section, not an empty string
+    assert _cited(findings) == []
+    # the same for the README's summary of the paired comparison
+    readme = (ROOT / "README.md").read_text()
+    summary = _block(readme, "paired-summary")
+    assert "+1.5" in summary
+    assert _cited(summary) == []
+
+
+def test_a_number_no_table_prints_is_caught():
+    assert _cited("ours − baseline is +1.5 [+0.2, +2.9] (+9.87 at 99 seeds)") == [
+        "9.87", "99"]
+
+
+@pytest.mark.slow
+def test_the_committed_tables_are_what_the_report_writes_today(tmp_path, load_benchmark):
+    """A seed added to the results without rebuilding RESULTS.md fails here."""
+    results, methods = tmp_path / "paired", tmp_path / "methods"
+    for source, target in ((PAIRED.parent, results), (METHODS.parent, methods)):
+        for path in source.glob("*/seed*.json"):
+            (target / path.parent.name).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target / path.parent.name)
+    if not any(results.glob("*/seed*.json")):
+        pytest.skip("the committed paired results are not in this checkout")
+    markdown = tmp_path / "RESULTS.md"
+    markdown.write_text(RESULTS_MD.read_text())
+    load_benchmark("paired").report(markdown=markdown, results=results, methods=methods)
+    assert _generated_blocks(markdown.read_text()) == _generated_blocks(RESULTS_MD.read_text())
