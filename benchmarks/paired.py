@@ -16,10 +16,11 @@ Usage::
 ``paired.md``) and rewrites the blocks of ``benchmarks/RESULTS.md`` between the markers
 ``<!-- paired-*:begin -->`` / ``<!-- paired-*:end -->``: the paired intervals (bootstrap and t
 on the per-seed differences) and McNemar p-values, one row per weak side and loss, the weak
-learners' disagreement, the compute each cell took and would need, and one row per seed; and the ``<!-- methods-*:begin -->`` blocks from the runs under
-``benchmarks/results/methods/`` (the standard w2s methods, ``benchmarks/methods/*.yaml``).
-Nothing in those blocks is typed by hand. The prose between ``<!-- paired-findings:begin -->``
-and ``<!-- paired-findings:end -->`` is, and ``tests/test_paired_script.py`` checks that every
+learners' disagreement, the compute each cell took and would need, and one row per seed; and
+the ``<!-- methods-*:begin -->`` blocks from the runs under ``benchmarks/results/methods/``
+(the standard w2s methods, ``benchmarks/methods/*.yaml``). Nothing in those blocks is typed
+by hand. The prose between ``<!-- paired-findings:begin -->`` and
+``<!-- paired-findings:end -->`` is, and ``tests/test_paired_script.py`` checks that every
 number in it appears in one of these blocks.
 """
 

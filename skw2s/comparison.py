@@ -5,9 +5,9 @@ Each ``seed{N}.json`` holds, per test set, every model's prediction on every tes
 
 - :func:`paired_table`: for each comparison (ours − baseline, ours − the uniform-ensemble
   student, the uniform-ensemble student − baseline, ours − the logconf student, and on the weak
-  side ensemble − single and ensemble − control ensemble), the accuracy difference over all seeds and questions, its paired bootstrap
-  95% interval, the t interval on the per-seed differences and the McNemar p-value
-  (:mod:`skw2s.stats`);
+  side ensemble − single and ensemble − control ensemble), the accuracy difference over all
+  seeds and questions, its paired bootstrap 95% interval, the t interval on the per-seed
+  differences and the McNemar p-value (:mod:`skw2s.stats`);
 - :func:`comparison_table`: one row per (weak side, student loss): accuracy and, for binary
   tasks, AUROC and PGR on both, mean ± SEM over seeds;
 - :func:`disagreement_table`: how often two learners of a weak side disagree on a test

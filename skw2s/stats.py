@@ -22,7 +22,9 @@ import math
 
 import numpy as np
 
-__all__ = ["mcnemar", "paired_bootstrap", "paired_comparison", "seed_interval", "seeds_for_half_width"]
+__all__ = [
+    "mcnemar", "paired_bootstrap", "paired_comparison", "seed_interval", "seeds_for_half_width",
+]
 
 
 def _check_pairs(a, b):
