@@ -42,7 +42,8 @@ CONFIGS = HERE / "paired"
 RESULTS = HERE / "results" / "paired"
 METHODS = HERE / "results" / "methods"  # the standard w2s methods side by side (benchmarks/methods/)
 MARKDOWN = HERE / "RESULTS.md"
-CELLS = ["sciq-binary-random", "sciq-binary-easy-hard", "arc-easy-random", "arc-easy-easy-hard"]
+CELLS = ["sciq-binary-random", "sciq-binary-easy-hard", "arc-easy-random", "arc-easy-easy-hard",
+         "sciq-binary-reweight"]
 TARGET = 0.015  # the wider 95% interval of ours - baseline: at most 1.5 points on each side
 
 logger = logging.getLogger("paired")

@@ -101,9 +101,14 @@ def comparisons(models):
     pairs += [(f"ours − baseline with {other} (students)", ours, n)
               for n in models for other in [n.split("/")[2]]
               if n.startswith("ours/baseline_student/") and "logconf" in other and other != loss]
+    # two controls against each other (a reweighting AdaBoost against bagging, say)
+    pairs += [(f"{a} − {b} (students)", f"{a}/ensemble_student/{loss}",
+               f"{b}/ensemble_student/{loss}") for i, a in enumerate(sides) for b in sides[i + 1:]]
     pairs += [("ensemble − single (weak)", "ours/weak_ensemble/-", "ours/weak_single/-")]
     pairs += [(f"ensemble − {side} ensemble (weak)", "ours/weak_ensemble/-", f"{side}/weak_ensemble/-")
               for side in sides]
+    pairs += [(f"{a} ensemble − {b} ensemble (weak)", f"{a}/weak_ensemble/-",
+               f"{b}/weak_ensemble/-") for i, a in enumerate(sides) for b in sides[i + 1:]]
     return [(label, a, b) for label, a, b in pairs if a in models and b in models]
 
 

@@ -263,3 +263,19 @@ def test_report_writes_the_warnings_below_the_summary(tmp_path):
     write_report([directory], tmp_path / "out")
     text = (tmp_path / "out" / "summary.md").read_text()
     assert "Warnings:" in text and "below chance (0.250)" in text and "PGR" in text
+
+
+def test_two_controls_are_compared_with_each_other_students_and_weak():
+    from skw2s.comparison import comparisons
+
+    models = ["ours/weak_single/-", "ours/weak_ensemble/-", "ours/baseline_student/xent",
+              "ours/ensemble_student/xent", "uniform/weak_ensemble/-",
+              "uniform/ensemble_student/xent", "reweight/weak_ensemble/-",
+              "reweight/ensemble_student/xent"]
+    pairs = {label: (a, b) for label, a, b in comparisons(models)}
+    assert pairs["reweight − uniform (students)"] == ("reweight/ensemble_student/xent",
+                                                      "uniform/ensemble_student/xent")
+    assert pairs["reweight ensemble − uniform ensemble (weak)"] == ("reweight/weak_ensemble/-",
+                                                                    "uniform/weak_ensemble/-")
+    assert pairs["reweight − baseline (students)"][1] == "ours/baseline_student/xent"
+    assert "ours − reweight (students)" in pairs and "uniform − reweight (students)" not in pairs
