@@ -3,6 +3,8 @@
 - answer-only logits (``sft_loss(answer_only=True)``): the vocabulary projection only where a
   token weight is non-zero, on Llama-, Qwen2- and Gemma3-style models (Gemma's soft-capping
   on), in full and LoRA mode, and through the Trainer;
+- prompt-once choice training (``share_prompts=True``): each prompt once, the options as the
+  continuation of its expanded KV cache, gradients flowing back through the cache;
 - length-grouped batches: seeded, every row once per epoch, less padding than random batches;
 - the counts of :mod:`skw2s._efficiency` and their place in the pipeline's ``history_``.
 """
@@ -14,7 +16,9 @@ import pytest
 import torch
 
 from skw2s import _efficiency
+from skw2s._choice_training import _ChoiceCollator, choice_log_likelihoods, train_choice_lm
 from skw2s._efficiency import collect_training_stats, parameter_counts, useful_flops
+from skw2s.losses import get_loss
 from skw2s.models import load_causal_lm
 from skw2s.testing import SAMPLE_PROMPTS
 from skw2s.training import (
@@ -194,6 +198,88 @@ def test_sft_training_with_answer_only_logits_equals_the_plain_path(tiny_lm, mod
     assert fast[1].useful_flops == plain[1].useful_flops > 0
     for k, v in plain[0].items():
         torch.testing.assert_close(fast[0][k], v, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------
+# Prompt-once choice training
+# ----------------------------------------------------------------------------
+def _choice_items(seed=1):
+    """Questions with prompts and options of different lengths; the fourth question repeats
+    the second's prompt (consecutive questions with one prompt share its forward)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def rand(n):
+        return torch.randint(1, 99, (n,), generator=g).tolist()
+
+    items = []
+    for plen, olens in [(5, [1, 3, 7]), (9, [2, 2]), (3, [4, 1, 6, 2]), (9, [1, 5])]:
+        prompt = rand(plen)
+        items.append({"seqs": [prompt + rand(k) for k in olens], "starts": [plen] * len(olens),
+                      "label": 0, "weight": 1.0})
+    items[3]["seqs"] = [items[2]["seqs"][0][:3] + rand(2), items[2]["seqs"][0][:3] + rand(1)]
+    items[3]["starts"] = [3, 3]
+    return items
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+@pytest.mark.parametrize("arch", ARCHS)
+def test_prompt_once_log_likelihoods_and_gradients_equal_the_plain_path(arch, mode):
+    model = _with_mode(_tiny(arch), mode).train()
+    items = _choice_items()
+    head = model.get_output_embeddings()
+    results = {}
+    for share in (False, True):
+        model.zero_grad()
+        batch = _ChoiceCollator(0, share_prompts=share)(items)
+        counter = _RowCounter(head)
+        loglik, n_tokens, _, counts = choice_log_likelihoods(model, batch)
+        counter.handle.remove()
+        (loglik * torch.linspace(0.5, 1.5, len(loglik))).sum().backward()
+        results[share] = (loglik.detach(), n_tokens, _grads(model), counts, counter.rows)
+    plain, shared = results[False], results[True]
+    torch.testing.assert_close(shared[0], plain[0], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(shared[1], plain[1])
+    _assert_same_grads(plain[2], shared[2])
+    n_options, n_option_tokens = 11, 31
+    prompts = 3  # the fourth question's prompt is the third's
+    assert shared[4] == shared[3]["projected_rows"] == prompts + n_option_tokens - n_options
+    assert plain[4] == plain[3]["projected_rows"] == plain[3]["padded_tokens"]
+    assert shared[3]["useful_tokens"] == plain[3]["useful_tokens"] == (5 + 9 + 3) + 31 - 11
+    assert shared[3]["tokens"] == shared[3]["useful_tokens"]  # prompts once, no last tokens
+    assert plain[3]["tokens"] > shared[3]["tokens"]
+
+
+@pytest.mark.parametrize("choice_score", ["sum", "mean"])
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_prompt_once_choice_training_equals_the_plain_path(tiny_lm, mode, choice_score):
+    choices = [["carbon dioxide", "oxygen", "a gas that is very common in the air"],
+               ["blue", "x"], ["yes", "no"], ["100", "one hundred degrees at sea level", "0"],
+               ["A", "B", "C", "D"]]
+    labels = [0, 0, 0, 1, 2]
+    trained = {}
+    for share in (False, True):
+        model, tok = load_causal_lm(tiny_lm, device="cpu")
+        with seeded_torch(0), collect_training_stats() as stats:
+            model = train_choice_lm(
+                model, tok, SAMPLE_PROMPTS, choices, labels, get_loss("choice_logconf"),
+                mode=mode, lr=1e-2, n_epochs=2, batch_size=2, max_length=24,
+                choice_score=choice_score, random_state=0, share_prompts=share,
+            )
+        trained[share] = ({k: v.detach().clone() for k, v in model.state_dict().items()}, stats)
+    plain, shared = trained[False], trained[True]
+    assert shared[1].useful_flops == plain[1].useful_flops > 0
+    assert shared[1].projected_rows < plain[1].projected_rows
+    assert shared[1].tokens < plain[1].tokens
+    for k, v in plain[0].items():  # Adam scales float noise in near-zero gradients up a little
+        torch.testing.assert_close(shared[0][k], v, rtol=1e-3, atol=1e-4)
+
+
+def test_prompt_once_needs_a_prompt_token(tiny_lm):
+    model, tok = load_causal_lm(tiny_lm, device="cpu")
+    tok.bos_token = None
+    with pytest.raises(ValueError, match="at least one token"):
+        train_choice_lm(model, tok, [""], [["a", "b"]], [0], get_loss("choice_xent"),
+                        random_state=0)
 
 
 # ----------------------------------------------------------------------------
