@@ -105,6 +105,16 @@ def test_run_multiple_choice_easy_hard(tiny_lm, tmp_path, data_dir):
     record = json.loads((out / "seed0.json").read_text())
     assert record["n_easy"] == 12
     assert any(row["model"] == "ensemble_student" for row in record["report"])
+    # each stage's training work beside its CPU time (see skw2s._efficiency)
+    stages = {s["stage"]: s for s in record["stages"]}
+    for name in ("split", "weak[ours]", "student[ours,sft]", "ceiling"):  # split: difficulty CV
+        assert stages[name]["cpu_seconds"] > 0 and stages[name]["train_seconds"] > 0
+        assert stages[name]["useful_flops"] > 0 and stages[name]["efficiency"] > 0
+        assert 0 <= stages[name]["padding"] < 1
+    labels = stages["labels[ours]"]  # scoring only
+    assert labels["useful_flops"] == 0 and labels["efficiency"] is None
+    assert record["useful_flops"] == pytest.approx(sum(s["useful_flops"] for s in stages.values()))
+    assert record["matmul_flops_per_second"] > 0 and record["efficiency"] > 0
 
 
 def test_id_test_rows_shared_cache_and_round_tables(tiny_lm, tmp_path, data_dir):
