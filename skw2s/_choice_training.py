@@ -87,6 +87,7 @@ class _ChoiceCollator:
                    for it in items for s, st in zip(it["seqs"], it["starts"])]
         width = max(len(it["seqs"]) for it in items)
         n_answer = [ex.n_answer_tokens for ex in encoded]
+        n_prompts = len(_shared_prompts(encoded))
         batch = {
             "question": torch.tensor([q for q, it in enumerate(items) for _ in it["seqs"]]),
             "option": torch.tensor([k for it in items for k in range(len(it["seqs"]))]),
@@ -99,6 +100,9 @@ class _ChoiceCollator:
             "useful_tokens": torch.tensor(
                 sum(len(p) for p, _ in _shared_prompts(encoded)) + sum(n_answer) - len(n_answer)
             ),
+            # the distinct positions whose logits the loss reads: each prompt's last position
+            # (it predicts every option's first token), every option token but its last
+            "loss_rows": torch.tensor(n_prompts + sum(n_answer) - len(n_answer)),
         }
         if self.share_prompts:
             batch["shared"] = _prompt_once_batch(encoded, self.pad_id)
@@ -202,7 +206,7 @@ def choice_log_likelihoods(model, inputs, *, masked=True):
     else:
         loglik, n_tokens, outputs, counts = _plain_logliks(model, inputs)
     counts["useful_tokens"] = int(inputs["useful_tokens"])
-    counts["loss_rows"] = int(inputs["n_answer"].sum())
+    counts["loss_rows"] = int(inputs["loss_rows"])
     return loglik, n_tokens, outputs, counts
 
 

@@ -12,9 +12,10 @@ So a training step costs
   choice loss, each question's prompt once and every option's tokens but its last (a plain path
   that reads the prompt once per option does more work, not more useful work);
 - the **output head** (the vocabulary projection of a causal LM, the linear head of a
-  classifier) on every row a loss term reads: ``(4 H + 2 H_trained) * rows``, the answer tokens
-  of SFT (those of non-zero weight), every option token of a choice loss, one row per example
-  of a classifier.
+  classifier) on every position whose output a loss term reads: ``(4 H + 2 H_trained) * rows``,
+  the positions that predict an answer token of non-zero weight in SFT; for a choice loss each
+  prompt's last position (it predicts every option's first token) and every option token but
+  its last; one row per example of a classifier.
 
 ``B_trained`` and ``H_trained`` count the weights that train: all of them in full fine-tuning
 (``6 N`` per token, the usual rule), the adapters only with LoRA (``4 N`` plus the adapters: the
@@ -67,11 +68,11 @@ class TrainingStats:
     padded_tokens : int
         Token positions fed to the model, padding included.
     useful_tokens : int
-        The distinct tokens the body must read (the rule's ``tokens``).
+        The tokens whose output predicts a token, each read once (the rule's ``tokens``).
     projected_rows : int
         Rows the output head was applied to.
     loss_rows : int
-        Rows a loss term reads (the rule's ``rows``).
+        Distinct positions whose output a loss term reads (the rule's ``rows``).
     useful_flops : float
         FLOPs by the counting rule.
     """
@@ -184,7 +185,7 @@ def _matmul_rate(threads, size, repeats):
     return rate
 
 
-def matmul_rate(size=1024, repeats=5, *, cached=True):
+def matmul_rate(size=2048, repeats=3, *, cached=True):
     """FLOP/s of a square float32 matrix product on the CPU, at torch's current thread count.
 
     The best of ``repeats`` timed products after one warm-up. Measured once per process,
@@ -193,9 +194,9 @@ def matmul_rate(size=1024, repeats=5, *, cached=True):
 
     Parameters
     ----------
-    size : int, default=1024
+    size : int, default=2048
         The matrices' side.
-    repeats : int, default=5
+    repeats : int, default=3
         Timed products; the fastest counts.
     cached : bool, default=True
         Reuse this process's earlier measurement for the same thread count and size.

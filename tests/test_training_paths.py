@@ -243,6 +243,7 @@ def test_prompt_once_log_likelihoods_and_gradients_equal_the_plain_path(arch, mo
     n_options, n_option_tokens = 11, 31
     prompts = 3  # the fourth question's prompt is the third's
     assert shared[4] == shared[3]["projected_rows"] == prompts + n_option_tokens - n_options
+    assert shared[3]["loss_rows"] == plain[3]["loss_rows"] == shared[4]
     assert plain[4] == plain[3]["projected_rows"] == plain[3]["padded_tokens"]
     assert shared[3]["useful_tokens"] == plain[3]["useful_tokens"] == (5 + 9 + 3) + 31 - 11
     assert shared[3]["tokens"] == shared[3]["useful_tokens"]  # prompts once, no last tokens
