@@ -23,7 +23,8 @@ Where the work goes:
 
 - **answer-only logits** (``answer_only=True``, the default of :func:`train_causal_lm`): the SFT
   loss reads the vocabulary projection at the positions that predict an answer token of
-  non-zero weight only. The model is called with those positions as a boolean
+  non-zero weight only, and the batch's last column (which predicts nothing) is not fed. The
+  model is called with those positions as a boolean
   ``logits_to_keep`` mask, so it applies its own head and any logit post-processing (Gemma's
   soft-capping) to those rows alone, and the cross-entropy runs in float32 on them. A model
   whose ``forward`` does not take such a mask gets its full logits, and the rows are picked
@@ -339,16 +340,20 @@ def sft_loss(model, input_ids, attention_mask, token_weight, *, answer_only=True
 
     w = token_weight[:, 1:]
     target = input_ids[:, 1:]
-    if answer_only:
+    n_rows = int((attention_mask.sum(-1) > 0).sum())
+    useful = int(attention_mask.sum()) - n_rows  # every row's last token predicts nothing
+    if answer_only and input_ids.shape[1] > 1:
+        # The last column predicts nothing: it is not fed (causal attention, right padding:
+        # no other position reads it).
         used = w > 0
-        keep = torch.zeros_like(attention_mask, dtype=torch.bool)
-        keep[:, :-1] = used
+        ids, mask = input_ids[:, :-1], attention_mask[:, :-1]
         logits, outputs, projected = logits_at(
-            model, keep, masked=masked, input_ids=input_ids, attention_mask=attention_mask
+            model, used, masked=masked, input_ids=ids, attention_mask=mask
         )
         w, target = w[used], target[used]
         ce = torch.nn.functional.cross_entropy(logits.float(), target, reduction="none")
     else:
+        mask = attention_mask
         outputs = model(input_ids=input_ids, attention_mask=attention_mask)
         logits = outputs.logits[:, :-1].float()
         projected = int(outputs.logits.shape[0] * outputs.logits.shape[1])
@@ -356,10 +361,8 @@ def sft_loss(model, input_ids, attention_mask, token_weight, *, answer_only=True
             logits.reshape(-1, logits.size(-1)), target.reshape(-1), reduction="none"
         ).view_as(w)
     loss = (ce * w).sum() / w.sum().clamp_min(1e-12)
-    tokens = int(attention_mask.sum())
-    counts = {"tokens": tokens, "padded_tokens": int(attention_mask.numel()),
-              "useful_tokens": tokens - int((attention_mask.sum(-1) > 0).sum()),
-              "projected_rows": projected,
+    counts = {"tokens": int(mask.sum()), "padded_tokens": int(mask.numel()),
+              "useful_tokens": useful, "projected_rows": projected,
               "loss_rows": int((token_weight[:, 1:] > 0).sum())}
     return loss, outputs, counts
 

@@ -125,7 +125,8 @@ def test_answer_only_loss_and_gradients_equal_the_plain_path(arch, mode):
     assert results[False][2] == ids.numel()
     assert results[True][3]["projected_rows"] == n_weighted
     assert results[True][3]["loss_rows"] == results[False][3]["loss_rows"] == n_weighted
-    assert results[True][3]["tokens"] == int(mask.sum())
+    assert results[True][3]["tokens"] == int(mask[:, :-1].sum())  # the last column is not fed
+    assert results[False][3]["tokens"] == int(mask.sum())
     assert results[True][3]["useful_tokens"] == int(mask.sum()) - 3  # each row's last token
 
 
@@ -160,7 +161,7 @@ def test_a_model_that_returns_other_shapes_falls_back_to_every_logit(caplog):
     with caplog.at_level("WARNING", logger="skw2s.training"):
         loss, _, counts = sft_loss(model, ids, mask, weight, masked=True)
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-7)
-    assert counts["projected_rows"] == ids.numel()
+    assert counts["projected_rows"] == ids[:, :-1].numel()  # every fed position
     assert "computing all logits" in caplog.text
 
 
@@ -171,7 +172,7 @@ def test_an_unrecognised_forward_is_not_given_a_mask():
     loss, _, counts = sft_loss(model, ids, mask, weight, masked=takes_logit_mask(model))
     expected, _, _ = sft_loss(model, ids, mask, weight, answer_only=False)
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-7)
-    assert counts["projected_rows"] == ids.numel()
+    assert counts["projected_rows"] == ids[:, :-1].numel()
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
