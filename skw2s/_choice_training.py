@@ -152,8 +152,11 @@ def _shared_logliks(model, shared, *, masked):
     kwargs = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
     outputs = model(input_ids=shared["input_ids"], attention_mask=prompt_mask,
                     position_ids=shared["positions"], use_cache=bool(chunks), **kwargs)
-    last = outputs.logits[:, -1]
-    loglik = _gold_log_probs(last[owner], shared["first_target"])
+    # every option's first token, from its prompt's last position (the log-normaliser once
+    # per prompt)
+    last = outputs.logits[:, -1].float()
+    target = shared["first_target"]
+    loglik = last[owner, target] - torch.logsumexp(last, dim=-1)[owner]
     counts = {"tokens": int(prompt_mask.sum()), "padded_tokens": int(prompt_mask.numel()),
               "projected_rows": int(outputs.logits.shape[0] * outputs.logits.shape[1])}
     cache = _output_cache(outputs) if chunks else None
@@ -244,6 +247,14 @@ def _choice_trainer_class():
     return ChoiceTrainer
 
 
+def _lengths(rows, share_prompts):
+    """The length that groups questions into batches: the prompt's when it runs once (its
+    forward is most of a batch's work), else the longest prompt + option."""
+    if share_prompts:
+        return [max(r["starts"]) for r in rows]
+    return [max(len(s) for s in r["seqs"]) for r in rows]
+
+
 def train_choice_lm(
     model, tokenizer, prompts, choices, labels, loss, *, soft_labels=None, sample_weight=None,
     mode="full", lr=5e-5, n_epochs=1, batch_size=8, max_length=512, choice_score="sum",
@@ -284,8 +295,9 @@ def train_choice_lm(
         Run each prompt once and its options as the continuation of its KV cache (see the
         module docstring); False: every option as a whole sequence (the plain path).
     group_by_length : bool, default=True
-        Batch questions of similar length (their longest prompt + option), as
-        :func:`skw2s.training.train_causal_lm` does; False: random batches.
+        Batch questions of similar length (their prompt's with ``share_prompts``, else their
+        longest prompt + option), as :func:`skw2s.training.train_causal_lm` does; False:
+        random batches.
 
     Returns
     -------
@@ -323,7 +335,7 @@ def train_choice_lm(
         model, rows, _ChoiceCollator(tokenizer.pad_token_id, share_prompts=share_prompts),
         trainer_class=_choice_trainer_class(),
         trainer_attrs={"student_loss": loss, "mean_scores": choice_score == "mean"},
-        lengths=[max(len(s) for s in r["seqs"]) for r in rows] if group_by_length else None,
+        lengths=_lengths(rows, share_prompts) if group_by_length else None,
         lr=lr, n_epochs=n_epochs, batch_size=batch_size, random_state=random_state,
         verbose=verbose,
     )
