@@ -35,6 +35,7 @@ def test_training_benchmark_figures_come_from_its_runs(load_benchmark):
     # efficiency: median over repeats of flops / (seconds x that repeat's rate)
     assert rows["after"]["efficiency"] == "5.00"  # 10, 5, 2.5
     assert rows["before"]["efficiency"] == "2.50"  # 2.5, 2.5, 1.25
+    assert rows["after"]["best repeat"] == "10.00"
     # speedup: median of the per-repeat time ratios (4, 2, 2), not a ratio of medians
     assert rows["after"]["speedup"] == "2.00x" and rows["before"]["speedup"] == ""
     assert rows["after"]["padding"] == "20.0%"
