@@ -39,6 +39,7 @@ __all__ = [
     "check_text_input",
     "reset_fitted_attributes",
     "resolve_seed",
+    "batch_order_rng",
     "round_rng",
     "spawn_seed",
     "take_rows",
@@ -316,6 +317,20 @@ def round_rng(seed, t):
     same weights trains the same learner.
     """
     return np.random.default_rng([int(seed), int(t) - 1])
+
+
+_BATCH_ORDER_SALT = 7301
+"""Salt of :func:`batch_order_rng`: its draws never coincide with a round's (:func:`round_rng`)."""
+
+
+def batch_order_rng(seed, epoch):
+    """The generator of a training run's batch order in ``epoch`` (0-based):
+    ``numpy.random.default_rng([seed, epoch, _BATCH_ORDER_SALT])``.
+
+    The length-grouped batches of :mod:`skw2s.training` draw their order from it, so the same
+    seed gives the same batches in every process, and every epoch its own order.
+    """
+    return np.random.default_rng([int(seed), int(epoch), _BATCH_ORDER_SALT])
 
 
 def spawn_seed(rng):

@@ -37,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from ._cache import checkpoints, fingerprint, get_store, with_checkpoints
+from ._efficiency import collect_training_stats
 from ._validation import (
     MEMORY,
     NONE,
@@ -184,7 +185,12 @@ class WeakToStrongPipeline(BaseEstimator):
         Per ``(weak side, test set)``: the mean over pairs of learners of the fraction of test
         questions on which the two predict differently.
     history_ : list of dict
-        Per stage: its name, whether it came from ``memory`` and its seconds.
+        Per stage: ``stage`` (its name), ``cached`` (whether it came from ``memory``),
+        ``seconds`` (wall) and ``cpu_seconds`` (this process's CPU time, every thread), and
+        of the training runs in it (in this process): ``train_seconds`` (wall, inside the
+        training loops), ``useful_flops``, ``efficiency`` (useful FLOPs / (train seconds x
+        this process's float32 matmul rate); None when nothing trained) and ``padding`` (the
+        share of padded token positions). See :mod:`skw2s._efficiency` for the counting rule.
 
     Examples
     --------
@@ -421,16 +427,20 @@ class WeakToStrongPipeline(BaseEstimator):
         self.history_ = []
 
         def stage(name, key, compute):
-            start = time.perf_counter()
-            value = store.load("pipeline", key) if store is not None else None
-            cached = value is not None
-            if not cached:
-                value = compute()
-                if store is not None:
-                    store.save("pipeline", key, value)
-            self.history_.append(
-                {"stage": name, "cached": cached, "seconds": time.perf_counter() - start}
-            )
+            start, cpu_start = time.perf_counter(), time.process_time()
+            with collect_training_stats() as trained:
+                value = store.load("pipeline", key) if store is not None else None
+                cached = value is not None
+                if not cached:
+                    value = compute()
+                    if store is not None:
+                        store.save("pipeline", key, value)
+            self.history_.append({
+                "stage": name, "cached": cached, "seconds": time.perf_counter() - start,
+                "cpu_seconds": time.process_time() - cpu_start,
+                "train_seconds": trained.seconds, "useful_flops": trained.useful_flops,
+                "efficiency": trained.efficiency(), "padding": trained.padding,
+            })
             logger.info("Stage %s %s", name, "loaded from memory" if cached else "done")
             bar.update()
             return value

@@ -19,6 +19,28 @@ Modes:
   extracted once and the linear head is trained on them (full batch, Adam). This bypasses
   ``Trainer``: it is a few milliseconds of work once the features exist.
 
+Where the work goes:
+
+- **answer-only logits** (``answer_only=True``, the default of :func:`train_causal_lm`): the SFT
+  loss reads the vocabulary projection at the positions that predict an answer token of
+  non-zero weight only, and the batch's last column (which predicts nothing) is not fed. The
+  model is called with those positions as a boolean
+  ``logits_to_keep`` mask, so it applies its own head and any logit post-processing (Gemma's
+  soft-capping) to those rows alone, and the cross-entropy runs in float32 on them. A model
+  whose ``forward`` does not take such a mask gets its full logits, and the rows are picked
+  from those (the same numbers, the old cost). ``False`` is the plain path the tests compare
+  with: logits at every position, a float32 copy of them all.
+- **length-grouped batches** (``group_by_length=True``, the default of every training
+  function): each epoch, the rows are shuffled, cut into pools of up to 50 batches (at most a
+  quarter of the data, so that batches still mix), sorted by length inside a pool and cut into
+  batches, and the batches are shuffled. The order comes from
+  :func:`skw2s._validation.batch_order_rng` (seed and epoch), so a seed gives the same batches
+  in every process. ``False`` is the Trainer's random sampler.
+
+Every run's counts (tokens, padding, projected rows, useful FLOPs: see
+:mod:`skw2s._efficiency`) are logged and handed to open
+:func:`skw2s._efficiency.collect_training_stats` blocks.
+
 The Trainer seeds torch globally from ``random_state`` (it calls ``transformers.set_seed``), so a
 seeded fit is reproducible on the same machine and device.
 """
@@ -26,8 +48,11 @@ seeded fit is reproducible on the same machine and device.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import sys
 import tempfile
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -151,32 +176,260 @@ class _ClsCollator:
         return batch
 
 
-def _weighted_trainer_class():
+class LengthGroupedSampler:
+    """Row indices in batches of rows of similar length, in a seeded random order.
+
+    Each epoch: shuffle the rows, cut them into pools of ``pool`` batches, sort each pool by
+    length (longest first, ties in shuffled order) and cut it into batches, then shuffle the
+    full batches; a last short batch stays last, so that the data loader's batches are these
+    batches. ``pool`` is ``min(50, n_rows // (4 * batch_size))``, at least 1 (as the Trainer's
+    ``group_by_length``): at least four pools, so that what a batch holds still varies between
+    epochs and seeds.
+
+    Parameters
+    ----------
+    lengths : sequence of int
+        The length of each row (the tokens it puts through the model).
+    batch_size : int
+        Rows per batch.
+    seed : int
+        With the epoch, the seed of :func:`skw2s._validation.batch_order_rng`.
+    """
+
+    def __init__(self, lengths, batch_size, seed):
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.lengths)
+
+    def set_epoch(self, epoch):
+        """The epoch whose order the next iteration gives (the Trainer sets it)."""
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        from ._validation import batch_order_rng
+
+        rng = batch_order_rng(self.seed, self.epoch)
+        self.epoch += 1  # a caller that never sets the epoch still gets a new order each time
+        return iter(length_grouped_order(self.lengths, self.batch_size, rng).tolist())
+
+
+def length_grouped_order(lengths, batch_size, rng):
+    """The row order of one epoch of :class:`LengthGroupedSampler`, drawn from ``rng``."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    n = len(lengths)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    pool = batch_size * max(1, min(50, n // (4 * batch_size)))
+    order = rng.permutation(n)
+    batches = []
+    for start in range(0, n, pool):
+        rows = order[start : start + pool]
+        rows = rows[np.argsort(-lengths[rows], kind="stable")]
+        batches += [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
+    full = [b for b in batches if len(b) == batch_size]
+    short = [b for b in batches if len(b) < batch_size]  # at most one: the last pool's tail
+    full = [full[i] for i in rng.permutation(len(full))]
+    return np.concatenate(full + short)
+
+
+def padding_fraction(lengths, batches):
+    """The share of padding in ``batches`` (lists of row indices) of rows of ``lengths``, each
+    padded to its longest row: 0 when every row of a batch has the same length."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    real = sum(int(lengths[b].sum()) for b in batches)
+    padded = sum(len(b) * int(lengths[b].max()) for b in batches if len(b))
+    return 1.0 - real / padded if padded else 0.0
+
+
+@functools.lru_cache(maxsize=64)
+def _forward_takes_logit_mask(model_type):
+    """Whether ``model_type.forward`` takes a boolean ``logits_to_keep`` mask: it has the
+    argument, and its module slices hidden states with transformers' ``slice_logits_to_keep``
+    (which takes masks) before the head."""
+    import inspect
+
+    try:
+        params = inspect.signature(model_type.forward).parameters
+    except (TypeError, ValueError):  # pragma: no cover - an unusual forward
+        return False
+    module = sys.modules.get(getattr(model_type.forward, "__module__", None) or "")
+    return "logits_to_keep" in params and hasattr(module, "slice_logits_to_keep")
+
+
+def unwrap_model(model):
+    """The transformers model inside a DDP and/or peft wrapper."""
     import torch
+
+    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        model = model.module
+    if hasattr(model, "get_base_model"):
+        model = model.get_base_model()
+    return model
+
+
+def takes_logit_mask(model):
+    """Whether ``model`` (possibly peft- or DDP-wrapped) computes logits only at the positions
+    of a boolean ``logits_to_keep`` mask, returning them as ``(n_kept, vocab)``."""
+    return _forward_takes_logit_mask(type(unwrap_model(model)))
+
+
+_FELL_BACK = set()
+
+
+def logits_at(model, keep, *, masked=True, **inputs):
+    """Logits of the positions where ``keep`` (a ``(batch, length)`` bool tensor) is True.
+
+    With ``masked`` (see :func:`takes_logit_mask`) the model computes only those rows; else, or
+    when the model returns another shape, all of them, from which the rows are taken.
+
+    Returns
+    -------
+    logits : torch.Tensor of shape (keep.sum(), vocab)
+        Row-major order over ``keep``.
+    outputs : ModelOutput
+        The model's output.
+    projected : int
+        Rows the vocabulary projection was applied to.
+    """
+    n = int(keep.sum())
+    if masked and type(unwrap_model(model)) not in _FELL_BACK:
+        outputs = model(**inputs, logits_to_keep=keep)
+        if tuple(outputs.logits.shape[:-1]) == (n,):
+            return outputs.logits, outputs, n
+        _FELL_BACK.add(type(unwrap_model(model)))
+        logger.warning(
+            "%s returned logits of shape %s for a logits_to_keep mask of %d positions; "
+            "computing all logits for this model type instead.",
+            type(unwrap_model(model)).__name__, tuple(outputs.logits.shape), n,
+        )
+    outputs = model(**inputs)
+    return outputs.logits[keep], outputs, int(keep.numel())
+
+
+def sft_loss(model, input_ids, attention_mask, token_weight, *, answer_only=True, masked=True):
+    """The weighted SFT loss ``sum(w * ce) / sum(w)`` of a right-padded batch.
+
+    Parameters
+    ----------
+    model : causal LM
+        Possibly peft- or DDP-wrapped.
+    input_ids, attention_mask : torch.Tensor of shape (batch, length)
+    token_weight : torch.Tensor of shape (batch, length)
+        The weight of each token as a target (0 on prompt tokens and padding).
+    answer_only : bool, default=True
+        Project onto the vocabulary only the positions that predict a token of non-zero
+        weight (see :func:`logits_at`); False is the plain path (every position, in float32).
+    masked : bool, default=True
+        Whether the model takes a boolean ``logits_to_keep`` (:func:`takes_logit_mask`).
+
+    Returns
+    -------
+    loss : torch.Tensor
+        A scalar.
+    outputs : ModelOutput
+        The model's output.
+    counts : dict
+        ``tokens``, ``padded_tokens``, ``useful_tokens``, ``projected_rows`` and ``loss_rows``
+        of the batch (see :class:`skw2s._efficiency.TrainingStats`).
+    """
+    import torch
+
+    w = token_weight[:, 1:]
+    target = input_ids[:, 1:]
+    n_rows = int((attention_mask.sum(-1) > 0).sum())
+    useful = int(attention_mask.sum()) - n_rows  # every row's last token predicts nothing
+    if answer_only and input_ids.shape[1] > 1:
+        # The last column predicts nothing: it is not fed (causal attention, right padding:
+        # no other position reads it).
+        used = w > 0
+        ids, mask = input_ids[:, :-1], attention_mask[:, :-1]
+        logits, outputs, projected = logits_at(
+            model, used, masked=masked, input_ids=ids, attention_mask=mask
+        )
+        w, target = w[used], target[used]
+        ce = torch.nn.functional.cross_entropy(logits.float(), target, reduction="none")
+    else:
+        mask = attention_mask
+        outputs = model(input_ids=input_ids, attention_mask=attention_mask)
+        logits = outputs.logits[:, :-1].float()
+        projected = int(outputs.logits.shape[0] * outputs.logits.shape[1])
+        ce = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.size(-1)), target.reshape(-1), reduction="none"
+        ).view_as(w)
+    loss = (ce * w).sum() / w.sum().clamp_min(1e-12)
+    counts = {"tokens": int(mask.sum()), "padded_tokens": int(mask.numel()),
+              "useful_tokens": useful, "projected_rows": projected,
+              "loss_rows": int((token_weight[:, 1:] > 0).sum())}
+    return loss, outputs, counts
+
+
+def _trainer_base():
+    """A Trainer that draws length-grouped batches (``lengths`` set) and counts its work."""
     from transformers import Trainer
 
-    class WeightedTrainer(Trainer):
+    from ._efficiency import TrainingStats, useful_flops
+
+    class CountingTrainer(Trainer):
+        """Trainer with length-grouped batches and training statistics.
+
+        ``lengths`` (one per row; None: the Trainer's random order) and ``param_counts``
+        (:func:`skw2s._efficiency.parameter_counts`) are set after construction; ``stats``
+        sums the counts :meth:`count` gets from the loss.
+        """
+
+        lengths = None
+        param_counts = None
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.stats = TrainingStats()
+
+        def _get_train_sampler(self, *args, **kwargs):
+            if self.lengths is None:
+                return super()._get_train_sampler(*args, **kwargs)
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return LengthGroupedSampler(self.lengths, self._train_batch_size, seed)
+
+        def count(self, counts):
+            """Add one batch's ``counts`` (a dict of :class:`TrainingStats` fields)."""
+            s = self.stats
+            s.steps += 1
+            for name, value in counts.items():
+                setattr(s, name, getattr(s, name) + value)
+            if self.param_counts is not None:
+                s.useful_flops += useful_flops(
+                    self.param_counts, counts["useful_tokens"], counts["loss_rows"]
+                )
+
+    return CountingTrainer
+
+
+def _weighted_trainer_class():
+    import torch
+
+    class WeightedTrainer(_trainer_base()):
         """Trainer whose loss uses per-token (SFT) or per-example (classification) weights.
 
         ``student_loss`` (a :class:`skw2s.losses.Loss`, set after construction) replaces the
         classification cross-entropy: it gets the batch's logits, its labels (soft ones when
         the batch has them), the weights and the training progress ``step_frac``.
+        ``answer_only`` selects the SFT loss's path (see :func:`sft_loss`).
         """
 
         student_loss = None
+        answer_only = True
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = dict(inputs)
             if "token_weight" in inputs:
-                weight = inputs.pop("token_weight")
-                outputs = model(**inputs)
-                logits = outputs.logits[:, :-1].float()
-                target = inputs["input_ids"][:, 1:]
-                w = weight[:, 1:]
-                ce = torch.nn.functional.cross_entropy(
-                    logits.reshape(-1, logits.size(-1)), target.reshape(-1), reduction="none"
-                ).view_as(w)
-                loss = (ce * w).sum() / w.sum().clamp_min(1e-12)
+                loss, outputs, counts = sft_loss(
+                    model, inputs["input_ids"], inputs["attention_mask"], inputs["token_weight"],
+                    answer_only=self.answer_only, masked=takes_logit_mask(self.model),
+                )
             else:
                 weight = inputs.pop("sample_weight")
                 labels = inputs.pop("labels")
@@ -193,6 +446,12 @@ def _weighted_trainer_class():
                         outputs.logits.float(), labels if soft is None else soft,
                         sample_weight=weight, step_frac=step_frac, reduction="sum",
                     ) / weight.numel()
+                mask = inputs["attention_mask"]
+                tokens = int(mask.sum())
+                counts = {"tokens": tokens, "padded_tokens": int(mask.numel()),
+                          "useful_tokens": tokens, "projected_rows": int(mask.numel()),
+                          "loss_rows": int(weight.numel())}
+            self.count(counts)
             return (loss, outputs) if return_outputs else loss
 
     return WeightedTrainer
@@ -247,24 +506,46 @@ def _apply_lora(model, *, task_type, lora_r, lora_alpha, target_modules):
         return get_peft_model(model, config)
 
 
-def _run_trainer(model, dataset, collator, *, student_loss=None, **kwargs):
+def _output_head(model):
+    """The output head of a (possibly peft-wrapped) causal LM or sequence classifier."""
+    hf = unwrap_model(model)
+    get = getattr(hf, "get_output_embeddings", None)
+    head = get() if callable(get) else None
+    return head if head is not None else classification_head(hf)
+
+
+def _run_trainer(model, dataset, collator, *, trainer_class=None, trainer_attrs=None,
+                 lengths=None, **kwargs):
+    """Train ``model`` on the rows ``dataset`` with a Trainer of ``trainer_class`` (default:
+    the weighted one), ``trainer_attrs`` set on it; ``lengths`` (one per row) groups the
+    batches by length (None: random batches). Returns the run's
+    :class:`~skw2s._efficiency.TrainingStats`."""
     from datasets import Dataset
     from transformers import PrinterCallback
 
+    from ._efficiency import parameter_counts, publish
+
     with tempfile.TemporaryDirectory(prefix="skw2s-train-") as tmp:
         args = _training_args(output_dir=tmp, device=model.device, **kwargs)
-        trainer = _weighted_trainer_class()(
+        trainer = (trainer_class or _weighted_trainer_class())(
             model=model,
             args=args,
             train_dataset=Dataset.from_list(dataset),
             data_collator=collator,
         )
-        trainer.student_loss = student_loss
+        for name, value in (trainer_attrs or {}).items():
+            setattr(trainer, name, value)
+        trainer.lengths = None if lengths is None else list(lengths)
+        trainer.param_counts = parameter_counts(unwrap_model(model), _output_head(model))
         trainer.remove_callback(PrinterCallback)  # metrics go to the logger, not stdout
+        start = time.perf_counter()
         result = trainer.train()
+        stats = trainer.stats
+        stats.seconds, stats.runs = time.perf_counter() - start, 1
     model.eval()
-    logger.info("Training finished: %s", result.metrics)
-    return result.metrics
+    publish(stats)
+    logger.info("Training finished: %s; %s", result.metrics, stats.as_dict())
+    return stats
 
 
 @contextlib.contextmanager
@@ -300,7 +581,7 @@ def _check_mode(mode, allowed):
 
 def _fit_rows(
     model, rows, collator, *, task_type, mode, lr, n_epochs, batch_size, random_state,
-    lora_r, lora_alpha, lora_target_modules, verbose, student_loss=None,
+    lora_r, lora_alpha, lora_target_modules, verbose, trainer_attrs=None, group_by_length=True,
 ):
     """Add LoRA adapters when asked, then train ``model`` on ``rows`` with the Trainer."""
     if mode == "lora":
@@ -314,7 +595,8 @@ def _fit_rows(
     model.train()
     _run_trainer(
         model, rows, collator, lr=lr, n_epochs=n_epochs, batch_size=batch_size,
-        random_state=random_state, verbose=verbose, student_loss=student_loss,
+        random_state=random_state, verbose=verbose, trainer_attrs=trainer_attrs,
+        lengths=[len(r["input_ids"]) for r in rows] if group_by_length else None,
     )
     return model
 
@@ -334,6 +616,8 @@ def train_causal_lm(
     lora_alpha=None,
     lora_target_modules=None,
     verbose=0,
+    answer_only=True,
+    group_by_length=True,
 ):
     """Supervised fine-tuning with the loss on (weighted) answer tokens only.
 
@@ -354,6 +638,13 @@ def train_causal_lm(
         LoRA settings (``mode="lora"``); ``lora_alpha`` defaults to ``2 * lora_r``.
     verbose : int, default=0
         Show the Trainer's progress bar when positive.
+    answer_only : bool, default=True
+        Compute the vocabulary projection and the cross-entropy only at the positions that
+        predict an answer token of non-zero weight (the same loss; see the module docstring).
+        False: at every position (the plain path).
+    group_by_length : bool, default=True
+        Batch rows of similar length (seeded, see :class:`LengthGroupedSampler`); False: the
+        Trainer's random batches.
 
     Returns
     -------
@@ -380,6 +671,7 @@ def train_causal_lm(
         model, rows, _SFTCollator(tokenizer.pad_token_id), task_type="CAUSAL_LM", mode=mode, lr=lr,
         n_epochs=n_epochs, batch_size=batch_size, random_state=random_state, lora_r=lora_r,
         lora_alpha=lora_alpha, lora_target_modules=lora_target_modules, verbose=verbose,
+        trainer_attrs={"answer_only": answer_only}, group_by_length=group_by_length,
     )
 
 
@@ -408,6 +700,7 @@ def train_classifier(
     verbose=0,
     loss=None,
     soft_labels=None,
+    group_by_length=True,
 ):
     """Fine-tune a sequence-classification LM with per-example weights.
 
@@ -415,8 +708,8 @@ def train_classifier(
     mean 1; examples with zero weight are dropped. ``mode="head"`` trains only the head on
     frozen features (see :func:`train_head`). ``loss`` (a :class:`skw2s.losses.Loss`; None is
     the plain weighted cross-entropy) is the student loss, given ``soft_labels`` (``(n, 2)``
-    probabilities) instead of ``labels`` when they are passed. Other parameters as in
-    :func:`train_causal_lm`. Returns the trained model in eval mode.
+    probabilities) instead of ``labels`` when they are passed. Other parameters (and
+    ``group_by_length``) as in :func:`train_causal_lm`. Returns the trained model in eval mode.
     """
     _check_mode(mode, MODES)
     labels = np.asarray(labels, dtype=np.int64)
@@ -445,7 +738,7 @@ def train_classifier(
         model, rows, _ClsCollator(tokenizer.pad_token_id), task_type="SEQ_CLS", mode=mode, lr=lr,
         n_epochs=n_epochs, batch_size=batch_size, random_state=random_state, lora_r=lora_r,
         lora_alpha=lora_alpha, lora_target_modules=lora_target_modules, verbose=verbose,
-        student_loss=loss,
+        trainer_attrs={"student_loss": loss}, group_by_length=group_by_length,
     )
 
 

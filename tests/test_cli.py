@@ -110,6 +110,16 @@ def test_run_multiple_choice_easy_hard(tiny_lm, tmp_path, data_dir):
     X, _, _ = load_task_data(config, data_dir)
     rows = record["predictions"]["hard"]["rows"]
     assert record["chance"]["hard"] == pytest.approx(np.mean([1 / len(X.choices[r]) for r in rows]))
+    # each stage's training work beside its CPU time (see skw2s._efficiency)
+    stages = {s["stage"]: s for s in record["stages"]}
+    for name in ("split", "weak[ours]", "student[ours,sft]", "ceiling"):  # split: difficulty CV
+        assert stages[name]["cpu_seconds"] > 0 and stages[name]["train_seconds"] > 0
+        assert stages[name]["useful_flops"] > 0 and stages[name]["efficiency"] > 0
+        assert 0 <= stages[name]["padding"] < 1
+    labels = stages["labels[ours]"]  # scoring only
+    assert labels["useful_flops"] == 0 and labels["efficiency"] is None
+    assert record["useful_flops"] == pytest.approx(sum(s["useful_flops"] for s in stages.values()))
+    assert record["matmul_flops_per_second"] > 0 and record["efficiency"] > 0
 
 
 def test_id_test_rows_shared_cache_and_round_tables(tiny_lm, tmp_path, data_dir):

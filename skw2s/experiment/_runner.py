@@ -153,6 +153,19 @@ def _chance(pipe, data):
     return out
 
 
+def _training_totals(stages):
+    """The seed's training over its stages: ``train_seconds``, ``useful_flops``, the float32
+    matmul rate of this process and the ``efficiency`` they give (see
+    :mod:`skw2s._efficiency`; None when no stage trained)."""
+    from .._efficiency import matmul_rate
+
+    seconds = sum(s.get("train_seconds", 0.0) for s in stages)
+    flops = sum(s.get("useful_flops", 0.0) for s in stages)
+    rate = matmul_rate() if seconds > 0 else None
+    return {"train_seconds": seconds, "useful_flops": flops, "matmul_flops_per_second": rate,
+            "efficiency": flops / (seconds * rate) if seconds > 0 and flops else None}
+
+
 def _run_seed(config, pipe, data, seed, target):
     start, cpu_start = time.perf_counter(), time.process_time()
     X, y = data["X"], data["y"]
@@ -186,6 +199,7 @@ def _run_seed(config, pipe, data, seed, target):
         }),
         "seconds": time.perf_counter() - start,
         "cpu_seconds": time.process_time() - cpu_start,  # every thread of this process
+        **_training_totals(pipe.history_),
         "versions": _versions(),
     }
     tmp = target.with_suffix(".tmp")
