@@ -24,10 +24,12 @@ lookup, not a product, and are not counted. Attention scores (``Q K^T`` and thei
 ``V``) are not counted either: at the sequence lengths of our tasks (under 200 tokens) they are
 a few percent of the body, so the rule slightly understates the useful work.
 
-**Efficiency** is useful FLOPs / (seconds x the float32 matmul rate of this process):
-:func:`matmul_rate` times a square float32 product with torch's current thread count, once per
-process and thread count. 1.0 would be a run doing nothing but its useful products at the speed
-of one large product.
+**Efficiency** is useful FLOPs / (seconds x the matmul rate of the device the run trained on,
+in its weights' dtype): :func:`matmul_rate` times a square product there (on a CPU, float32
+with torch's current thread count; on a GPU, bfloat16 for a bfloat16 model), once per process,
+device, dtype and thread count. A run records that rate times its seconds as ``peak_flops``, so
+runs on different devices add up. 1.0 would be a run doing nothing but its useful products at
+the speed of one large product.
 
 torch is imported inside the functions.
 """
@@ -75,6 +77,9 @@ class TrainingStats:
         Distinct positions whose output a loss term reads (the rule's ``rows``).
     useful_flops : float
         FLOPs by the counting rule.
+    peak_flops : float
+        What the devices could have done in ``seconds``: each run's seconds times the
+        :func:`matmul_rate` of its device and dtype (0 when the runs did not record it).
     """
 
     runs: int = 0
@@ -86,6 +91,7 @@ class TrainingStats:
     projected_rows: int = 0
     loss_rows: int = 0
     useful_flops: float = 0.0
+    peak_flops: float = 0.0
 
     def add(self, other):
         """Add the counts of ``other`` to these, in place; returns ``self``."""
@@ -99,12 +105,16 @@ class TrainingStats:
         return 1.0 - self.tokens / self.padded_tokens if self.padded_tokens else 0.0
 
     def efficiency(self, rate=None):
-        """Useful FLOPs / (seconds x ``rate``); ``rate`` defaults to :func:`matmul_rate`.
+        """Useful FLOPs / (seconds x ``rate``).
 
-        Returns None when no time was spent training.
+        ``rate`` defaults to the runs' own devices: useful FLOPs / ``peak_flops``, or, where the
+        runs did not record it, this process's CPU :func:`matmul_rate`. Returns None when no
+        time was spent training.
         """
         if self.seconds <= 0 or not self.useful_flops:
             return None
+        if rate is None and self.peak_flops > 0:
+            return self.useful_flops / self.peak_flops
         return self.useful_flops / (self.seconds * (matmul_rate() if rate is None else rate))
 
     def as_dict(self):
@@ -168,38 +178,51 @@ def useful_flops(counts, tokens, rows):
 
 
 @functools.lru_cache(maxsize=8)
-def _matmul_rate(threads, size, repeats):
+def _matmul_rate(threads, size, repeats, device, dtype):
     import torch
 
-    generator = torch.Generator().manual_seed(0)  # never touches the global generator
-    a = torch.rand((size, size), generator=generator)
-    b = torch.rand((size, size), generator=generator)
+    device, dtype = torch.device(device), getattr(torch, dtype)
+    generator = torch.Generator(device=device).manual_seed(0)  # not the global generator
+    a = torch.rand((size, size), generator=generator, device=device).to(dtype)
+    b = torch.rand((size, size), generator=generator, device=device).to(dtype)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     a @ b  # warm-up
+    sync()
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         a @ b
+        sync()
         best = min(best, time.perf_counter() - start)
     rate = 2.0 * size**3 / best
-    logger.info("float32 matmul rate with %d thread(s): %.1f GFLOP/s", threads, rate / 1e9)
+    logger.info("%s %s matmul rate (%d thread(s)): %.1f GFLOP/s", device, dtype, threads,
+                rate / 1e9)
     return rate
 
 
-def matmul_rate(size=2048, repeats=3, *, cached=True):
-    """FLOP/s of a square float32 matrix product on the CPU, at torch's current thread count.
+def matmul_rate(size=None, repeats=3, *, device="cpu", dtype=None, cached=True):
+    """FLOP/s of a square matrix product on ``device`` in ``dtype``.
 
-    The best of ``repeats`` timed products after one warm-up. Measured once per process,
-    thread count and size unless ``cached=False`` (the benchmarks time it beside every
-    repeat).
+    The best of ``repeats`` timed products after one warm-up, at torch's current thread count.
+    Measured once per process, device, dtype, thread count and size unless ``cached=False``
+    (the benchmarks time it beside every repeat).
 
     Parameters
     ----------
-    size : int, default=2048
-        The matrices' side.
+    size : int, default=None
+        The matrices' side; default 2048 on a CPU, 8192 on a GPU (a product large enough to
+        reach the chip's rate).
     repeats : int, default=3
         Timed products; the fastest counts.
+    device : str or torch.device, default="cpu"
+    dtype : str or torch.dtype, default=None
+        float32 when None; a GPU's rate for a bfloat16 model is the bfloat16 one.
     cached : bool, default=True
-        Reuse this process's earlier measurement for the same thread count and size.
+        Reuse this process's earlier measurement for the same arguments and thread count.
 
     Returns
     -------
@@ -208,9 +231,15 @@ def matmul_rate(size=2048, repeats=3, *, cached=True):
     """
     import torch
 
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    dtype = str(dtype or torch.float32).replace("torch.", "")
+    if size is None:
+        size = 8192 if device.type == "cuda" else 2048
     if not cached:
         _matmul_rate.cache_clear()
-    return _matmul_rate(torch.get_num_threads(), int(size), int(repeats))
+    return _matmul_rate(torch.get_num_threads(), int(size), int(repeats), str(device), dtype)
 
 
 _COLLECTORS = []

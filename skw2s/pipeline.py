@@ -439,7 +439,8 @@ class WeakToStrongPipeline(BaseEstimator):
                 "stage": name, "cached": cached, "seconds": time.perf_counter() - start,
                 "cpu_seconds": time.process_time() - cpu_start,
                 "train_seconds": trained.seconds, "useful_flops": trained.useful_flops,
-                "efficiency": trained.efficiency(), "padding": trained.padding,
+                "peak_flops": trained.peak_flops, "efficiency": trained.efficiency(),
+                "padding": trained.padding,
             })
             logger.info("Stage %s %s", name, "loaded from memory" if cached else "done")
             bar.update()

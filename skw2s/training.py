@@ -523,7 +523,7 @@ def _run_trainer(model, dataset, collator, *, trainer_class=None, trainer_attrs=
     from datasets import Dataset
     from transformers import PrinterCallback
 
-    from ._efficiency import parameter_counts, publish
+    from ._efficiency import matmul_rate, parameter_counts, publish
 
     with tempfile.TemporaryDirectory(prefix="skw2s-train-") as tmp:
         args = _training_args(output_dir=tmp, device=model.device, **kwargs)
@@ -542,6 +542,9 @@ def _run_trainer(model, dataset, collator, *, trainer_class=None, trainer_attrs=
         result = trainer.train()
         stats = trainer.stats
         stats.seconds, stats.runs = time.perf_counter() - start, 1
+        # the device's own rate in the body's dtype (a bfloat16 GPU model: its bfloat16 rate)
+        dtype = unwrap_model(model).get_input_embeddings().weight.dtype
+        stats.peak_flops = stats.seconds * matmul_rate(device=model.device, dtype=dtype)
     model.eval()
     publish(stats)
     logger.info("Training finished: %s; %s", result.metrics, stats.as_dict())

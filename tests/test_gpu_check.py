@@ -32,7 +32,8 @@ def test_gpu_check_dry_run_on_cpu_passes_every_part(tmp_path):
     assert any("pipeline" in n for n in names) and any("speculative" in n for n in names)
     speed = {c["name"]: c for c in record["parts"]["speed"]["checks"]}
     assert speed["P1 cached mixture vs sum of generate"]["ratio"] > 0
-    assert speed["SFT step efficiency (tiny)"]["useful_flops"] > 0
+    sft = speed["SFT step efficiency (tiny)"]
+    assert sft["stats"]["useful_flops"] > 0 and sft["efficiency"] > 0 and sft["stats"]["steps"] == 3
     launch = record["parts"]["launch"]["checks"]
     assert [c["world_size"] for c in launch] == [1, 1]
     assert record["versions"]["torch"] and "command" in record

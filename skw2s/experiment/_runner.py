@@ -154,16 +154,15 @@ def _chance(pipe, data):
 
 
 def _training_totals(stages):
-    """The seed's training over its stages: ``train_seconds``, ``useful_flops``, the float32
-    matmul rate of this process and the ``efficiency`` they give (see
-    :mod:`skw2s._efficiency`; None when no stage trained)."""
-    from .._efficiency import matmul_rate
-
+    """The seed's training over its stages: ``train_seconds``, ``useful_flops``, the matmul
+    rate of the devices it trained on (``peak_flops`` / seconds; see :mod:`skw2s._efficiency`)
+    and the ``efficiency`` they give (None when no stage trained)."""
     seconds = sum(s.get("train_seconds", 0.0) for s in stages)
     flops = sum(s.get("useful_flops", 0.0) for s in stages)
-    rate = matmul_rate() if seconds > 0 else None
-    return {"train_seconds": seconds, "useful_flops": flops, "matmul_flops_per_second": rate,
-            "efficiency": flops / (seconds * rate) if seconds > 0 and flops else None}
+    peak = sum(s.get("peak_flops", 0.0) for s in stages)
+    return {"train_seconds": seconds, "useful_flops": flops,
+            "matmul_flops_per_second": peak / seconds if seconds > 0 and peak else None,
+            "efficiency": flops / peak if peak > 0 and flops else None}
 
 
 def _run_seed(config, pipe, data, seed, target):
