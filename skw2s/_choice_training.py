@@ -179,7 +179,7 @@ def _shared_logliks(model, shared, *, masked):
     return loglik, outputs, counts
 
 
-def choice_log_likelihoods(model, inputs, *, masked=True):
+def choice_log_likelihoods(model, inputs, *, masked="auto"):
     """Each option's summed token log-likelihood for a batch of :class:`_ChoiceCollator`.
 
     Parameters
@@ -188,9 +188,9 @@ def choice_log_likelihoods(model, inputs, *, masked=True):
         Possibly peft- or DDP-wrapped; gradients flow when it trains.
     inputs : dict
         A collated batch, with ``shared`` (prompt once) or ``input_ids`` (plain path).
-    masked : bool, default=True
-        Whether the model takes a boolean ``logits_to_keep`` (see
-        :func:`skw2s.training.takes_logit_mask`).
+    masked : {"auto", "mask", "columns"}, bool or None, default="auto"
+        How the model computes logits at some positions only (see
+        :func:`skw2s.training.logits_at`).
 
     Returns
     -------
@@ -216,7 +216,7 @@ def choice_log_likelihoods(model, inputs, *, masked=True):
 def _choice_trainer_class():
     import torch
 
-    from .training import _trainer_base, takes_logit_mask
+    from .training import _trainer_base
 
     class ChoiceTrainer(_trainer_base()):
         """Trainer whose loss reads the options' log-likelihoods (``student_loss``)."""
@@ -225,9 +225,7 @@ def _choice_trainer_class():
         mean_scores = False
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            loglik, n_tokens, outputs, counts = choice_log_likelihoods(
-                model, inputs, masked=takes_logit_mask(self.model)
-            )
+            loglik, n_tokens, outputs, counts = choice_log_likelihoods(model, inputs)
             self.count(counts)
             if self.mean_scores:
                 loglik = loglik / n_tokens.clamp_min(1)

@@ -246,18 +246,23 @@ def padding_fraction(lengths, batches):
 
 
 @functools.lru_cache(maxsize=64)
-def _forward_takes_logit_mask(model_type):
-    """Whether ``model_type.forward`` takes a boolean ``logits_to_keep`` mask: it has the
-    argument, and its module slices hidden states with transformers' ``slice_logits_to_keep``
-    (which takes masks) before the head."""
+def _logit_selection(model_type):
+    """How ``model_type.forward`` can compute logits at some positions only (see
+    :func:`logit_selection`)."""
     import inspect
 
     try:
         params = inspect.signature(model_type.forward).parameters
     except (TypeError, ValueError):  # pragma: no cover - an unusual forward
-        return False
-    module = sys.modules.get(getattr(model_type.forward, "__module__", None) or "")
-    return "logits_to_keep" in params and hasattr(module, "slice_logits_to_keep")
+        return None
+    if "logits_to_keep" not in params:
+        return None
+    name = getattr(model_type.forward, "__module__", None) or ""
+    if hasattr(sys.modules.get(name), "slice_logits_to_keep"):
+        return "mask"
+    # transformers' own models take a 1-D tensor of positions (the same for every row) in every
+    # 5.x release; only later ones take a boolean mask
+    return "columns" if name.startswith("transformers.models.") else None
 
 
 def unwrap_model(model):
@@ -271,20 +276,44 @@ def unwrap_model(model):
     return model
 
 
+def logit_selection(model):
+    """How ``model`` (possibly peft- or DDP-wrapped) can compute logits at some positions only.
+
+    Returns
+    -------
+    {"mask", "columns", None}
+        ``"mask"``: its ``logits_to_keep`` takes a boolean ``(batch, length)`` mask and returns
+        the kept rows as ``(n_kept, vocab)`` (transformers' ``slice_logits_to_keep``);
+        ``"columns"``: it takes a 1-D tensor of positions, kept in every row (transformers 5.x
+        before masks); None: neither is known, every logit is computed.
+    """
+    return _logit_selection(type(unwrap_model(model)))
+
+
 def takes_logit_mask(model):
     """Whether ``model`` (possibly peft- or DDP-wrapped) computes logits only at the positions
     of a boolean ``logits_to_keep`` mask, returning them as ``(n_kept, vocab)``."""
-    return _forward_takes_logit_mask(type(unwrap_model(model)))
+    return logit_selection(model) == "mask"
 
 
 _FELL_BACK = set()
 
 
-def logits_at(model, keep, *, masked=True, **inputs):
+def _fall_back(model, got, expected):
+    _FELL_BACK.add(type(unwrap_model(model)))
+    logger.warning(
+        "%s returned logits of shape %s for logits_to_keep (expected %s); computing all logits "
+        "for this model type instead.", type(unwrap_model(model)).__name__, got, expected,
+    )
+
+
+def logits_at(model, keep, *, masked="auto", **inputs):
     """Logits of the positions where ``keep`` (a ``(batch, length)`` bool tensor) is True.
 
-    With ``masked`` (see :func:`takes_logit_mask`) the model computes only those rows; else, or
-    when the model returns another shape, all of them, from which the rows are taken.
+    ``masked`` says how the model selects positions (:func:`logit_selection`; ``"auto"`` asks
+    it): with ``"mask"`` (or True) the model computes only those rows; with ``"columns"``, the
+    columns that hold one in some row, for every row; with None (or False), or when the model
+    returns another shape, all of them. The rows are taken from what it computed.
 
     Returns
     -------
@@ -295,22 +324,28 @@ def logits_at(model, keep, *, masked=True, **inputs):
     projected : int
         Rows the vocabulary projection was applied to.
     """
+    how = logit_selection(model) if masked == "auto" else "mask" if masked is True else masked
+    how = how or None
     n = int(keep.sum())
-    if masked and type(unwrap_model(model)) not in _FELL_BACK:
-        outputs = model(**inputs, logits_to_keep=keep)
-        if tuple(outputs.logits.shape[:-1]) == (n,):
-            return outputs.logits, outputs, n
-        _FELL_BACK.add(type(unwrap_model(model)))
-        logger.warning(
-            "%s returned logits of shape %s for a logits_to_keep mask of %d positions; "
-            "computing all logits for this model type instead.",
-            type(unwrap_model(model)).__name__, tuple(outputs.logits.shape), n,
-        )
+    if how is not None and type(unwrap_model(model)) not in _FELL_BACK:
+        if how == "mask":
+            outputs = model(**inputs, logits_to_keep=keep)
+            if tuple(outputs.logits.shape[:-1]) == (n,):
+                return outputs.logits, outputs, n
+            _fall_back(model, tuple(outputs.logits.shape), (n,))
+        else:
+            columns = keep.any(0).nonzero()[:, 0]
+            outputs = model(**inputs, logits_to_keep=columns)
+            expected = (keep.shape[0], len(columns))
+            if tuple(outputs.logits.shape[:-1]) == expected:
+                return outputs.logits[keep[:, columns]], outputs, expected[0] * expected[1]
+            _fall_back(model, tuple(outputs.logits.shape), expected)
     outputs = model(**inputs)
     return outputs.logits[keep], outputs, int(keep.numel())
 
 
-def sft_loss(model, input_ids, attention_mask, token_weight, *, answer_only=True, masked=True):
+def sft_loss(model, input_ids, attention_mask, token_weight, *, answer_only=True,
+             masked="auto"):
     """The weighted SFT loss ``sum(w * ce) / sum(w)`` of a right-padded batch.
 
     Parameters
@@ -323,8 +358,9 @@ def sft_loss(model, input_ids, attention_mask, token_weight, *, answer_only=True
     answer_only : bool, default=True
         Project onto the vocabulary only the positions that predict a token of non-zero
         weight (see :func:`logits_at`); False is the plain path (every position, in float32).
-    masked : bool, default=True
-        Whether the model takes a boolean ``logits_to_keep`` (:func:`takes_logit_mask`).
+    masked : {"auto", "mask", "columns"}, bool or None, default="auto"
+        How the model computes logits at some positions only (:func:`logit_selection`, which
+        ``"auto"`` asks; True is ``"mask"``, False or None: all of them).
 
     Returns
     -------
@@ -428,7 +464,7 @@ def _weighted_trainer_class():
             if "token_weight" in inputs:
                 loss, outputs, counts = sft_loss(
                     model, inputs["input_ids"], inputs["attention_mask"], inputs["token_weight"],
-                    answer_only=self.answer_only, masked=takes_logit_mask(self.model),
+                    answer_only=self.answer_only,
                 )
             else:
                 weight = inputs.pop("sample_weight")

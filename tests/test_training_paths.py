@@ -25,6 +25,7 @@ from skw2s.training import (
     LengthGroupedSampler,
     encode_sft,
     length_grouped_order,
+    logit_selection,
     logits_at,
     padding_fraction,
     seeded_torch,
@@ -128,6 +129,26 @@ def test_answer_only_loss_and_gradients_equal_the_plain_path(arch, mode):
     assert results[True][3]["tokens"] == int(mask[:, :-1].sum())  # the last column is not fed
     assert results[False][3]["tokens"] == int(mask.sum())
     assert results[True][3]["useful_tokens"] == int(mask.sum()) - 3  # each row's last token
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_columns_selection_equals_the_plain_path(arch):
+    """transformers releases whose models take a 1-D tensor of positions but no mask: the
+    columns that hold an answer position in some row, for every row."""
+    model = _with_mode(_tiny(arch), "lora").train()
+    ids, mask, weight = _sft_batch()
+    results = {}
+    for how in (None, "columns"):
+        model.zero_grad()
+        loss, _, counts = sft_loss(model, ids, mask, weight, answer_only=how is not None,
+                                   masked=how)
+        loss.backward()
+        results[how] = (loss.detach(), _grads(model), counts)
+    torch.testing.assert_close(results["columns"][0], results[None][0], rtol=1e-6, atol=1e-7)
+    _assert_same_grads(results[None][1], results["columns"][1])
+    columns = int((weight[:, 1:] > 0).any(0).sum())
+    assert results["columns"][2]["projected_rows"] == ids.shape[0] * columns < ids.numel()
+    assert logit_selection(model) in ("mask", "columns")
 
 
 def test_gemma_soft_capping_is_applied_on_the_kept_rows():
