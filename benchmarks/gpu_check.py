@@ -96,6 +96,18 @@ def _versions():
     return out
 
 
+def source_digest():
+    """SHA-256 of skw2s's source files (paths and contents, in order): names the code a run
+    measured where the checkout's git metadata is missing or stale (a copied working tree)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "skw2s").rglob("*.py")):
+        digest.update(str(path.relative_to(ROOT)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def _gpu_info(device):
     import torch
 
@@ -441,7 +453,7 @@ def part_speed(ctx):
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     shapes = ["tiny"] if quick else ["smollm2-135m", "qwen2.5-0.5b"]
     decode_shape = shapes[0]
-    repeats = 2 if quick else 3
+    repeats = 2
     n_new = 8 if quick else 64
     T = 5
     tok = tiny_tokenizer()
@@ -557,13 +569,12 @@ def part_speed(ctx):
                            f"same tokens {v['same_tokens']}" for k, v in out.items())
         return {"cases": out, "detail": detail}
 
-    def sft(shape):
+    def sft(shape, batch):
         from skw2s._efficiency import collect_training_stats
         from skw2s.training import EncodedExample, train_causal_lm
 
         def run():
             model = random_model(shape, device, dtype, tokenizer=tok)
-            batch = 4 if quick else 32
             rng = np.random.RandomState(0)
             vocab = min(model.config.vocab_size, len(tok))
 
@@ -579,7 +590,7 @@ def part_speed(ctx):
                 return stats
 
             fit(2)  # warm-up: kernels, allocator
-            stats = fit(3 if quick else 12)
+            stats = fit(3 if quick else 8)
             eff = stats.useful_flops / (stats.seconds * rate)
             target = 0.35 if shape == "qwen2.5-0.5b" else None
             return {"efficiency": eff, "library_efficiency": stats.efficiency(),
@@ -597,8 +608,10 @@ def part_speed(ctx):
     checks.run("P2 stacked LoRA mixture vs one adapter", p2)
     checks.run("P3 choice scoring vs per-choice loop", p3)
     checks.run("speculative vs cached mixture", speculative)
-    for shape in shapes:
-        checks.run(f"SFT step efficiency ({shape})", sft(shape))
+    # the larger shape at two batch sizes: how much of a step is fixed cost
+    for shape, batch in ([("tiny", 4)] if quick else
+                         [("smollm2-135m", 32), ("qwen2.5-0.5b", 32), ("qwen2.5-0.5b", 128)]):
+        checks.run(f"SFT step efficiency ({shape}, batch {batch})", sft(shape, batch))
     result.update(ok=checks.ok, checks=checks.rows)
     return result
 
@@ -685,6 +698,73 @@ def summary_rows(record):
     return rows
 
 
+def _fmt(x, spec):
+    return "n/a" if x is None else format(x, spec)
+
+
+def gpu_table(paths):
+    """The GPU table of ``benchmarks/PERFORMANCE.md``, from the JSON records of one or more
+    runs (later records add the parts that earlier ones lack)."""
+    records = [json.loads(Path(p).read_text()) for p in paths]
+    parts = {}
+    for r in records:
+        for name, part in r["parts"].items():
+            parts.setdefault(name, (part, r))
+    head = records[0]
+    rows = []
+
+    def add(part, check, figure, target="", ok=True):
+        rows.append(f"| {part} | {check} | {figure} | {target} | {'yes' if ok else 'NO'} |")
+
+    if "tests" in parts:
+        c = parts["tests"][0].get("counts", {})
+        add("tests", "tests marked `cuda`", f"{c.get('tests', 0) - c.get('skipped', 0)} run, "
+            f"{c.get('failures', 0)} failed, {c.get('errors', 0)} errors", "all pass",
+            parts["tests"][0]["ok"])
+    for check in parts.get("correctness", ({"checks": []},))[0]["checks"]:
+        if "max_abs_diff" in check:
+            fig = (f"max abs diff {check['max_abs_diff']:.1e}, argmax differs on "
+                   f"{check['argmax_flips']} rows")
+            tgt = f"<= {check['tolerance']:g}"
+        elif "max_rel_diff" in check:
+            fig, tgt = f"max rel diff {check['max_rel_diff']:.1e}", f"<= {check['tolerance']:g}"
+        else:
+            fig, tgt = "same tokens", "identical"
+        add("correctness (float32, vs CPU)", check["name"], fig, tgt, check["ok"])
+    for check in parts.get("speed", ({"checks": []},))[0]["checks"]:
+        name = check["name"]
+        if not check["ok"]:
+            add("speed (bfloat16)", name, "failed", "", False)
+        elif "ratio" in check:
+            add("speed (bfloat16)", name, f"{check['ratio']:.2f}x the baseline's time",
+                check["target"], check["met"])
+        elif "speedup" in check:
+            add("speed (bfloat16)", name, f"{check['speedup']:.2f}x faster", check["target"],
+                check["met"])
+        elif "cases" in check:
+            fig = "; ".join(f"{k}: {v['speedup']:.2f}x, acceptance {_fmt(v['acceptance'], '.2f')}"
+                            for k, v in check["cases"].items())
+            add("speed (bfloat16)", name, fig, "")
+        elif "efficiency" in check:
+            st = check["stats"]
+            add("speed (bfloat16)", name, f"efficiency {check['efficiency']:.3f} "
+                f"({st['useful_flops'] / st['seconds'] / 1e12:.1f} useful TFLOP/s, "
+                f"{st['seconds'] / st['steps'] * 1e3:.0f} ms a step)", check["target"],
+                True if check["met"] is None else check["met"])
+    for check in parts.get("launch", ({"checks": []},))[0]["checks"]:
+        add("launch", check["name"], f"world size {check.get('world_size')}, model on "
+            f"{check.get('model_device')}, max abs diff vs in process "
+            f"{_fmt(check.get('max_abs_diff'), '.1e')}", f"<= {PROB_TOL:g}", check["ok"])
+    v = head["versions"]
+    header = (f"{head['gpu']['name'] if head.get('gpu') else head['device']}; torch {v['torch']} "
+              f"(CUDA {v['cuda']}), transformers {v['transformers']}, peft {v['peft']}, "
+              f"accelerate {v['accelerate']}; bfloat16 matrix product "
+              f"{parts['speed'][0]['matmul_flops_per_s'] / 1e12:.0f} TFLOP/s"
+              if "speed" in parts else "")
+    lines = [header, "", "| part | check | measured | target | met |", "|---|---|---|---|---|"]
+    return "\n".join(lines + rows)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto, cuda or cpu")
@@ -696,7 +776,12 @@ def main(argv=None):
     parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     parser.add_argument("--timeout", type=int, default=300,
                         help="seconds allowed to each subprocess (pytest, launchers)")
+    parser.add_argument("--table", nargs="+", metavar="JSON",
+                        help="print the markdown table of these records and exit")
     args = parser.parse_args(argv)
+    if args.table:
+        print(gpu_table(args.table))
+        return 0
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -712,6 +797,7 @@ def main(argv=None):
     info = _perf.machine_info(device, torch.get_num_threads())
     record = {"benchmark": "gpu_check", "device": str(device), "quick": args.quick,
               "gpu": _gpu_info(device), "versions": _versions(), "machine": info,
+              "source_sha256": source_digest(),
               "command": " ".join([Path(sys.executable).name] + sys.argv), "parts": {}}
     name = f"gpu_check{'_quick' if args.quick else ''}_{device.type}.json"
     path = out / name

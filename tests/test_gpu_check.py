@@ -32,7 +32,7 @@ def test_gpu_check_dry_run_on_cpu_passes_every_part(tmp_path):
     assert any("pipeline" in n for n in names) and any("speculative" in n for n in names)
     speed = {c["name"]: c for c in record["parts"]["speed"]["checks"]}
     assert speed["P1 cached mixture vs sum of generate"]["ratio"] > 0
-    sft = speed["SFT step efficiency (tiny)"]
+    sft = speed["SFT step efficiency (tiny, batch 4)"]
     assert sft["stats"]["useful_flops"] > 0 and sft["efficiency"] > 0 and sft["stats"]["steps"] == 3
     launch = record["parts"]["launch"]["checks"]
     assert [c["world_size"] for c in launch] == [1, 1]
@@ -64,3 +64,14 @@ def test_probabilities_may_flip_only_on_near_ties(load_benchmark):
     assert tie_flip["ok"] and tie_flip["argmax_flips"] == 1 and tie_flip["near_ties"] == 1
     far = gpu_check._compare_probs("x", np.array([[0.1, 0.9], [0.5004, 0.4996]]), cpu)
     assert not far["ok"]
+
+
+def test_the_performance_page_shows_the_committed_gpu_records(load_benchmark):
+    gpu_check = load_benchmark("gpu_check")
+    results = ROOT / "benchmarks" / "results" / "gpu"
+    table = gpu_check.gpu_table([results / "gpu_check_cuda.json",
+                                 results / "gpu_check_cuda_launch.json"])
+    page = (ROOT / "benchmarks" / "PERFORMANCE.md").read_text()
+    block = page.split("<!-- gpu:begin -->\n")[1].split("\n<!-- gpu:end -->")[0]
+    assert block == table
+    assert "| launch | accelerate launch --num_processes 1 |" in table and "NVIDIA" in table
