@@ -31,7 +31,8 @@ CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 )
-DOCS_PACKAGES = ("sphinx", "sphinx_gallery", "numpydoc", "pydata_sphinx_theme", "myst_parser")
+DOCS_PACKAGES = ("sphinx", "sphinx_gallery", "numpydoc", "pydata_sphinx_theme", "myst_parser",
+                 "sphinx-mathjax-offline")
 
 
 def _missing_docs_packages():
@@ -202,3 +203,20 @@ def test_index_and_gallery_page_render_with_every_image_loaded(site, tmp_path):
         assert not broken, f"images that did not load on {page.name}: {broken}"
     if site["example_skipped"]:
         pytest.skip(f"only the index was checked: {site['example_skipped']}")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
+def test_equations_render_with_no_network(site, tmp_path):
+    """The PGR equation of the setup page is typeset by the MathJax copy inside the site: with
+    every connection refused, no raw TeX delimiter is left in the page."""
+    assert site["proc"].returncode == 0
+    assert (site["out"] / "_static" / "mathjax" / "tex-chtml.js").is_file()
+    page = site["out"] / "user_guide" / "setup.html"
+    cmd = [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium'}",
+           "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+           "--virtual-time-budget=15000", "--dump-dom", page.as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    assert "PGR" in dom and "<mjx-container" in dom, dom[-2000:]
+    body = re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.S)
+    text = html.unescape(re.sub(r"<[^>]+>", " ", body))
+    assert "\\(" not in text and "\\[" not in text and "\\frac" not in text
