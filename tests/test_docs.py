@@ -220,3 +220,15 @@ def test_equations_render_with_no_network(site, tmp_path):
     body = re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.S)
     text = html.unescape(re.sub(r"<[^>]+>", " ", body))
     assert "\\(" not in text and "\\[" not in text and "\\frac" not in text
+
+
+def test_the_alias_table_names_every_offline_model_and_its_packages():
+    from skw2s._offline import OFFLINE_ALIASES
+
+    page = (ROOT / "docs" / "user_guide" / "own_data.rst").read_text()
+    table = page.split("The offline aliases")[1].split("The experts of one")[0]
+    for alias, info in OFFLINE_ALIASES.items():
+        row = table.split(f'``"{alias}"``')[1].split("   * - ")[0]
+        assert info.description.split(" (")[0] in row, alias
+        first_package = info.install.split("--no-deps ")[1].split()[0].split("==")[0]
+        assert f"``{first_package}``" in row.replace("\n       ", " "), (alias, first_package)
