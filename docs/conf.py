@@ -125,6 +125,7 @@ sphinx_gallery_conf = {
     "backreferences_dir": "generated",
     "doc_module": ("skw2s",),
     "inspect_global_variables": False,
+    "thumbnail_size": (480, 320),
 }
 
 # -- HTML ------------------------------------------------------------------------------------
