@@ -52,7 +52,7 @@ def setup(threads, device):
     """Fix torch's thread count and resolve the device; return ``(torch.device, threads)``."""
     import torch
 
-    from skw2s.models import resolve_device
+    from skw2s.hf.models import resolve_device
 
     torch.set_num_threads(threads)
     return resolve_device(device), threads
@@ -120,14 +120,14 @@ def print_header(title, info):
 # ----------------------------------------------------------------------------
 def tiny_model(n_layers=4, hidden_size=128):
     """A random tiny causal LM in a temporary directory (quick mode)."""
-    from skw2s.testing import tiny_causal_lm
+    from skw2s.hf.testing import tiny_causal_lm
 
     directory = tempfile.mkdtemp(prefix="skw2s-bench-")
     return tiny_causal_lm(directory, seed=0, n_layers=n_layers, hidden_size=hidden_size)
 
 
 def load(spec, device):
-    from skw2s.models import load_causal_lm
+    from skw2s.hf.models import load_causal_lm
 
     return load_causal_lm(spec, device=str(device))
 
@@ -142,8 +142,8 @@ def lora_experts(base, n_experts, *, r=16, seed=0):
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from skw2s.decoding import AdapterExpert
-    from skw2s.training import DEFAULT_LORA_TARGETS
+    from skw2s.hf.decoding import AdapterExpert
+    from skw2s.hf.training import DEFAULT_LORA_TARGETS
 
     config = LoraConfig(
         r=r, lora_alpha=2 * r, lora_dropout=0.0, target_modules=list(DEFAULT_LORA_TARGETS),
@@ -186,7 +186,7 @@ def arc_questions(n, data_dir=None):
     """``(prompts, choices, source)``: the first ``n`` ARC-Easy test questions, or built-in
     science questions of the same format when the offline data is absent."""
     try:
-        from skw2s.datasets import load_arc, to_multiple_choice
+        from skw2s.data.datasets import load_arc, to_multiple_choice
 
         X, _ = to_multiple_choice(load_arc("easy", "test", data_dir=data_dir))
         X = X.iloc[:n]
@@ -288,9 +288,9 @@ def write_json(name, payload, args):
 
 
 def default_data_dir():
-    """``SKW2S_DATA_DIR`` (through :func:`skw2s.datasets.resolve_data_dir`), else
+    """``SKW2S_DATA_DIR`` (through :func:`skw2s.data.datasets.resolve_data_dir`), else
     ``../shared/data`` beside the checkout when it exists."""
-    from skw2s.datasets import resolve_data_dir
+    from skw2s.data.datasets import resolve_data_dir
 
     found = resolve_data_dir(None, required=False)
     if found is not None:

@@ -1,7 +1,7 @@
 """P1 and P2: the cost of mixture decoding against the experts' own ``generate``.
 
 Every generated token of a mixture needs a forward of every expert; these tables show how
-close :func:`skw2s.decoding.mixture_generate` gets to that floor. One batch of ``--batch-size``
+close :func:`skw2s.hf.decoding.mixture_generate` gets to that floor. One batch of ``--batch-size``
 ARC-Easy prompts, ``--max-new-tokens`` greedy tokens with EOS disabled (every row produces the
 same number of tokens on every path), ``T = --experts`` experts with positive weights:
 
@@ -78,8 +78,8 @@ def _hf_generate(model, ids, mask, max_new_tokens, pad_id):
 
 
 def _batch(tok, prompts):
-    from skw2s.decoding import encode_prompts
-    from skw2s.decoding._batching import _pad_rows
+    from skw2s.hf.decoding import encode_prompts
+    from skw2s.hf.decoding._batching import _pad_rows
 
     rows = encode_prompts(tok, prompts)
     return _pad_rows(rows, tok.pad_token_id, "left"), _pad_rows([[1] * len(r) for r in rows], 0,
@@ -89,7 +89,7 @@ def _batch(tok, prompts):
 def run(args):
     import time
 
-    from skw2s.decoding import mixture_generate
+    from skw2s.hf.decoding import mixture_generate
 
     device, threads = _perf.setup(args.threads, args.device)
     info = _perf.machine_info(device, threads)
@@ -232,8 +232,8 @@ def _disagreeing_copies(model, n_experts, noise, seed=0):
 
 def run_speculative(args, device, info, spec, prompts, source):
     """Speculative mixture decoding against the cached mixture (P1/P2 path), same run."""
-    from skw2s.decoding import mixture_generate
-    from skw2s.decoding.speculative import _record_speculative_stats
+    from skw2s.hf.decoding import mixture_generate
+    from skw2s.hf.decoding.speculative import _record_speculative_stats
 
     quick, T, k = args.quick, args.experts, args.speculative_k
     n_new = args.max_new_tokens or (24 if quick else 32)

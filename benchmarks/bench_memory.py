@@ -2,7 +2,7 @@
 
 Each configuration runs in a fresh Python process, which builds its experts, resets the
 kernel's resident-memory high-water mark (``/proc/self/clear_refs``), decodes a batch with
-:func:`skw2s.decoding.mixture_generate` (greedy, EOS disabled) and reads the peak back
+:func:`skw2s.hf.decoding.mixture_generate` (greedy, EOS disabled) and reads the peak back
 (``VmHWM``). Configurations:
 
 - **one model**: the base model alone;
@@ -63,7 +63,7 @@ def child(args):
     import numpy as np
     import torch
 
-    from skw2s.decoding import mixture_generate
+    from skw2s.hf.decoding import mixture_generate
 
     device, _ = _perf.setup(args.threads, args.device)
     imported = _status("VmRSS")

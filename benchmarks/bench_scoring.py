@@ -48,8 +48,8 @@ def _agreement(a, b):
 
 
 def run(args):
-    from skw2s.decoding import choice_nll, choice_nll_mixture, token_predictions
-    from skw2s.training import encode_sft
+    from skw2s.hf.decoding import choice_nll, choice_nll_mixture, token_predictions
+    from skw2s.hf.training import encode_sft
 
     device, threads = _perf.setup(args.threads, args.device)
     info = _perf.machine_info(device, threads)

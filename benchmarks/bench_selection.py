@@ -64,7 +64,7 @@ class _FitCounter:
     """Counts weak-learner trainings (``LLMGenerator.fit`` calls that train, ``n_epochs > 0``)."""
 
     def __init__(self):
-        from skw2s.generator import LLMGenerator
+        from skw2s.estimators.generator import LLMGenerator
 
         self.cls = LLMGenerator
         self.original = LLMGenerator.fit

@@ -16,7 +16,7 @@ on the plain paths ("before") and on the fast ones ("after"):
   length-grouped batches. The issue's target is the choice student's time at most 1.5 x the
   SFT student's.
 
-Useful FLOPs follow the counting rule of :mod:`skw2s._efficiency` (the body on every token
+Useful FLOPs follow the counting rule of :mod:`skw2s.hf.efficiency` (the body on every token
 whose output predicts one, read once; the head on every position a loss reads; backward by
 what trains), the same as the seed files. Efficiency = useful FLOPs / (training seconds x the
 float32 rate of 2048 x 2048 products, timed just before each run in the same process), so a
@@ -56,7 +56,7 @@ def arc_rows(n, data_dir):
     """``(prompts, choices, labels, source)``: the first ``n`` ARC-Easy train questions, or
     built-in look-alikes (the first option as the label) when the offline data is absent."""
     try:
-        from skw2s.datasets import load_arc, to_multiple_choice
+        from skw2s.data.datasets import load_arc, to_multiple_choice
 
         X, y = to_multiple_choice(load_arc("easy", "train", data_dir=data_dir))
         X, y = X.iloc[:n], y[:n]
@@ -71,7 +71,7 @@ def sciq_rows(n, data_dir):
     """``(texts, labels, source)``: the first ``n`` binarised SciQ train questions (as the
     paired runs build them), or built-in look-alikes."""
     try:
-        from skw2s.datasets import binarize_sciq, load_sciq, to_classification
+        from skw2s.data.datasets import binarize_sciq, load_sciq, to_classification
 
         texts, labels = to_classification(binarize_sciq(load_sciq("train", data_dir=data_dir),
                                                         random_state=0))
@@ -87,7 +87,7 @@ def sciq_rows(n, data_dir):
 # Cases
 # ----------------------------------------------------------------------------
 def _sft_case(base, tok, encoded, *, answer_only, group, batch_size, lr, lora_r):
-    from skw2s.training import seeded_torch, train_causal_lm
+    from skw2s.hf.training import seeded_torch, train_causal_lm
 
     def fit():
         model = copy.deepcopy(base)
@@ -100,8 +100,8 @@ def _sft_case(base, tok, encoded, *, answer_only, group, batch_size, lr, lora_r)
 
 def _choice_case(base, tok, prompts, choices, labels, *, share, group, batch_size, lr, lora_r,
                  max_length):
-    from skw2s._choice_training import train_choice_lm
-    from skw2s.losses import get_loss
+    from skw2s.hf.choice_training import train_choice_lm
+    from skw2s.hf.losses import get_loss
 
     def fit():
         model = copy.deepcopy(base)
@@ -114,7 +114,7 @@ def _choice_case(base, tok, prompts, choices, labels, *, share, group, batch_siz
 
 
 def _classifier_case(base, tok, texts, labels, *, group, batch_size, lr, lora_r, max_length):
-    from skw2s.training import train_classifier
+    from skw2s.hf.training import train_classifier
 
     def fit():
         model = copy.deepcopy(base)
@@ -126,7 +126,7 @@ def _classifier_case(base, tok, texts, labels, *, group, batch_size, lr, lora_r,
 
 
 def _seeded():
-    from skw2s.training import seeded_torch
+    from skw2s.hf.training import seeded_torch
 
     return seeded_torch(0)
 
@@ -134,7 +134,7 @@ def _seeded():
 def measure(cases, *, repeats, warmup, log=print):
     """Run every case ``repeats`` times, rotating the order, each right after a float32 matmul
     rate measurement. Returns ``{name: [{"stats": dict, "rate": float}, ...]}``."""
-    from skw2s._efficiency import collect_training_stats, matmul_rate
+    from skw2s.hf.efficiency import collect_training_stats, matmul_rate
 
     for name, fit in warmup.items():
         fit()
@@ -197,8 +197,8 @@ def profile_step(base, tok, encoded, *, lora_r):
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from skw2s._efficiency import matmul_rate, parameter_counts, useful_flops
-    from skw2s.training import _SFTCollator, _apply_lora, seeded_torch, sft_loss
+    from skw2s.hf.efficiency import matmul_rate, parameter_counts, useful_flops
+    from skw2s.hf.training import _SFTCollator, _apply_lora, seeded_torch, sft_loss
 
     with seeded_torch(0):
         model = _apply_lora(copy.deepcopy(base), task_type="CAUSAL_LM", lora_r=lora_r,
@@ -238,8 +238,8 @@ def profile_step(base, tok, encoded, *, lora_r):
 
 def paired_padding(lengths, batch_size, *, epochs, seed=0):
     """Padding of one training set's batches over ``epochs``: random batches (the Trainer's
-    random order) and length-grouped ones (:class:`skw2s.training.LengthGroupedSampler`)."""
-    from skw2s.training import LengthGroupedSampler, padding_fraction
+    random order) and length-grouped ones (:class:`skw2s.hf.training.LengthGroupedSampler`)."""
+    from skw2s.hf.training import LengthGroupedSampler, padding_fraction
 
     lengths = np.asarray(lengths)
     rng = np.random.default_rng(seed)
@@ -257,9 +257,9 @@ def paired_padding(lengths, batch_size, *, epochs, seed=0):
 # The run
 # ----------------------------------------------------------------------------
 def run(args):
-    from skw2s.datasets import format_completion
-    from skw2s.models import load_causal_lm, load_sequence_classifier
-    from skw2s.training import encode_sft, seeded_torch
+    from skw2s.data.datasets import format_completion
+    from skw2s.hf.models import load_causal_lm, load_sequence_classifier
+    from skw2s.hf.training import encode_sft, seeded_torch
 
     device, threads = _perf.setup(args.threads, args.device)
     info = _perf.machine_info(device, threads)

@@ -67,7 +67,7 @@ def _slug(model):
 
 
 def _task_data(task, data_dir, seed, budget):
-    from skw2s.datasets import binarize_sciq, load_dataset, to_classification, to_multiple_choice
+    from skw2s.data.datasets import binarize_sciq, load_dataset, to_classification, to_multiple_choice
 
     name = {"sciq_binary": "sciq", "sciq_binary_scores": "sciq", "sciq_mc": "sciq"}.get(task, task)
     train = load_dataset(name, "train", data_dir=data_dir)
@@ -84,8 +84,8 @@ def _task_data(task, data_dir, seed, budget):
 def _zero_shot(task, model_spec, test, test_frame, budget):
     import torch
 
-    from skw2s.models import load_causal_lm
-    from skw2s.decoding import choice_nll
+    from skw2s.hf.models import load_causal_lm
+    from skw2s.hf.decoding import choice_nll
 
     model, tok = load_causal_lm(model_spec, device="auto")
     if task.startswith("sciq_binary"):
@@ -144,7 +144,7 @@ def run_cell(task, model_spec, seed, data_dir, out, budget, zero_shot_only=False
 
 
 def report(out, path):
-    from skw2s.metrics import mean_sem
+    from skw2s.core.metrics import mean_sem
 
     records = [json.loads(p.read_text()) for p in sorted(out.glob("*/*/seed*.json"))]
     if not records:
@@ -189,7 +189,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if not args.report:
-        from skw2s.datasets import resolve_data_dir
+        from skw2s.data.datasets import resolve_data_dir
 
         try:
             data_dir = resolve_data_dir(args.data_dir)

@@ -70,7 +70,7 @@ def record(workdir):
         TokenAdaBoostGenerator,
         WeakToStrongPipeline,
     )
-    from skw2s.testing import tiny_causal_lm
+    from skw2s.hf.testing import tiny_causal_lm
 
     torch.set_num_threads(1)
     lm = tiny_causal_lm(Path(workdir) / "tiny")

@@ -3,7 +3,7 @@
 Run it through ``scripts/gpu_check.sh`` (which installs missing packages from a folder of
 wheels first). It needs no network: the models are random weights at the real shapes of
 SmolLM2-135M and Qwen2.5-0.5B, built on the device from the configs in ``benchmarks/gpu/``,
-with a byte-level tokenizer made offline (:mod:`skw2s.testing`). Speed does not depend on the
+with a byte-level tokenizer made offline (:mod:`skw2s.hf.testing`). Speed does not depend on the
 weights' values; correctness is checked against the CPU in the same process.
 
 Four parts, each timed and guarded (a failure is recorded with its traceback, and the next
@@ -289,9 +289,9 @@ def part_correctness(ctx):
 
     from skw2s import (LLMAdaBoostClassifier, LLMClassifier, LLMGenerator,
                        TokenAdaBoostGenerator, WeakToStrongPipeline)
-    from skw2s.decoding import AdapterExpert, choice_nll, choice_nll_mixture, mixture_generate
-    from skw2s.models import load_causal_lm
-    from skw2s.testing import tiny_causal_lm
+    from skw2s.hf.decoding import AdapterExpert, choice_nll, choice_nll_mixture, mixture_generate
+    from skw2s.hf.models import load_causal_lm
+    from skw2s.hf.testing import tiny_causal_lm
 
     device = ctx["device"]
     dev = str(device)
@@ -445,9 +445,9 @@ def part_speed(ctx):
     import torch
 
     import bench_decoding
-    from skw2s.decoding import choice_nll, mixture_generate
-    from skw2s.decoding.speculative import _record_speculative_stats
-    from skw2s.testing import tiny_tokenizer
+    from skw2s.hf.decoding import choice_nll, mixture_generate
+    from skw2s.hf.decoding.speculative import _record_speculative_stats
+    from skw2s.hf.testing import tiny_tokenizer
 
     device, quick = ctx["device"], ctx["quick"]
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -570,8 +570,8 @@ def part_speed(ctx):
         return {"cases": out, "detail": detail}
 
     def sft(shape, batch):
-        from skw2s._efficiency import collect_training_stats
-        from skw2s.training import EncodedExample, train_causal_lm
+        from skw2s.hf.efficiency import collect_training_stats
+        from skw2s.hf.training import EncodedExample, train_causal_lm
 
         def run():
             model = random_model(shape, device, dtype, tokenizer=tok)
@@ -622,7 +622,7 @@ def part_speed(ctx):
 def part_launch(ctx):
     import shutil
 
-    from skw2s.testing import tiny_causal_lm
+    from skw2s.hf.testing import tiny_causal_lm
 
     device = ctx["device"]
     work = Path(tempfile.mkdtemp(prefix="skw2s-launch-"))
@@ -788,7 +788,7 @@ def main(argv=None):
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
-    from skw2s.models import resolve_device
+    from skw2s.hf.models import resolve_device
 
     device = resolve_device(args.device)
     out = Path(args.out) if args.out else (

@@ -131,7 +131,7 @@ def seeds_needed(half_width, seed_half_width, seed_sd, n_seeds):
         ``t_{0.975, n-1} * seed_sd / sqrt(n) <= TARGET``) and the bootstrap's, by
         1/sqrt(seeds); None when met or unknown.
     """
-    from skw2s.stats import seeds_for_half_width
+    from skw2s.core.stats import seeds_for_half_width
 
     if n_seeds < 2 or not np.isfinite(seed_half_width):
         return "unknown from 1 seed", None
@@ -146,7 +146,7 @@ def seeds_needed(half_width, seed_half_width, seed_sd, n_seeds):
 def compute_block(dirs, table):
     """CPU time per seed and per cell, measured; the target judged on the wider interval.
 
-    ``table`` is the :func:`skw2s.comparison.paired_table` of ``dirs`` that the main block
+    ``table`` is the :func:`skw2s.experiment.comparison.paired_table` of ``dirs`` that the main block
     shows, so the half-widths here are the ones printed there. The last column prices the
     seeds still missing at the mean measured CPU time of a seed (the 2 x wall bound where no
     seed of the cell measured it).
@@ -252,8 +252,8 @@ def report(markdown=MARKDOWN, results=RESULTS, methods=METHODS):
     The methods blocks (``methods-main``, ``methods-rows``, ``methods-compute``) come from the runs under
     ``methods`` (``skw2s run benchmarks/methods/<name>.yaml``), read the same way.
     """
-    from skw2s.comparison import comparison_table, disagreement_table, paired_table
-    from skw2s.report import write_report
+    from skw2s.experiment.comparison import comparison_table, disagreement_table, paired_table
+    from skw2s.experiment.report import write_report
 
     dirs = _dirs(results)
     if not dirs:
@@ -290,7 +290,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "run":
-        from skw2s.datasets import resolve_data_dir
+        from skw2s.data.datasets import resolve_data_dir
 
         run(args.only or CELLS, str(Path(resolve_data_dir(args.data_dir)).resolve()))
     else:

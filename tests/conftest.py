@@ -53,7 +53,7 @@ def load_benchmark():
 @pytest.fixture
 def fresh_feature_cache():
     """Empty the classifiers' in-memory feature cache before and after a test."""
-    from skw2s.classifier import clear_cache
+    from skw2s.estimators.classifier import clear_cache
 
     clear_cache()
     yield
@@ -75,7 +75,7 @@ def _seed():
 @pytest.fixture(scope="session")
 def tiny_lm(tmp_path_factory) -> str:
     """Path of a tiny random-weight causal LM (Llama architecture, byte-level BPE)."""
-    from skw2s.testing import tiny_causal_lm
+    from skw2s.hf.testing import tiny_causal_lm
 
     return tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm"))
 
@@ -84,8 +84,8 @@ def tiny_lm(tmp_path_factory) -> str:
 def tiny_experts(tiny_lm, tmp_path_factory):
     """Three tiny random LMs sharing one tokenizer, loaded: ``(models, tokenizer)``. Tests
     that use them must not modify their weights."""
-    from skw2s.models import load_causal_lm
-    from skw2s.testing import tiny_causal_lm
+    from skw2s.hf.models import load_causal_lm
+    from skw2s.hf.testing import tiny_causal_lm
 
     paths = [tiny_lm] + [tiny_causal_lm(tmp_path_factory.mktemp(f"expert{s}"), seed=s) for s in (1, 2)]
     loaded = [load_causal_lm(p, device="cpu") for p in paths]
@@ -95,7 +95,7 @@ def tiny_experts(tiny_lm, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_lm_other_vocab(tmp_path_factory) -> str:
     """A second tiny LM whose tokenizer has a different vocabulary."""
-    from skw2s.testing import tiny_causal_lm
+    from skw2s.hf.testing import tiny_causal_lm
 
     return tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm-other"), vocab_size=300, seed=1)
 
@@ -123,7 +123,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def smollm2_path() -> str:
     """The converted offline SmolLM2-135M checkpoint; skips when its package is missing."""
-    from skw2s.models import resolve_model_path
+    from skw2s.hf.models import resolve_model_path
 
     try:
         return resolve_model_path("smollm2-135m")

@@ -1,7 +1,7 @@
 """A tiny weak-to-strong job for tests/test_distributed.py, run plainly or under torchrun.
 
 Usage: ``python distributed_job.py MODEL_DIR OUT``; each rank writes ``OUT.{rank}.json`` with
-its predictions and :func:`skw2s._distributed.inference_counts`. The learners are head-mode
+its predictions and :func:`skw2s.hf.distributed.inference_counts`. The learners are head-mode
 classifiers, trained in full batch on every rank alike, so that only inference is spread.
 """
 import json
@@ -15,10 +15,10 @@ import torch
 torch.set_num_threads(1)
 
 from skw2s import LLMAdaBoostClassifier, LLMClassifier, WeakToStrongPipeline
-from skw2s._distributed import inference_counts
-from skw2s.decoding import choice_nll_mixture, mixture_generate, token_predictions
-from skw2s.models import load_causal_lm
-from skw2s.training import encode_sft
+from skw2s.hf.distributed import inference_counts
+from skw2s.hf.decoding import choice_nll_mixture, mixture_generate, token_predictions
+from skw2s.hf.models import load_causal_lm
+from skw2s.hf.training import encode_sft
 
 lm, out = sys.argv[1], sys.argv[2]
 rng = np.random.RandomState(0)

@@ -79,7 +79,7 @@ def test_a_failed_fit_leaves_the_generator_unfitted(tiny_lm, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr("skw2s.training.train_causal_lm", broken)
+    monkeypatch.setattr("skw2s.hf.training.train_causal_lm", broken)
     with pytest.raises(RuntimeError, match="out of memory"):
         est.fit(MC, [0, 1])
     with pytest.raises(NotFittedError):  # not the base model answering as if trained
@@ -93,7 +93,7 @@ def test_a_failed_fit_leaves_the_classifier_unfitted(tiny_lm, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr("skw2s.training.train_classifier", broken)
+    monkeypatch.setattr("skw2s.hf.training.train_classifier", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         est.fit(TEXTS, LABELS)
     with pytest.raises(NotFittedError):

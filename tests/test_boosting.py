@@ -15,9 +15,9 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 from sklearn.tree import DecisionTreeClassifier
 
-from skw2s import _weights
+from skw2s.core import weights as _weights
 from skw2s import LLMAdaBoostClassifier
-from skw2s.classifier import LLMClassifier, clear_cache
+from skw2s.estimators.classifier import LLMClassifier, clear_cache
 
 WORDS = "oxygen nitrogen hydrogen helium carbon iron water sun moon earth".split()
 TEXTS = [f"Q: {a} {b} A: {c}" for a in WORDS[:5] for b in WORDS[5:] for c in WORDS[:2]]
@@ -176,7 +176,7 @@ def test_staged_outputs_end_with_the_plain_ones(boosted):
     for name, values in staged.items():
         assert len(values) == len(b.estimators_)
         # Exact: the plain outputs are the last stage of the same sums, computed in the same
-        # order (skw2s._weights.staged_adaboost_decision / staged_soft_pseudo_labels). A BLAS
+        # order (skw2s.core.weights.staged_adaboost_decision / staged_soft_pseudo_labels). A BLAS
         # dot product here once differed by 2.2e-16 on another machine.
         np.testing.assert_array_equal(values[-1], getattr(b, name)(TEXTS))
     scores = list(b.staged_score(TEXTS, LABELS))
@@ -361,7 +361,7 @@ def test_memory_misses_when_a_local_checkpoint_changes_in_place(tmp_path, count_
     import os
     import shutil
 
-    from skw2s.testing import tiny_causal_lm
+    from skw2s.hf.testing import tiny_causal_lm
 
     model = tiny_causal_lm(tmp_path / "model")
     boost = LLMAdaBoostClassifier(weak_llm(model), n_estimators=2, random_state=0, memory=tmp_path / "mem")
@@ -380,8 +380,8 @@ def test_memory_misses_when_a_local_checkpoint_changes_in_place(tmp_path, count_
 
 
 def test_checkpoint_fingerprints_only_for_local_directories(tiny_lm, tmp_path):
-    from skw2s._cache import checkpoints
-    from skw2s.models import checkpoint_fingerprint
+    from skw2s._infra.cache import checkpoints
+    from skw2s.hf.models import checkpoint_fingerprint
 
     assert checkpoint_fingerprint("smollm2-135m[:6]") is None
     assert checkpoint_fingerprint("org/some-model") is None
@@ -595,7 +595,7 @@ def test_unknown_learner_mode_raises(tiny_lm):
 # --------------------------------------------------------------------- real model
 @pytest.mark.real_model
 def test_two_rounds_on_real_smollm2_sciq(smollm2_path, data_dir):
-    from skw2s.datasets import binarize_sciq, load_sciq, to_classification
+    from skw2s.data.datasets import binarize_sciq, load_sciq, to_classification
 
     X_train, y_train = to_classification(
         binarize_sciq(load_sciq("train", data_dir).iloc[:200], random_state=0)

@@ -1,4 +1,4 @@
-"""skw2s._cache.Store: the skops format, checksums, round trips of fitted estimators, and the
+"""skw2s._infra.cache.Store: the skops format, checksums, round trips of fitted estimators, and the
 failure policy (a cache that cannot be written or cleaned never ends a run). What the store
 refuses to load is tested in test_cache_security.py."""
 
@@ -19,11 +19,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 import skw2s
-from skw2s import _cache
-from skw2s._cache import Store
-from skw2s._serialization import state_once, states_once
-from skw2s.classifier import LLMClassifier, clear_cache
-from skw2s.generator import LLMGenerator
+from skw2s._infra import cache as _cache
+from skw2s._infra.cache import Store
+from skw2s.hf.serialization import state_once, states_once
+from skw2s.estimators.classifier import LLMClassifier, clear_cache
+from skw2s.estimators.generator import LLMGenerator
 
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 needs_chmod = pytest.mark.skipif(

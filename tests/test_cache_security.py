@@ -23,8 +23,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 import skw2s
-from skw2s import _cache
-from skw2s._cache import Store, trusted_types
+from skw2s._infra import cache as _cache
+from skw2s._infra.cache import Store, trusted_types
 from skw2s.cli import main
 
 

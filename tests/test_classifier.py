@@ -13,9 +13,9 @@ import torch
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-import skw2s.training
-from skw2s import _features as features_module
-from skw2s.classifier import AUTO_HYPERPARAMETERS, LLMClassifier, clear_cache
+import skw2s.hf.training
+from skw2s.hf import features as features_module
+from skw2s.estimators.classifier import AUTO_HYPERPARAMETERS, LLMClassifier, clear_cache
 
 TEXTS = ["Q: sky A: blue", "Q: sky A: green", "Q: grass A: green", "Q: grass A: blue"] * 6
 LABELS = np.array(["yes", "no", "yes", "no"] * 6)
@@ -49,7 +49,7 @@ def test_fit_predict_with_string_labels(head_clf):
 def test_head_mode_matches_sequence_classifier_forward(tiny_lm, head_clf):
     # The feature path (frozen body -> cached features -> head) must give what the full
     # sequence-classification model gives with the same head weights.
-    from skw2s.models import load_sequence_classifier
+    from skw2s.hf.models import load_sequence_classifier
 
     model, tok = load_sequence_classifier(tiny_lm, device="cpu")
     with torch.no_grad():
@@ -61,13 +61,13 @@ def test_head_mode_matches_sequence_classifier_forward(tiny_lm, head_clf):
 
 def test_head_mode_shares_body_and_computes_features_once(tiny_lm, monkeypatch):
     calls = []
-    original = skw2s.training.extract_features
+    original = skw2s.hf.training.extract_features
 
     def counting(model, tokenizer, texts, **kwargs):
         calls.append(len(texts))
         return original(model, tokenizer, texts, **kwargs)
 
-    monkeypatch.setattr(skw2s.training, "extract_features", counting)
+    monkeypatch.setattr(skw2s.hf.training, "extract_features", counting)
     a = LLMClassifier(tiny_lm, random_state=0, **HEAD).fit(TEXTS, LABELS)
     assert sum(calls) == len(set(TEXTS))  # 4 unique texts, each computed once
     b = LLMClassifier(tiny_lm, random_state=1, **HEAD).fit(TEXTS[::-1], LABELS[::-1])
@@ -103,7 +103,7 @@ def test_auto_hyperparameters_depend_on_mode(tiny_lm, monkeypatch):
         seen.update(lr=lr, n_epochs=n_epochs)
         return model
 
-    monkeypatch.setattr(skw2s.training, "train_head", fake_train_head)
+    monkeypatch.setattr(skw2s.hf.training, "train_head", fake_train_head)
     LLMClassifier(tiny_lm, device="cpu").fit(TEXTS, LABELS)
     assert seen == AUTO_HYPERPARAMETERS["head"]
     LLMClassifier(tiny_lm, device="cpu", lr=0.5, n_epochs=7).fit(TEXTS, LABELS)
@@ -274,13 +274,13 @@ QA_LABELS = np.array([1, 0] * 8)
 def test_answer_scores_are_the_lms_own_log_probabilities(tiny_lm):
     import torch
 
-    from skw2s.models import load_causal_lm
-    from skw2s.training import ANSWER_SCORE_FEATURES
+    from skw2s.hf.models import load_causal_lm
+    from skw2s.hf.training import ANSWER_SCORE_FEATURES
 
     clf = LLMClassifier(tiny_lm, head_features="answer_scores", device="cpu", random_state=0)
     clf.fit(QA_TEXTS, QA_LABELS)
     assert clf.head_.in_features == len(ANSWER_SCORE_FEATURES) == 5
-    from skw2s._features import _BODIES, features
+    from skw2s.hf.features import _BODIES, features
 
     feats = features(_BODIES[clf._body_key], QA_TEXTS[:4], max_length=256, batch_size=3, verbose=0,
                       kind="answer_scores", marker=" A: ")

@@ -110,7 +110,7 @@ def test_run_multiple_choice_easy_hard(tiny_lm, tmp_path, data_dir):
     X, _, _ = load_task_data(config, data_dir)
     rows = record["predictions"]["hard"]["rows"]
     assert record["chance"]["hard"] == pytest.approx(np.mean([1 / len(X.choices[r]) for r in rows]))
-    # each stage's training work beside its CPU time (see skw2s._efficiency)
+    # each stage's training work beside its CPU time (see skw2s.hf.efficiency)
     stages = {s["stage"]: s for s in record["stages"]}
     for name in ("split", "weak[ours]", "student[ours,sft]", "ceiling"):  # split: difficulty CV
         assert stages[name]["cpu_seconds"] > 0 and stages[name]["train_seconds"] > 0

@@ -39,7 +39,7 @@ from skw2s import (
     UniformEnsembleGenerator,
     WeakToStrongPipeline,
 )
-from skw2s.classifier import LLMClassifier, clear_cache
+from skw2s.estimators.classifier import LLMClassifier, clear_cache
 
 DATA_FREE_CHECKS = [
     check_no_attributes_set_in_init,
@@ -108,7 +108,7 @@ def test_random_state_is_checked_with_scikit_learns_message(cls):
     with pytest.raises(ValueError, match=rf"The 'random_state' parameter of {cls.__name__} must "
                                          r"be an int in the range \[0, 4294967295\], an instance "
                                          r"of 'numpy.random.mtrand.RandomState' or None. Got 'x'"):
-        skw2s._validation.validate_params(est)
+        skw2s._infra.validation.validate_params(est)
 
 
 @pytest.mark.filterwarnings("ignore:Can't test estimator:sklearn.exceptions.SkipTestWarning")
@@ -192,7 +192,7 @@ def test_importing_the_estimators_does_not_import_torch():
     import sys
 
     code = (
-        "import sys, skw2s.ensemble, skw2s.classifier, skw2s._validation; "
+        "import sys, skw2s.ensemble, skw2s.estimators.classifier, skw2s._infra.validation; "
         "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

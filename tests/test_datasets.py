@@ -1,4 +1,4 @@
-"""Tests for skw2s.datasets, on the real offline copies in shared/data."""
+"""Tests for skw2s.data.datasets, on the real offline copies in shared/data."""
 
 import json
 import os
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skw2s import datasets as ds
-from skw2s.datasets import (
+from skw2s.data import datasets as ds
+from skw2s.data.datasets import (
     DATASETS,
     binarize_sciq,
     format_classification,
@@ -121,7 +121,7 @@ def test_env_var_missing_dir(tmp_path, monkeypatch):
 
 
 def test_resolve_data_dir_argument_then_env_then_error(tmp_path, monkeypatch):
-    from skw2s.datasets import resolve_data_dir
+    from skw2s.data.datasets import resolve_data_dir
 
     given, env = tmp_path / "given", tmp_path / "env"
     given.mkdir()

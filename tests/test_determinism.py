@@ -96,7 +96,8 @@ KILL_SCRIPT = textwrap.dedent(
     """
     import json, os, signal, sys
     import numpy as np
-    from skw2s import LLMAdaBoostClassifier, LLMClassifier, _cache
+    from skw2s import LLMAdaBoostClassifier, LLMClassifier
+    from skw2s._infra import cache as _cache
 
     # Die (SIGKILL, no clean-up) right after the second boosting round is stored, once.
     flag, save, saved = os.environ.get("DIE_AFTER_ROUND"), _cache.Store.save, []

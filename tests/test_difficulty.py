@@ -4,7 +4,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.base import clone
 
-from skw2s.difficulty import DifficultySplitter, per_example_error
+from skw2s.w2s.difficulty import DifficultySplitter, per_example_error
 
 
 def _data(n=60, seed=0):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from skw2s._distributed import inference_counts, map_batches, reset_inference_counts
+from skw2s.hf.distributed import inference_counts, map_batches, reset_inference_counts
 
 JOB = Path(__file__).with_name("distributed_job.py")
 
@@ -27,7 +27,7 @@ def test_map_batches_in_one_process_is_the_plain_loop():
 def test_resolve_device_gives_each_launched_process_its_own_gpu(monkeypatch):
     import torch
 
-    from skw2s.models import resolve_device
+    from skw2s.hf.models import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("WORLD_SIZE", "4")

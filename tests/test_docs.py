@@ -52,7 +52,7 @@ def _why_the_example_cannot_run():
     data = _data_dir()
     if data is None or not (data / "sciq").is_dir():
         return "no SciQ data (set SKW2S_DATA_DIR to the folder holding sciq/)"
-    from skw2s.models import check_model_spec
+    from skw2s.hf.models import check_model_spec
 
     try:
         check_model_spec("smollm2-135m")
@@ -223,7 +223,7 @@ def test_equations_render_with_no_network(site, tmp_path):
 
 
 def test_the_alias_table_names_every_offline_model_and_its_packages():
-    from skw2s._offline import OFFLINE_ALIASES
+    from skw2s.hf.offline import OFFLINE_ALIASES
 
     page = (ROOT / "docs" / "user_guide" / "own_data.rst").read_text()
     table = page.split("The offline aliases")[1].split("The experts of one")[0]

@@ -16,8 +16,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
-from skw2s.generator import LLMGenerator
-from skw2s.decoding import choice_nll
+from skw2s.estimators.generator import LLMGenerator
+from skw2s.hf.decoding import choice_nll
 
 X_MC = pd.DataFrame(
     {
@@ -226,7 +226,7 @@ def test_fit_and_generate_on_cuda(tiny_lm):
 
 def test_import_is_lazy():
     code = (
-        "import sys, skw2s.generator, skw2s.decoding, skw2s.ensemble; "
+        "import sys, skw2s.estimators.generator, skw2s.hf.decoding, skw2s.ensemble; "
         "assert 'torch' not in sys.modules and 'transformers' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

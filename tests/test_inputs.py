@@ -1,4 +1,4 @@
-"""The one input format of the generation estimators (skw2s._inputs)."""
+"""The one input format of the generation estimators (skw2s.data.inputs)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skw2s._inputs import check_generation_input, check_generation_target
+from skw2s.data.inputs import check_generation_input, check_generation_target
 
 MC = pd.DataFrame(
     {
@@ -96,5 +96,5 @@ def test_free_text_targets():
 def test_inputs_module_does_not_import_torch():
     import subprocess
 
-    code = "import sys, skw2s._inputs; assert 'torch' not in sys.modules"
+    code = "import sys, skw2s.data.inputs; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

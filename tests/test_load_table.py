@@ -1,4 +1,4 @@
-"""skw2s.datasets.load_table: your own questions from files, datasets directories and Hub names."""
+"""skw2s.data.datasets.load_table: your own questions from files, datasets directories and Hub names."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skw2s.datasets import load_table, to_classification, to_multiple_choice
+from skw2s.data.datasets import load_table, to_classification, to_multiple_choice
 
 ROWS = [
     {"uid": "a", "q": "Which is red?", "opts": ["sky", "blood", "grass"], "gold": "blood", "ctx": "Colours."},

@@ -1,4 +1,4 @@
-"""skw2s.losses against direct numpy computations, their properties, and their input errors."""
+"""skw2s.hf.losses against direct numpy computations, their properties, and their input errors."""
 
 import pickle
 import subprocess
@@ -9,9 +9,9 @@ import pytest
 import torch
 from hypothesis import assume, given, settings, strategies as st
 
-from skw2s import losses as L
-from skw2s.losses import LOSSES, Loss, get_loss
-from skw2s.losses._classifier import _binary_harden
+from skw2s.hf import losses as L
+from skw2s.hf.losses import LOSSES, Loss, get_loss
+from skw2s.hf.losses._classifier import _binary_harden
 
 SETTINGS = settings(max_examples=60, deadline=None)
 TOL = dict(rel=1e-9, abs=1e-9)  # float64 torch against float64 numpy
@@ -152,7 +152,7 @@ def applicable(name, k):
 
 def test_import_skw2s_does_not_import_the_losses():
     code = ("import sys, skw2s; "
-            "sys.exit('skw2s.losses' in sys.modules)")
+            "sys.exit('skw2s.hf.losses' in sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -18,8 +18,8 @@ from skw2s import (
     UniformEnsembleGenerator,
     WeakToStrongPipeline,
 )
-from skw2s._weights import fit_mixture_weights
-from skw2s.stats import (
+from skw2s.core.weights import fit_mixture_weights
+from skw2s.core.stats import (
     mcnemar,
     paired_bootstrap,
     paired_comparison,
@@ -64,14 +64,14 @@ def test_uniform_classifier_probabilities_are_the_mean_of_its_members(tiny_lm):
 def test_uniform_generator_probabilities_are_the_mixture_of_its_members(tiny_lm):
     uni = UniformEnsembleGenerator(_gen(tiny_lm), n_estimators=2, random_state=0).fit(MC, MC_Y)
     # the equal-weight mixture of eq. 1: each option's likelihood averaged over the members
-    from skw2s.decoding import choice_nll
+    from skw2s.hf.decoding import choice_nll
 
     nll = [choice_nll(e.as_expert(), uni.tokenizer_, list(MC.prompt), list(MC.choices),
                       batch_size=4, max_length=48) for e in uni.estimators_]
     np.testing.assert_array_equal(uni.estimator_weights_, [1.0, 1.0])
     assert uni.predict(MC).shape == (8,)
     # token-level mixing: the mixture's option NLL lies between the members' for every option
-    mixed = uni._choice_nll(__import__("skw2s")._inputs.check_generation_input(MC))
+    mixed = uni._choice_nll(__import__("skw2s.data.inputs").data.inputs.check_generation_input(MC))
     for i in range(len(MC)):
         lo = np.minimum(nll[0][i], nll[1][i]) - np.log(2) * 8
         hi = np.maximum(nll[0][i], nll[1][i]) + 1e-6

@@ -3,7 +3,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 
-from skw2s.metrics import make_pgr_scorer, mean_sem, pgr_score
+from skw2s.core.metrics import make_pgr_scorer, mean_sem, pgr_score
 
 
 def test_pgr_values():

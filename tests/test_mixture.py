@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from skw2s._mixture import (
+from skw2s.core.mixture import (
     COMBINE_METHODS,
     check_combine,
     greedy_tokens,

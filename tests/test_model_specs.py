@@ -10,8 +10,9 @@ import huggingface_hub
 import huggingface_hub.constants
 import pytest
 
-from skw2s import _hub_models as _hub, models
-from skw2s.models import (
+from skw2s.hf import hub as _hub
+from skw2s.hf import models
+from skw2s.hf.models import (
     OFFLINE_ALIASES,
     CorruptCheckpointError,
     ModelSpec,
@@ -20,7 +21,7 @@ from skw2s.models import (
     load_sequence_classifier,
     load_tokenizer,
 )
-from skw2s.testing import tiny_causal_lm
+from skw2s.hf.testing import tiny_causal_lm
 
 
 @pytest.fixture

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from skw2s import models
-from skw2s.models import (
+from skw2s.hf import models
+from skw2s.hf.models import (
     load_causal_lm,
     load_sequence_classifier,
     parse_model_spec,
     resolve_device,
     resolve_model_path,
 )
-from skw2s.testing import tiny_causal_lm
+from skw2s.hf.testing import tiny_causal_lm
 
 
 def test_tiny_model_roundtrip(tiny_lm):

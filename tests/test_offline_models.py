@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from skw2s import _offline, models
-from skw2s.models import (
+from skw2s.hf import offline as _offline
+from skw2s.hf import models
+from skw2s.hf.models import (
     OFFLINE_ALIASES,
     checkpoint_fingerprint,
     load_causal_lm,
     load_sequence_classifier,
     resolve_model_path,
 )
-from skw2s.testing import SAMPLE_PROMPTS, tiny_causal_lm, tiny_gguf
+from skw2s.hf.testing import SAMPLE_PROMPTS, tiny_causal_lm, tiny_gguf
 
 
 @pytest.fixture
@@ -109,7 +110,7 @@ def test_truncated_cache_entry_is_reconverted(cache, gguf_and_reference, monkeyp
     weights = entry / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     conversions = _count_conversions(monkeypatch)
-    with caplog.at_level(logging.WARNING, logger="skw2s._offline"):
+    with caplog.at_level(logging.WARNING, logger="skw2s.hf.offline"):
         model, tokenizer = load_causal_lm(gguf, device="cpu")
     assert len(conversions) == 1
     assert any("truncated" in r.getMessage() and "again" in r.getMessage() for r in caplog.records)
@@ -258,7 +259,7 @@ def test_real_loading_problems_still_warn(tmp_path, caplog):
     save_file(state, weights, metadata={"format": "pt"})
     with caplog.at_level(logging.WARNING):
         load_sequence_classifier(path, device="cpu")
-    messages = [r.getMessage() for r in caplog.records if r.name == "skw2s.models"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "skw2s.hf.models"]
     assert any("model.layers.0.mlp.up_proj.weight" in m for m in messages)
     assert not any("score.weight" in m for m in messages), "the new head is expected"
     assert not any("LOAD REPORT" in r.getMessage() for r in caplog.records)
@@ -275,12 +276,12 @@ def test_conversion_logs_one_line_before_and_after_without_bars(cache, tmp_path,
     gguf = tiny_gguf(tmp_path / "quiet.gguf")
     enabled = hf_logging.is_progress_bar_enabled()
     capfd.readouterr()
-    with caplog.at_level(logging.INFO, logger="skw2s._offline"):
+    with caplog.at_level(logging.INFO, logger="skw2s.hf.offline"):
         resolve_model_path(gguf)
     err = capfd.readouterr().err
     for bar in ("Writing model shards", "Loading weights", "de-quantizing", "it/s]"):
         assert bar not in err
-    lines = [r.getMessage() for r in caplog.records if r.name == "skw2s._offline"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "skw2s.hf.offline"]
     assert len(lines) == 2
     assert lines[0].startswith("Converting ") and lines[1].startswith("Converted ")
     assert hf_logging.is_progress_bar_enabled() == enabled

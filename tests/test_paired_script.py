@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skw2s.stats import paired_bootstrap
+from skw2s.core.stats import paired_bootstrap
 
 ROOT = Path(__file__).resolve().parents[1]
 PAIRED = ROOT / "benchmarks" / "results" / "paired" / "sciq-binary-random"

@@ -15,8 +15,8 @@ from sklearn.ensemble import AdaBoostClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
-from skw2s.difficulty import DifficultySplitter
-from skw2s.pipeline import WeakToStrongPipeline
+from skw2s.w2s.difficulty import DifficultySplitter
+from skw2s.w2s.pipeline import WeakToStrongPipeline
 
 
 def _data(n=400, seed=0):
@@ -228,7 +228,7 @@ KILL_SCRIPT = textwrap.dedent(
     from sklearn.ensemble import AdaBoostClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.tree import DecisionTreeClassifier
-    from skw2s.pipeline import WeakToStrongPipeline
+    from skw2s.w2s.pipeline import WeakToStrongPipeline
 
     class DyingLogisticRegression(LogisticRegression):
         def fit(self, X, y):

@@ -41,7 +41,7 @@ def _classifier(tiny_lm, **kw):
 
 
 def test_binary_pipeline_with_truncated_weak_model(tiny_lm, tmp_path):
-    from skw2s.testing import tiny_causal_lm
+    from skw2s.hf.testing import tiny_causal_lm
 
     deep = tiny_causal_lm(tmp_path / "deep", n_layers=3)
     X, y = _binary_data()
@@ -74,7 +74,7 @@ def _generator(tiny_lm, **kw):
 
 
 def test_multiple_choice_pipeline_with_truncated_experts(tiny_lm, tmp_path):
-    from skw2s.testing import tiny_causal_lm
+    from skw2s.hf.testing import tiny_causal_lm
 
     deep = tiny_causal_lm(tmp_path / "deep", n_layers=3)
     X, y = _mc_data()
@@ -104,7 +104,7 @@ def test_multiple_choice_pipeline_with_truncated_experts(tiny_lm, tmp_path):
 
 
 def test_truncated_model_in_lora_generator(tiny_lm, tmp_path):
-    from skw2s.testing import tiny_causal_lm
+    from skw2s.hf.testing import tiny_causal_lm
 
     deep = tiny_causal_lm(tmp_path / "deep", n_layers=3)
     X, y = _mc_data(8)
@@ -121,7 +121,7 @@ KILL_SCRIPT = textwrap.dedent(
 
     # Die (SIGKILL, no clean-up) right after the second boosting round is stored, once.
     flag = os.environ.get("DIE_AFTER_ROUND")
-    from skw2s import _cache
+    from skw2s._infra import cache as _cache
     save = _cache.Store.save
     rounds_saved = []
     def dying_save(self, namespace, key, obj):
@@ -174,7 +174,7 @@ def test_resume_after_kill_mid_boosting(tiny_lm, tmp_path):
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
 def test_truncated_model_in_fine_tuned_classifier(tmp_path, mode):
-    from skw2s.testing import tiny_causal_lm
+    from skw2s.hf.testing import tiny_causal_lm
 
     deep = tiny_causal_lm(tmp_path / "deep", n_layers=3)
     X, y = _binary_data(16)
@@ -189,8 +189,8 @@ def test_stages_miss_when_a_local_checkpoint_changes_in_place(tmp_path):
     import shutil
     from pathlib import Path
 
-    from skw2s.classifier import clear_cache
-    from skw2s.testing import tiny_causal_lm
+    from skw2s.estimators.classifier import clear_cache
+    from skw2s.hf.testing import tiny_causal_lm
 
     model = tiny_causal_lm(tmp_path / "model")
     X, y = _binary_data(24)

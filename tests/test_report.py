@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skw2s import report
-from skw2s.report import aggregate, find_run_dirs, id_ood_table, load_runs, rounds_table, summary_table, write_report
+from skw2s.experiment import report
+from skw2s.experiment.report import aggregate, find_run_dirs, id_ood_table, load_runs, rounds_table, summary_table, write_report
 
 
 def _runs(split_kind="easy_hard"):
@@ -266,7 +266,7 @@ def test_report_writes_the_warnings_below_the_summary(tmp_path):
 
 
 def test_two_controls_are_compared_with_each_other_students_and_weak():
-    from skw2s.comparison import comparisons
+    from skw2s.experiment.comparison import comparisons
 
     models = ["ours/weak_single/-", "ours/weak_ensemble/-", "ours/baseline_student/xent",
               "ours/ensemble_student/xent", "uniform/weak_ensemble/-",

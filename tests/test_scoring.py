@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from skw2s.models import load_causal_lm, load_tokenizer
-from skw2s.decoding import (
+from skw2s.hf.models import load_causal_lm, load_tokenizer
+from skw2s.hf.decoding import (
     AdapterExpert,
     answer_token_errors,
     choice_nll,
@@ -19,8 +19,8 @@ from skw2s.decoding import (
     token_predictions,
     token_predictions_mixture,
 )
-from skw2s.testing import SAMPLE_PROMPTS, tiny_causal_lm
-from skw2s.training import encode_sft
+from skw2s.hf.testing import SAMPLE_PROMPTS, tiny_causal_lm
+from skw2s.hf.training import encode_sft
 
 PROMPTS = SAMPLE_PROMPTS[:3]
 ANSWERS = [" carbon dioxide", " blue", " yes it is"]

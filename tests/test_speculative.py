@@ -1,7 +1,7 @@
 """Speculative mixture decoding gives the tokens of plain greedy mixture decoding.
 
 One expert drafts ``k`` tokens, the mixture verifies them in one forward per expert (or per
-shared-base adapter group); see :func:`skw2s.decoding.mixture_generate`. Whatever the drafter
+shared-base adapter group); see :func:`skw2s.hf.decoding.mixture_generate`. Whatever the drafter
 proposes, the output must be the plain greedy tokens: full experts, stacked and peft-mixed LoRA
 experts, batches of prompts of different lengths, EOS in the middle, ``k`` in {1, 3, 5},
 ``combine="logit"``, sliding-window attention. Timings are in ``benchmarks/bench_decoding.py``.
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from skw2s.models import load_causal_lm
-from skw2s.decoding import AdapterExpert, encode_prompts, mixture_generate
-from skw2s.decoding._batching import _pad_rows
-from skw2s.decoding.experts import _make_groups, _sessions
-from skw2s.decoding.speculative import _record_speculative_stats
-from skw2s.testing import SAMPLE_PROMPTS, tiny_tokenizer
+from skw2s.hf.models import load_causal_lm
+from skw2s.hf.decoding import AdapterExpert, encode_prompts, mixture_generate
+from skw2s.hf.decoding._batching import _pad_rows
+from skw2s.hf.decoding.experts import _make_groups, _sessions
+from skw2s.hf.decoding.speculative import _record_speculative_stats
+from skw2s.hf.testing import SAMPLE_PROMPTS, tiny_tokenizer
 
 PROMPTS = SAMPLE_PROMPTS
 
@@ -247,7 +247,7 @@ def test_bad_parameters(tiny_experts, kw, match):
 
 
 def test_estimator_generate(tiny_lm):
-    from skw2s.generator import LLMGenerator
+    from skw2s.estimators.generator import LLMGenerator
     from skw2s import TokenAdaBoostGenerator
 
     X = [p for p in PROMPTS for _ in range(2)]

@@ -1,4 +1,4 @@
-"""Every fast path of skw2s.decoding gives the scores or tokens of its plain reference.
+"""Every fast path of skw2s.hf.decoding gives the scores or tokens of its plain reference.
 
 - prompt once (``share_prompts=True``) against whole sequences (``share_prompts=False``);
 - LoRA experts of one base in one forward (``batch_adapters=True``: stacked adapters, or
@@ -15,18 +15,18 @@ import numpy as np
 import pytest
 import torch
 
-from skw2s.models import load_causal_lm
-from skw2s.decoding import (
+from skw2s.hf.models import load_causal_lm
+from skw2s.hf.decoding import (
     choice_nll,
     choice_nll_mixture,
     mixture_generate,
     token_predictions,
     token_predictions_mixture,
 )
-from skw2s.decoding.experts import _make_groups
-from skw2s.decoding.teacher_forced import _length_chunks
-from skw2s.testing import SAMPLE_PROMPTS
-from skw2s.training import encode_sft
+from skw2s.hf.decoding.experts import _make_groups
+from skw2s.hf.decoding.teacher_forced import _length_chunks
+from skw2s.hf.testing import SAMPLE_PROMPTS
+from skw2s.hf.training import encode_sft
 
 PROMPTS = SAMPLE_PROMPTS
 CHOICES = [
@@ -44,7 +44,7 @@ def adapters(tiny_lm):
     """One base with three LoRA adapters of different ranks and targets (non-zero B)."""
     from peft import LoraConfig, get_peft_model
 
-    from skw2s.decoding import AdapterExpert
+    from skw2s.hf.decoding import AdapterExpert
 
     base, tok = load_causal_lm(tiny_lm, device="cpu")
     configs = {
@@ -214,7 +214,7 @@ def test_peft_mixed_batch_when_adapters_cannot_be_stacked(tiny_lm):
     """An adapter with a LoRA bias is not stacked; peft's mixed batches run it instead."""
     from peft import LoraConfig, get_peft_model
 
-    from skw2s.decoding import AdapterExpert
+    from skw2s.hf.decoding import AdapterExpert
 
     base, tok = load_causal_lm(tiny_lm, device="cpu")
     config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False,
@@ -273,7 +273,7 @@ def test_finished_rows_leave_the_batch(adapters, tiny_experts):
 def test_fast_paths_on_cuda(tiny_lm):
     from peft import LoraConfig, get_peft_model
 
-    from skw2s.decoding import AdapterExpert
+    from skw2s.hf.decoding import AdapterExpert
 
     base, tok = load_causal_lm(tiny_lm, device="cuda", dtype="float32")
     config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
@@ -293,7 +293,7 @@ def test_fast_paths_on_cuda(tiny_lm):
 def test_fast_paths_on_smollm2(smollm2_path):
     from peft import LoraConfig, get_peft_model
 
-    from skw2s.decoding import AdapterExpert
+    from skw2s.hf.decoding import AdapterExpert
 
     model, tok = load_causal_lm(smollm2_path, device="cpu")
     ref = choice_nll(model, tok, PROMPTS, CHOICES, share_prompts=False)

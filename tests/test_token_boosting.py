@@ -14,17 +14,17 @@ from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
 import skw2s.ensemble._generator as tb
-import skw2s.training
-from skw2s.generator import LLMGenerator
-from skw2s.models import load_causal_lm, load_tokenizer
+import skw2s.hf.training
+from skw2s.estimators.generator import LLMGenerator
+from skw2s.hf.models import load_causal_lm, load_tokenizer
 from skw2s import TokenAdaBoostGenerator, UniformEnsembleGenerator
-from skw2s.decoding import (
+from skw2s.hf.decoding import (
     answer_token_errors,
     check_shared_vocabulary,
     mixture_generate,
     token_predictions,
 )
-from skw2s.training import encode_sft
+from skw2s.hf.training import encode_sft
 
 ROWS = [
     ("Question: sky colour?\nAnswer:", ["blue", "green"], 0),
@@ -158,12 +158,12 @@ def _manual_incorrect(model, tok, enc, window, weighting):
 @pytest.mark.parametrize("window, weighting", [(1, "token"), (2, "token"), (1, "sample")])
 def test_algorithm_1_by_hand(pre_lm, monkeypatch, window, weighting):
     trained = _Recorder(
-        skw2s.training.train_causal_lm,
+        skw2s.hf.training.train_causal_lm,
         hook=lambda rec, model, *a, **k: rec.__dict__.setdefault("init", []).append(
             model.lm_head.weight.detach().clone()
         ),
     )
-    monkeypatch.setattr(skw2s.training, "train_causal_lm", trained)
+    monkeypatch.setattr(skw2s.hf.training, "train_causal_lm", trained)
     draws = _Recorder(tb.sample_token_counts)
     monkeypatch.setattr(tb, "sample_token_counts", draws)
 
@@ -347,8 +347,8 @@ def test_pickle_roundtrip_full_mode(tiny_lm):
 
 # -- memory ------------------------------------------------------------------------------------
 def test_memory_trains_only_the_new_rounds(tiny_lm, tmp_path, monkeypatch):
-    trained = _Recorder(skw2s.training.train_causal_lm)
-    monkeypatch.setattr(skw2s.training, "train_causal_lm", trained)
+    trained = _Recorder(skw2s.hf.training.train_causal_lm)
+    monkeypatch.setattr(skw2s.hf.training, "train_causal_lm", trained)
     boost = TokenAdaBoostGenerator(
         _weak(tiny_lm, "lora"), n_estimators=3, random_state=0, memory=tmp_path
     )
@@ -392,7 +392,7 @@ def test_grid_search_over_n_estimators_with_memory(tiny_lm, tmp_path):
 def test_two_rounds_on_smollm2_quartz(smollm2_path, data_dir):
     import time
 
-    from skw2s.datasets import load_quartz, to_multiple_choice
+    from skw2s.data.datasets import load_quartz, to_multiple_choice
 
     X_train, y_train = to_multiple_choice(load_quartz("train", data_dir=data_dir).head(24))
     X_test, y_test = to_multiple_choice(load_quartz("test", data_dir=data_dir).head(24))

@@ -3,8 +3,8 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from skw2s._weights import BoostStep
-from skw2s._token_weights import (
+from skw2s.core.weights import BoostStep
+from skw2s.core.token_weights import (
     initial_token_weights,
     sample_level_weights,
     sample_token_counts,

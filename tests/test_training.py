@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from skw2s.models import load_causal_lm, load_sequence_classifier
-from skw2s.training import (
+from skw2s.hf.models import load_causal_lm, load_sequence_classifier
+from skw2s.hf.training import (
     encode_sft,
     extract_features,
     train_causal_lm,
@@ -134,8 +134,8 @@ DDP_SCRIPT = textwrap.dedent(
     """
     import json, os, sys, torch
     import torch.distributed as dist
-    from skw2s.models import load_causal_lm
-    from skw2s.training import encode_sft, train_causal_lm
+    from skw2s.hf.models import load_causal_lm
+    from skw2s.hf.training import encode_sft, train_causal_lm
     model, tok = load_causal_lm(sys.argv[1], device="cpu")
     enc = encode_sft(tok, ["Question: sky colour?\\nAnswer:"] * 16, [" blue"] * 16)
     ids = torch.tensor([enc[0].input_ids])

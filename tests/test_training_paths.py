@@ -6,7 +6,7 @@
 - prompt-once choice training (``share_prompts=True``): each prompt once, the options as the
   continuation of its expanded KV cache, gradients flowing back through the cache;
 - length-grouped batches: seeded, every row once per epoch, less padding than random batches;
-- the counts of :mod:`skw2s._efficiency` and their place in the pipeline's ``history_``.
+- the counts of :mod:`skw2s.hf.efficiency` and their place in the pipeline's ``history_``.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from skw2s import _efficiency
-from skw2s._choice_training import _ChoiceCollator, choice_log_likelihoods, train_choice_lm
-from skw2s._efficiency import collect_training_stats, parameter_counts, useful_flops
-from skw2s.losses import get_loss
-from skw2s.models import load_causal_lm
-from skw2s.testing import SAMPLE_PROMPTS
-from skw2s.training import (
+from skw2s.hf import efficiency as _efficiency
+from skw2s.hf.choice_training import _ChoiceCollator, choice_log_likelihoods, train_choice_lm
+from skw2s.hf.efficiency import collect_training_stats, parameter_counts, useful_flops
+from skw2s.hf.losses import get_loss
+from skw2s.hf.models import load_causal_lm
+from skw2s.hf.testing import SAMPLE_PROMPTS
+from skw2s.hf.training import (
     LengthGroupedSampler,
     encode_sft,
     length_grouped_order,
@@ -179,7 +179,7 @@ def test_a_model_that_returns_other_shapes_falls_back_to_every_logit(caplog):
     model = _IgnoresTheMask(_tiny("llama")).eval()
     ids, mask, weight = _sft_batch()
     expected, _, _ = sft_loss(model, ids, mask, weight, answer_only=False)
-    with caplog.at_level("WARNING", logger="skw2s.training"):
+    with caplog.at_level("WARNING", logger="skw2s.hf.training"):
         loss, _, counts = sft_loss(model, ids, mask, weight, masked=True)
     torch.testing.assert_close(loss, expected, rtol=1e-6, atol=1e-7)
     assert counts["projected_rows"] == ids[:, :-1].numel()  # every fed position

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import assume, given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
-from skw2s._weights import (
+from skw2s.core.weights import (
     BoostStep,
     adaboost_decision,
     staged_adaboost_decision,
@@ -177,7 +177,7 @@ def test_soft_pseudo_labels(T, n, data):
 
 def test_weight_modules_do_not_import_torch():
     code = (
-        "import sys, skw2s._weights, skw2s._token_weights; "
+        "import sys, skw2s.core.weights, skw2s.core.token_weights; "
         "sys.exit('torch' in sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -4,7 +4,7 @@
 ``BaseWeightBoosting.fit`` does:
 
 - parameter validation (``_parameter_constraints``) and the reset of fitted state;
-- one per-round seed: round ``t`` draws from ``skw2s._validation.round_rng(seed, t)``, first
+- one per-round seed: round ``t`` draws from ``skw2s._infra.validation.round_rng(seed, t)``, first
   its learner's ``random_state`` and then its resampling, so a round depends on
   ``(seed, t, D_t)`` only;
 - the ``memory`` store: a round is stored under a key of its learner's class and parameters,
@@ -15,11 +15,11 @@
   share its entry: round 1 of :class:`~skw2s.LLMAdaBoostClassifier` is member 1 of
   :class:`~skw2s.UniformEnsembleClassifier` when both draw their data the same way;
 - the accept / reject / perfect rules, read from one step record
-  (:class:`skw2s._weights.BoostStep`): ``alpha is None`` rejects the round (an error on the
+  (:class:`skw2s.core.weights.BoostStep`): ``alpha is None`` rejects the round (an error on the
   first round, a stop later), ``stop_reason == "perfect"`` keeps it and stops;
 - ``history_``, logging and the progress bar; the fitted arrays, cut to the kept rounds;
 - ``combine="learned"``: a held-out part of the training data, and mixture weights fitted on
-  it (:func:`skw2s._weights.fit_mixture_weights`) after boosting.
+  it (:func:`skw2s.core.weights.fit_mixture_weights`) after boosting.
 
 **Where a new boosting variant goes.** A subclass of :class:`BaseClassifierEnsemble` or
 :class:`BaseGeneratorEnsemble` (which add the data checks, the draws and the predictions of
@@ -43,8 +43,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from tqdm.auto import tqdm
 
-from .._cache import fingerprint, get_store, with_checkpoints
-from .._validation import (
+from .._infra.cache import fingerprint, get_store, with_checkpoints
+from .._infra.validation import (
     MEMORY,
     RANDOM_STATE,
     VERBOSE,
@@ -55,7 +55,7 @@ from .._validation import (
     spawn_seed,
     validate_params,
 )
-from .._weights import fit_mixture_weights
+from ..core.weights import fit_mixture_weights
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class BaseWeakEnsemble(BaseEstimator):
     - ``_fit_learner(learner, data, fit_kwargs, context)`` and ``_mistakes(learner, data)``: train it,
       and its mistakes on the training data, in [0, 1];
     - ``_boost(t, weights, incorrect, context)``: the weight step, a
-      :class:`skw2s._weights.BoostStep`;
+      :class:`skw2s.core.weights.BoostStep`;
     - ``_accept(learner, t, kept, context)``: a kept learner, before it joins ``estimators_``;
     - ``_round_record(entry, data, context)``: extra ``history_`` fields of a round;
     - ``_finish(data, context, weights)``: extra fitted attributes;

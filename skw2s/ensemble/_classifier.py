@@ -17,9 +17,9 @@ from sklearn.metrics import accuracy_score
 from sklearn.utils import get_tags
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
-from .. import _weights
-from .._cache import fingerprint
-from .._validation import (
+from ..core import weights as _weights
+from .._infra.cache import fingerprint
+from .._infra.validation import (
     NONE,
     HasMethods,
     Interval,
@@ -65,7 +65,7 @@ class BaseClassifierEnsemble(ClassifierMixin, BaseWeakEnsemble):
     }
 
     def _prototype(self):
-        from ..classifier import LLMClassifier
+        from ..estimators.classifier import LLMClassifier
 
         return LLMClassifier() if self.estimator is None else self.estimator
 

@@ -3,7 +3,7 @@
 The boosting loop is :class:`skw2s.ensemble._base.BaseWeakEnsemble`; the weight steps are in
 the subclasses (:class:`~skw2s.TokenAdaBoostGenerator`,
 :class:`~skw2s.UniformEnsembleGenerator`). Inference is
-:class:`skw2s._generation.GenerationMixin` over the mixture of the kept learners (eq. 1).
+:class:`skw2s.estimators.generation_mixin.GenerationMixin` over the mixture of the kept learners (eq. 1).
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from .._cache import fingerprint
-from .._generation import GenerationMixin, pad_proba
-from .._inputs import check_generation_input, check_generation_target
-from .._serialization import state_once
-from .._token_weights import initial_token_weights, sample_token_counts, split_by_lengths
-from .._validation import NONE, HasMethods, Interval, StrOptions, take_rows
-from ..decoding import check_shared_vocabulary
+from .._infra.cache import fingerprint
+from ..estimators.generation_mixin import GenerationMixin, pad_proba
+from ..data.inputs import check_generation_input, check_generation_target
+from ..hf.serialization import state_once
+from ..core.token_weights import initial_token_weights, sample_token_counts, split_by_lengths
+from .._infra.validation import NONE, HasMethods, Interval, StrOptions, take_rows
+from ..hf.decoding import check_shared_vocabulary
 from ._base import ROUNDS_NAMESPACE, BaseWeakEnsemble
 
 __all__ = ["BaseGeneratorEnsemble"]
@@ -49,7 +49,7 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
     _uses_pretrained_error = False
 
     def _prototype(self):
-        from ..generator import LLMGenerator
+        from ..estimators.generator import LLMGenerator
 
         return LLMGenerator() if self.estimator is None else self.estimator
 
@@ -149,8 +149,8 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
 
     def _likelihoods(self, learners, data):
         """Each expert's probability of every held-out gold answer token (teacher forced)."""
-        from .. import decoding
-        from ..training import encode_sft
+        from ..hf import decoding
+        from ..hf.training import encode_sft
 
         inputs = check_generation_input(data.X)
         answers, _ = check_generation_target(data.y, inputs)
@@ -330,7 +330,7 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
             ``"staged_proba"``: :meth:`staged_predict_proba`'s; ``"members"``: each expert's
             own choice (alone, not mixed). Each expert runs once per batch for all of them.
         """
-        from .. import decoding
+        from ..hf import decoding
 
         check_is_fitted(self)
         inputs = check_generation_input(X, require_choices=True)
@@ -386,7 +386,7 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
     # -- pickling ----------------------------------------------------------------------
     @state_once
     def __getstate__(self):
-        from .._serialization import dump_tokenizer
+        from ..hf.serialization import dump_tokenizer
 
         state = dict(self.__dict__)
         if "tokenizer_" in state:
@@ -394,7 +394,7 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
         return state
 
     def __setstate__(self, state):
-        from .._serialization import load_tokenizer
+        from ..hf.serialization import load_tokenizer
 
         state = dict(state)
         if isinstance(state.get("tokenizer_"), dict):

@@ -2,15 +2,15 @@
 
 The boosting loop, the store and the predictions are shared with the other ensembles
 (:mod:`skw2s.ensemble._base`, :mod:`skw2s.ensemble._classifier`); this module is the weight
-step, :func:`skw2s._weights.adaboost_step`.
+step, :func:`skw2s.core.weights.adaboost_step`.
 """
 
 from __future__ import annotations
 
 from numbers import Real
 
-from .. import _weights
-from .._validation import Interval, StrOptions
+from ..core import weights as _weights
+from .._infra.validation import Interval, StrOptions
 from ._classifier import BaseClassifierEnsemble
 
 __all__ = ["LLMAdaBoostClassifier"]
@@ -25,7 +25,7 @@ class LLMAdaBoostClassifier(BaseClassifierEnsemble):
     ``eps_t = sum_i D_t(i) [h_t(x_i) != y_i]`` on the full training data, gives it the weight
     ``alpha_t = 1/2 log((1 - eps_t) / eps_t)`` and updates
     ``D_{t+1}(i) ~ D_t(i) exp(-alpha_t y_i h_t(x_i))`` (labels and votes in {-1, +1}; the
-    arithmetic is :func:`skw2s._weights.adaboost_step`). Boosting stops early when a round's
+    arithmetic is :func:`skw2s.core.weights.adaboost_step`). Boosting stops early when a round's
     error reaches 1/2 (the round is rejected; on the first round this raises) or is 0 (the
     perfect learner is kept).
 

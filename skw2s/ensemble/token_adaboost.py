@@ -2,7 +2,7 @@
 
 The boosting loop, the store, the token draws and the mixture inference are shared with the
 other generator ensembles (:mod:`skw2s.ensemble._base`, :mod:`skw2s.ensemble._generator`);
-this module is the weight step, :func:`skw2s._token_weights.token_boost_step`, with the
+this module is the weight step, :func:`skw2s.core.token_weights.token_boost_step`, with the
 paper's window and sample-level ablations.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from numbers import Integral
 
-from .._token_weights import (
+from ..core.token_weights import (
     sample_level_weights,
     smooth_incorrect,
     token_boost_step,
     weighted_error,
 )
-from .._validation import Interval, StrOptions
+from .._infra.validation import Interval, StrOptions
 from ._base import BaseWeakEnsemble
 from ._generator import BaseGeneratorEnsemble
 
@@ -63,7 +63,7 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
         names as future work), stored in ``combination_weights_``; the rounds train on the rest.
     window : int, default=1
         Sliding window ``L`` of the token mistakes used by ``eps_t`` and the update (see
-        :func:`skw2s._token_weights.smooth_incorrect`); 1 is the paper's default.
+        :func:`skw2s.core.token_weights.smooth_incorrect`); 1 is the paper's default.
     weighting : {"token", "sample"}, default="token"
         Token-level weights, or the sample-level ablation (every token of a sentence shares its
         sentence's mean mistake and weight).
@@ -124,7 +124,7 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
 
     Notes
     -----
-    Input format: see :mod:`skw2s._inputs`. A first round whose error is not below
+    Input format: see :mod:`skw2s.data.inputs`. A first round whose error is not below
     ``eps_pre`` raises a ``ValueError``: there is no expert to mix. Pickles hold the experts'
     weights as safetensors (LoRA: the adapters only; the base model is reloaded from its spec).
 
@@ -216,7 +216,7 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
         Parameters
         ----------
         X : DataFrame or list of str
-            Prompts, with optional choices (see :mod:`skw2s._inputs`).
+            Prompts, with optional choices (see :mod:`skw2s.data.inputs`).
         y : array-like of shape (n_samples,)
             Choice indices (with choices) or answer strings.
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import _InstanceOf
-from .._weights import BoostStep, _weighted_error
+from .._infra.validation import _InstanceOf
+from ..core.weights import BoostStep, _weighted_error
 from ._classifier import BaseClassifierEnsemble
 from ._generator import BaseGeneratorEnsemble
 

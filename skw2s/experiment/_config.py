@@ -39,7 +39,7 @@ class Key:
 
 
 def _registry():
-    from ..datasets import DATASETS
+    from ..data.datasets import DATASETS
 
     return sorted(DATASETS)
 
@@ -299,7 +299,7 @@ def _check_dataset(config, raw):
     sep = dataset.get("choices_sep", "|")
     if not isinstance(sep, str) or not sep:
         raise ConfigError(f"'dataset.choices_sep' must be a non-empty string; {_got(sep)}.")
-    from .._tables import check_columns
+    from ..data.tables import check_columns
 
     try:
         check_columns(_mapping("dataset.columns", dataset.get("columns"), null_is_empty=True), config["task"])
@@ -361,7 +361,7 @@ def _check_controls(config, learner_params):
 
 def _check_model_specs(config):
     """Every model the config names can load: fail now, with one line, not after training."""
-    from ..models import check_model_spec
+    from ..hf.models import check_model_spec
 
     sections = {"weak": config["weak"], "strong": config["strong"]}
     if config["difficulty"] and "estimator" in config["difficulty"]:
@@ -390,7 +390,7 @@ def _estimator_classes(task):
 def _read_yaml(path):
     import yaml
 
-    from .._files import read_text
+    from ..data.files import read_text
 
     path = Path(path)
     if not path.is_file():

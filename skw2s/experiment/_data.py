@@ -17,7 +17,7 @@ def _subset(df, n, seed):
 
 
 def _to_task(config, df):
-    from ..datasets import binarize_sciq, to_classification, to_multiple_choice
+    from ..data.datasets import binarize_sciq, to_classification, to_multiple_choice
 
     if config["task"] == "binary":
         if "label" not in df:  # multiple-choice questions (SciQ), binarised as in Burns et al.
@@ -75,7 +75,7 @@ def load_task_data(config, data_dir=None, *, with_test=False):
     ValueError
         When a data file cannot be read (the message names the file and line).
     """
-    from ..datasets import load_dataset, load_table, resolve_data_dir
+    from ..data.datasets import load_dataset, load_table, resolve_data_dir
 
     dataset = config["dataset"]
     if isinstance(dataset, dict):
@@ -101,7 +101,7 @@ def load_task_data(config, data_dir=None, *, with_test=False):
     data["test_ids"] = test_df["id"].tolist()
     difficulty = config.get("difficulty") or {}
     if config["split_kind"] == "easy_hard" and difficulty.get("precomputed") == "grade":
-        from ..datasets import load_arc_metadata
+        from ..data.datasets import load_arc_metadata
 
         subset = "easy" if dataset == "arc_easy" else "challenge"
         grades = load_arc_metadata(root, subset=subset)["grade"]

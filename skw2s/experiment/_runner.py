@@ -46,8 +46,8 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbos
     pipeline : WeakToStrongPipeline
         Not fitted.
     """
-    from ..difficulty import DifficultySplitter
-    from ..pipeline import WeakToStrongPipeline
+    from ..w2s.difficulty import DifficultySplitter
+    from ..w2s.pipeline import WeakToStrongPipeline
 
     learner_cls, ensemble_cls = _estimator_classes(config["task"])
 
@@ -71,7 +71,7 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbos
         d = config["difficulty"]
         kwargs = {k: d[k] for k in ("n_splits", "easy_fraction", "n_jobs") if k in d}
         if "precomputed" in d:
-            from ..datasets import load_arc_metadata, resolve_data_dir
+            from ..data.datasets import load_arc_metadata, resolve_data_dir
 
             subset = "easy" if config["dataset"] == "arc_easy" else "challenge"
             root = resolve_data_dir(data_dir or config["data_dir"])
@@ -155,7 +155,7 @@ def _chance(pipe, data):
 
 def _training_totals(stages):
     """The seed's training over its stages: ``train_seconds``, ``useful_flops``, the matmul
-    rate of the devices it trained on (``peak_flops`` / seconds; see :mod:`skw2s._efficiency`)
+    rate of the devices it trained on (``peak_flops`` / seconds; see :mod:`skw2s.hf.efficiency`)
     and the ``efficiency`` they give (None when no stage trained)."""
     seconds = sum(s.get("train_seconds", 0.0) for s in stages)
     flops = sum(s.get("useful_flops", 0.0) for s in stages)
@@ -261,7 +261,7 @@ def run_config(config, *, data_dir=None, output_dir=None, force=False, seeds=Non
         if not any(out.glob("seed*.json")):
             config_file.unlink(missing_ok=True)
         raise
-    from ..report import write_report
+    from .report import write_report
 
     write_report([out], out)
     return out

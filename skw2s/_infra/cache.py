@@ -70,6 +70,8 @@ from pathlib import Path
 import joblib
 import numpy as np
 
+from .._aliases import old_names
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -88,11 +90,11 @@ _SUFFIX = ".skops"
 # Plain skw2s data classes (frozen dataclasses of arrays, lists and numbers) that entries may
 # hold, by the name skops records. The estimator classes come from ``skw2s.__all__``.
 _SKW2S_DATA_TYPES = (
-    "skw2s._inputs.GenerationInput",
+    "skw2s.data.inputs.GenerationInput",
     "skw2s.experiment._data._GradeOf",
-    "skw2s._weights.BoostStep",
-    "skw2s.models.ModelSpec",
-    "skw2s.training.EncodedExample",
+    "skw2s.core.weights.BoostStep",
+    "skw2s.hf.models.ModelSpec",
+    "skw2s.hf.training.EncodedExample",
 )
 # scikit-learn types beyond skops's defaults. Tree is checked after loading (_check_trees).
 _SKLEARN_EXTRA_TYPES = ("sklearn.tree._tree.Tree",)
@@ -114,7 +116,7 @@ def checkpoints(*estimators):
     changes the key instead of reusing stale work. Empty when every model is an offline alias
     or a Hub id, so that those keys stay what they were.
     """
-    from .models import checkpoint_fingerprint
+    from ..hf.models import checkpoint_fingerprint
 
     found = []
     for est in estimators:
@@ -155,7 +157,9 @@ def trusted_types() -> tuple[str, ...]:
         if isinstance(obj, type) and obj.__module__.split(".")[0] == "skw2s"
     )
     paths = tuple(f"{cls.__module__}.{cls.__name__}" for cls in _PATH_TYPES)
-    return (*exported, *_SKW2S_DATA_TYPES, *_SKLEARN_EXTRA_TYPES, *paths)
+    # the same classes by the module paths they had before the layer packages
+    moved = tuple(old for name in (*exported, *_SKW2S_DATA_TYPES) for old in old_names(name))
+    return (*exported, *_SKW2S_DATA_TYPES, *moved, *_SKLEARN_EXTRA_TYPES, *paths)
 
 
 def _warn(message, depth=0):
@@ -355,7 +359,7 @@ class Store:
     def _serialize(obj, path):
         import skops.io as sio
 
-        from ._serialization import states_once
+        from ..hf.serialization import states_once
 
         try:
             with states_once():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .metrics import pgr_score
+from ..core.metrics import pgr_score
 from .pipeline import MAIN
 
 __all__ = ["add_pgr", "evaluate"]

@@ -201,7 +201,7 @@ def choice_log_likelihoods(model, inputs, *, masked="auto"):
     outputs : ModelOutput
         The output of the (first) forward.
     counts : dict
-        The batch's :class:`skw2s._efficiency.TrainingStats` counts.
+        The batch's :class:`skw2s.hf.efficiency.TrainingStats` counts.
     """
     if "shared" in inputs:
         loglik, outputs, counts = _shared_logliks(model, inputs["shared"], masked=masked)

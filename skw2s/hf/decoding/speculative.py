@@ -137,7 +137,7 @@ def _decode_batch_speculative(
 ):
     """Greedy speculative decoding of one left-padded batch (see
     :func:`skw2s.decoding.mixture_generate`); ``weights`` are the normalised expert weights on
-    the first group's device (as in :func:`skw2s._mixture.greedy_tokens`).
+    the first group's device (as in :func:`skw2s.core.mixture.greedy_tokens`).
 
     Invariants at the top of every round: ``ids``/``mask`` hold ``W`` columns, the last one the
     *pending* token (chosen, not yet fed); the groups' caches hold the first ``W - 1`` columns.
@@ -151,7 +151,7 @@ def _decode_batch_speculative(
     """
     import torch
 
-    from .._mixture import greedy_tokens
+    from ...core.mixture import greedy_tokens
 
     device = groups[0].device
     n_experts = sum(g.size for g in groups)

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from ._weights import (
+from .weights import (
     EPS,
     BoostStep,
     _as_distribution,

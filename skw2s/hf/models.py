@@ -31,8 +31,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._hub_models import check_hub_id, did_you_mean, spec_forms
-from ._offline import (
+from .hub import check_hub_id, did_you_mean, spec_forms
+from .offline import (
     OFFLINE_ALIASES,
     CorruptCheckpointError,
     cache_dir,
@@ -141,7 +141,7 @@ def resolve_device(device="auto"):
     """
     import torch
 
-    from ._distributed import local_device_index
+    from .distributed import local_device_index
 
     if device is None or device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -7,7 +7,7 @@ wording where a scikit-learn message exists, so that errors read the same across
 - :func:`check_text_input`: a list of non-empty ``str`` from a list, tuple, 1-D array, pandas
   Series or one-column DataFrame;
 - :func:`check_binary_target`: classes and 0/1 codes of a binary target, with the length check;
-- :func:`check_sample_weight`: non-negative finite weights (delegating to :mod:`skw2s._weights`);
+- :func:`check_sample_weight`: non-negative finite weights (delegating to :mod:`skw2s.core.weights`);
 - :func:`validate_params` with :class:`Interval`, :class:`StrOptions` and :class:`HasMethods`:
   a small public stand-in for scikit-learn's private ``_param_validation``, producing its
   messages (``"The 'n_estimators' parameter of X must be an int in the range [1, inf). Got 0
@@ -26,7 +26,7 @@ import pandas as pd
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.multiclass import type_of_target
 
-from . import _weights
+from ..core import weights as _weights
 
 __all__ = [
     "MEMORY",
@@ -179,7 +179,7 @@ class SplitterConstraint:
     """``"random"`` or a :class:`~skw2s.DifficultySplitter`."""
 
     def is_satisfied_by(self, value):
-        from .difficulty import DifficultySplitter
+        from ..w2s.difficulty import DifficultySplitter
 
         return (isinstance(value, str) and value == "random") or isinstance(value, DifficultySplitter)
 

@@ -1,8 +1,8 @@
 """LLMGenerator: one causal LM fine-tuned on answers (SFT), as a scikit-learn estimator.
 
 The input format (``X``: a frame with ``prompt`` and optional ``choices``, or prompt strings;
-``y``: choice indices or answer strings) is documented once, in :mod:`skw2s._inputs`. The
-inference methods live in :class:`skw2s._generation.GenerationMixin`, shared with the
+``y``: choice indices or answer strings) is documented once, in :mod:`skw2s.data.inputs`. The
+inference methods live in :class:`skw2s.estimators.generation_mixin.GenerationMixin`, shared with the
 generator ensembles.
 """
 
@@ -16,11 +16,11 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from . import decoding
-from ._generation import GenerationMixin
-from ._inputs import check_generation_input, check_generation_target
-from ._serialization import state_once
-from ._validation import (
+from ..hf import decoding
+from .generation_mixin import GenerationMixin
+from ..data.inputs import check_generation_input, check_generation_target
+from ..hf.serialization import state_once
+from .._infra.validation import (
     NONE,
     PATH,
     POSITIVE_FINITE,
@@ -34,7 +34,7 @@ from ._validation import (
     resolve_seed,
     validate_params,
 )
-from .training import encode_sft
+from ..hf.training import encode_sft
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
 
     Notes
     -----
-    Input format: see :mod:`skw2s._inputs`. A fitted estimator pickles its weights as
+    Input format: see :mod:`skw2s.data.inputs`. A fitted estimator pickles its weights as
     safetensors (LoRA: the adapter only; the base is reloaded from ``model``).
 
     **Learner protocol.** The ensembles (:class:`~skw2s.TokenAdaBoostGenerator`,
@@ -211,7 +211,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
 
     # -- fitting -----------------------------------------------------------------
     def _validate(self):
-        from .models import parse_model_spec
+        from ..hf.models import parse_model_spec
 
         validate_params(self)
         parse_model_spec(self.model)
@@ -254,7 +254,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         Parameters
         ----------
         X : DataFrame or list of str
-            Prompts, with optional choices (see :mod:`skw2s._inputs`).
+            Prompts, with optional choices (see :mod:`skw2s.data.inputs`).
         y : array-like of shape (n_samples,)
             Choice indices (with choices) or answer strings.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -279,8 +279,8 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
             On invalid parameters, input or weights. A fit that fails leaves the estimator
             unfitted (no fitted attribute survives from an earlier fit).
         """
-        from .models import load_causal_lm
-        from .training import seeded_torch, train_causal_lm
+        from ..hf.models import load_causal_lm
+        from ..hf.training import seeded_torch, train_causal_lm
 
         self._validate()
         reset_fitted_attributes(self)
@@ -306,7 +306,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
                 if loss is None:
                     model = train_causal_lm(model, tokenizer, encoded, weights, **common)
                 else:
-                    from ._choice_training import train_choice_lm
+                    from ..hf.choice_training import train_choice_lm
 
                     model = train_choice_lm(
                         model, tokenizer, inputs.prompts, inputs.choices, indices, loss,
@@ -341,7 +341,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
             )
         if token_weight is not None:
             raise ValueError(f"token_weight weighs SFT answer tokens; loss={self.loss!r} has none.")
-        from .losses import check_labels, get_loss
+        from ..hf.losses import check_labels, get_loss
 
         loss = get_loss(self.loss, **(self.loss_params or {}))
         if y_proba is not None:
@@ -386,7 +386,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         -------
         self : LLMGenerator
         """
-        from ._serialization import add_adapter, dump_adapter
+        from ..hf.serialization import add_adapter, dump_adapter
 
         check_is_fitted(self)
         if self.adapter_name_ is None or other is self:
@@ -422,9 +422,9 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         -------
         payload : dict
             ``{"kind": "lora", ...}`` or ``{"kind": "full", ...}`` (see
-            :mod:`skw2s._serialization`).
+            :mod:`skw2s.hf.serialization`).
         """
-        from ._serialization import dump_adapter, dump_full_model
+        from ..hf.serialization import dump_adapter, dump_full_model
 
         check_is_fitted(self)
         if self.adapter_name_ is not None:
@@ -433,7 +433,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
 
     @state_once
     def __getstate__(self):
-        from ._serialization import dump_tokenizer
+        from ..hf.serialization import dump_tokenizer
 
         state = dict(self.__dict__)
         if "model_" in state:
@@ -443,7 +443,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state):
-        from ._serialization import add_adapter, load_full_model, load_tokenizer
+        from ..hf.serialization import add_adapter, load_full_model, load_tokenizer
 
         state = dict(state)
         payload = state.pop("_skw2s_model", None)
@@ -452,7 +452,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         if payload is None:
             return
         if payload["kind"] == "lora":
-            from .models import load_causal_lm
+            from ..hf.models import load_causal_lm
 
             base, _ = load_causal_lm(self.model, device=self.device, dtype=self.dtype)
             self.model_ = add_adapter(base, payload, self.adapter_name_)

@@ -19,8 +19,8 @@ from sklearn.model_selection import KFold
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from ._cache import fingerprint
-from ._validation import (
+from .._infra.cache import fingerprint
+from .._infra.validation import (
     NONE,
     RANDOM_STATE,
     HasMethods,

@@ -34,12 +34,12 @@ Where the work goes:
   function): each epoch, the rows are shuffled, cut into pools of up to 50 batches (at most a
   quarter of the data, so that batches still mix), sorted by length inside a pool and cut into
   batches, and the batches are shuffled. The order comes from
-  :func:`skw2s._validation.batch_order_rng` (seed and epoch), so a seed gives the same batches
+  :func:`skw2s._infra.validation.batch_order_rng` (seed and epoch), so a seed gives the same batches
   in every process. ``False`` is the Trainer's random sampler.
 
 Every run's counts (tokens, padding, projected rows, useful FLOPs: see
-:mod:`skw2s._efficiency`) are logged and handed to open
-:func:`skw2s._efficiency.collect_training_stats` blocks.
+:mod:`skw2s.hf.efficiency`) are logged and handed to open
+:func:`skw2s.hf.efficiency.collect_training_stats` blocks.
 
 The Trainer seeds torch globally from ``random_state`` (it calls ``transformers.set_seed``), so a
 seeded fit is reproducible on the same machine and device.
@@ -193,7 +193,7 @@ class LengthGroupedSampler:
     batch_size : int
         Rows per batch.
     seed : int
-        With the epoch, the seed of :func:`skw2s._validation.batch_order_rng`.
+        With the epoch, the seed of :func:`skw2s._infra.validation.batch_order_rng`.
     """
 
     def __init__(self, lengths, batch_size, seed):
@@ -210,7 +210,7 @@ class LengthGroupedSampler:
         self.epoch = int(epoch)
 
     def __iter__(self):
-        from ._validation import batch_order_rng
+        from .._infra.validation import batch_order_rng
 
         rng = batch_order_rng(self.seed, self.epoch)
         self.epoch += 1  # a caller that never sets the epoch still gets a new order each time
@@ -370,7 +370,7 @@ def sft_loss(model, input_ids, attention_mask, token_weight, *, answer_only=True
         The model's output.
     counts : dict
         ``tokens``, ``padded_tokens``, ``useful_tokens``, ``projected_rows`` and ``loss_rows``
-        of the batch (see :class:`skw2s._efficiency.TrainingStats`).
+        of the batch (see :class:`skw2s.hf.efficiency.TrainingStats`).
     """
     import torch
 
@@ -407,13 +407,13 @@ def _trainer_base():
     """A Trainer that draws length-grouped batches (``lengths`` set) and counts its work."""
     from transformers import Trainer
 
-    from ._efficiency import TrainingStats, useful_flops
+    from .efficiency import TrainingStats, useful_flops
 
     class CountingTrainer(Trainer):
         """Trainer with length-grouped batches and training statistics.
 
         ``lengths`` (one per row; None: the Trainer's random order) and ``param_counts``
-        (:func:`skw2s._efficiency.parameter_counts`) are set after construction; ``stats``
+        (:func:`skw2s.hf.efficiency.parameter_counts`) are set after construction; ``stats``
         sums the counts :meth:`count` gets from the loss.
         """
 
@@ -555,11 +555,11 @@ def _run_trainer(model, dataset, collator, *, trainer_class=None, trainer_attrs=
     """Train ``model`` on the rows ``dataset`` with a Trainer of ``trainer_class`` (default:
     the weighted one), ``trainer_attrs`` set on it; ``lengths`` (one per row) groups the
     batches by length (None: random batches). Returns the run's
-    :class:`~skw2s._efficiency.TrainingStats`."""
+    :class:`~skw2s.hf.efficiency.TrainingStats`."""
     from datasets import Dataset
     from transformers import PrinterCallback
 
-    from ._efficiency import matmul_rate, parameter_counts, publish
+    from .efficiency import matmul_rate, parameter_counts, publish
 
     with tempfile.TemporaryDirectory(prefix="skw2s-train-") as tmp:
         args = _training_args(output_dir=tmp, device=model.device, **kwargs)

@@ -3,7 +3,7 @@
 
 import hashlib
 
-from ._tables import check_record, frame
+from .tables import check_record, frame
 
 
 def hub_load(path, name, split):

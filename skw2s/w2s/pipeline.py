@@ -36,9 +36,9 @@ from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ._cache import checkpoints, fingerprint, get_store, with_checkpoints
-from ._efficiency import collect_training_stats
-from ._validation import (
+from .._infra.cache import checkpoints, fingerprint, get_store, with_checkpoints
+from ..hf.efficiency import collect_training_stats
+from .._infra.validation import (
     MEMORY,
     NONE,
     NamedEstimatorsConstraint,
@@ -190,7 +190,7 @@ class WeakToStrongPipeline(BaseEstimator):
         of the training runs in it (in this process): ``train_seconds`` (wall, inside the
         training loops), ``useful_flops``, ``efficiency`` (useful FLOPs / (train seconds x
         this process's float32 matmul rate); None when nothing trained) and ``padding`` (the
-        share of padded token positions). See :mod:`skw2s._efficiency` for the counting rule.
+        share of padded token positions). See :mod:`skw2s.hf.efficiency` for the counting rule.
 
     Examples
     --------
@@ -284,7 +284,7 @@ class WeakToStrongPipeline(BaseEstimator):
 
     def _check_model_specs(self):
         """Fail before any training when a model spec anywhere in the pipeline cannot load."""
-        from .models import check_model_spec
+        from ..hf.models import check_model_spec
 
         estimators = [est for _, est in self._weak_sides()] + [self.strong]
         if isinstance(self.splitter, DifficultySplitter) and self.splitter.estimator is not None:
@@ -578,7 +578,7 @@ class WeakToStrongPipeline(BaseEstimator):
             "members": {weak_side: [labels per learner]}}`` as in ``predictions_``.
         """
         check_is_fitted(self, "students_")
-        from ._evaluation import evaluate
+        from .evaluation import evaluate
 
         report, predictions, disagreement = evaluate(self, X, y, test=test)
         self.weak_disagreement_.update(disagreement)

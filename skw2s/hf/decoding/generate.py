@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
-from .._distributed import map_batches
+from ..distributed import map_batches
 from ._batching import _batches, _check_positive_int, _pad_rows
 from .experts import (
     _check_experts,
@@ -140,7 +140,7 @@ def mixture_generate(
     """Decode from the alpha-weighted mixture of experts (ALGORITHMS.md, eq. 1).
 
     At every step each expert scores the next token; the scores are mixed with
-    :func:`skw2s._mixture.mix_log_probs` (``sum_t a_t softmax(h_t)`` over the normalised
+    :func:`skw2s.core.mixture.mix_log_probs` (``sum_t a_t softmax(h_t)`` over the normalised
     weights, or the mixed logits with ``combine="logit"``); the argmax, or a sample at
     ``temperature``, is appended to the sequence of **every** expert. Prompts are batched with
     left padding; positions come from the attention mask, so padding does not shift them. A row
@@ -225,7 +225,7 @@ def mixture_generate(
     """
     import torch
 
-    from .._mixture import check_combine, normalize_alphas
+    from ...core.mixture import check_combine, normalize_alphas
 
     # every argument is checked here, once, before any model runs
     models, a = _check_experts(models, alphas)
@@ -295,11 +295,11 @@ def _decode_batch(
     do_sample, eos, use_cache,
 ):
     """Plain (one token per step) decoding of one left-padded batch; ``alphas`` mix a sampled
-    step (:func:`~skw2s._mixture.sample_tokens`), ``weights`` (normalised, on the first group's
-    device) a greedy one (:func:`~skw2s._mixture.greedy_tokens`)."""
+    step (:func:`~skw2s.core.mixture.sample_tokens`), ``weights`` (normalised, on the first group's
+    device) a greedy one (:func:`~skw2s.core.mixture.greedy_tokens`)."""
     import torch
 
-    from .._mixture import greedy_tokens, sample_tokens
+    from ...core.mixture import greedy_tokens, sample_tokens
 
     device = groups[0].device
     n_experts = sum(g.size for g in groups)

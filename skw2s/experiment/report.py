@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import mean_sem
+from ..core.metrics import mean_sem
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ The classifier reads the hidden state of the last non-pad token of each text and
 linear head (Burns et al., 2023). Three ways to train it (``mode``):
 
 - ``"head"``: the LM body is frozen and only the linear head learns, on features extracted once
-  and shared through :mod:`skw2s._features` (see :func:`clear_cache`), so boosting rounds,
+  and shared through :mod:`skw2s.hf.features` (see :func:`clear_cache`), so boosting rounds,
   cross-validation splits and predictions on the same texts pay for the LM forward passes
   once.
 - ``"lora"``: low-rank adapters on the attention projections plus the head (peft);
@@ -24,10 +24,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import _features
-from ._features import clear_cache
-from ._serialization import state_once
-from ._validation import (
+from ..hf import features as _features
+from ..hf.features import clear_cache
+from ..hf.serialization import state_once
+from .._infra.validation import (
     NONE,
     PATH,
     POSITIVE_FINITE,
@@ -358,7 +358,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         cross-entropy on hard labels (the default, computed as it always was)."""
         if self.loss == "xent" and soft is None and not self.loss_params:
             return None
-        from .losses import check_labels, get_loss, midweak_radius
+        from ..hf.losses import check_labels, get_loss, midweak_radius
 
         params = dict(self.loss_params or {})
         if params.get("radius") == "midweak":
@@ -375,7 +375,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
     def _new_head(self, entry, kind):
         import torch
 
-        from .training import ANSWER_SCORE_FEATURES
+        from ..hf.training import ANSWER_SCORE_FEATURES
 
         width = entry.hidden_size if kind == "last_token" else len(ANSWER_SCORE_FEATURES)
         return torch.nn.Linear(width, 2, bias=entry.head_bias or kind != "last_token", dtype=torch.float32)
@@ -383,7 +383,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
     def _fit_head(self, texts, y_enc, weights, *, lr, n_epochs, seed, loss, soft):
         import torch
 
-        from .training import train_head
+        from ..hf.training import train_head
 
         entry = _features.frozen_body(self.model, self.device, self.dtype)
         _warn_long_texts(entry.tokenizer, texts, self.max_length, self.head_features)
@@ -414,8 +414,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         return entry.body, entry.tokenizer, head, entry.key
 
     def _fit_model(self, texts, y_enc, weights, *, lr, n_epochs, seed, loss, soft):
-        from .models import load_sequence_classifier, resolve_device
-        from .training import seeded_torch, train_classifier
+        from ..hf.models import load_sequence_classifier, resolve_device
+        from ..hf.training import seeded_torch, train_classifier
 
         # The new classification head (and the LoRA matrices) are initialised from torch's
         # generator: seeding it here, before loading, makes the fit the same in every process.
@@ -541,7 +541,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             tensors = {name: p.detach().cpu().contiguous() for name, p in head.state_dict().items()}
             payload = {"format": "head", "head": save(tensors)}
         else:
-            from ._serialization import dump_pretrained
+            from ..hf.serialization import dump_pretrained
 
             payload = {
                 "format": "lora" if _is_peft(model) else "full",
@@ -557,8 +557,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             self._restore(payload)
 
     def _restore(self, payload):
-        from ._serialization import load_pretrained
-        from .models import _resolve_dtype, load_sequence_classifier, load_tokenizer, resolve_device
+        from ..hf.serialization import load_pretrained
+        from ..hf.models import _resolve_dtype, load_sequence_classifier, load_tokenizer, resolve_device
 
         fitted = self._fitted
         kind = payload["format"]
@@ -578,7 +578,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             base, tokenizer = load_sequence_classifier(
                 fitted["model"], num_labels=2, device=self.device, dtype=fitted["dtype"]
             )
-            from .training import quiet_peft
+            from ..hf.training import quiet_peft
 
             with quiet_peft():
                 model = load_pretrained(payload["files"], lambda d: PeftModel.from_pretrained(base, d))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._distributed import map_batches
+from .distributed import map_batches
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._files import read_jsonl, read_text
+from .files import read_jsonl, read_text
 
 COLUMNS = ("id", "question", "choices", "answer", "support")
 ROLES = {

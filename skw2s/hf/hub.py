@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import os
 
-from ._offline import OFFLINE_ALIASES
+from .offline import OFFLINE_ALIASES
 
 
 def spec_forms() -> str:

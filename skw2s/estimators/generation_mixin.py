@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from . import decoding
-from ._inputs import check_generation_input, check_generation_target
-from .training import encode_sft
+from ..hf import decoding
+from ..data.inputs import check_generation_input, check_generation_target
+from ..hf.training import encode_sft
 
 __all__ = ["GenerationMixin", "pad_proba"]
 
@@ -90,7 +90,7 @@ class GenerationMixin:
         Parameters
         ----------
         X : DataFrame or list of str
-            Prompts in the generation input format (see :mod:`skw2s._inputs`).
+            Prompts in the generation input format (see :mod:`skw2s.data.inputs`).
         max_new_tokens : int, default=None
             Most tokens to generate per prompt; default: the ``max_new_tokens`` setting.
         do_sample : bool, default=False
@@ -130,7 +130,7 @@ class GenerationMixin:
         Parameters
         ----------
         X : DataFrame or list of str
-            Generation input (see :mod:`skw2s._inputs`).
+            Generation input (see :mod:`skw2s.data.inputs`).
 
         Returns
         -------

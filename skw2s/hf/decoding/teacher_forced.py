@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..datasets import format_completion
+from ...data.datasets import format_completion
 from ..training import encode_sft
-from .._distributed import map_batches
+from ..distributed import map_batches
 from ._batching import _batches, _check_positive_int, _pad_rows
 from .experts import _check_experts, _make_groups, _sessions
 
@@ -61,7 +61,7 @@ def _mix_stages(scores, a, stages, combine, lean, target):
 
     ``scores`` is ``(T, N)`` gold log-probabilities (``lean``) or ``(T, N, V)`` logits.
     """
-    from .._mixture import staged_mixtures
+    from ...core.mixture import staged_mixtures
 
     out = []
     for logp in staged_mixtures(scores, a, stages=stages, combine=combine, token=lean):
@@ -313,7 +313,7 @@ def _teacher_forced(
     """
     import torch
 
-    from .._mixture import check_combine
+    from ...core.mixture import check_combine
 
     models, a = _check_experts(models, alphas)
     batch_size = _check_positive_int("batch_size", batch_size)

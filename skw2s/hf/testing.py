@@ -125,7 +125,7 @@ def tiny_causal_lm(
     model, tokenizer = _tiny_llama(
         seed=seed, n_layers=n_layers, hidden_size=hidden_size, vocab_size=vocab_size
     )
-    from ._offline import quiet_transformers_progress
+    from .offline import quiet_transformers_progress
 
     with quiet_transformers_progress():
         model.save_pretrained(path, safe_serialization=True)

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .metrics import mean_sem
-from .stats import paired_comparison
+from ..core.metrics import mean_sem
+from ..core.stats import paired_comparison
 
 __all__ = ["comparison_table", "disagreement_table", "load_predictions", "paired_table"]
 

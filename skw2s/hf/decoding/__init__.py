@@ -3,7 +3,7 @@
 Everything here works on one model or on a weighted mixture of experts (ALGORITHMS.md, eq. 1)
 through the same code: a single model is the mixture of one expert. An *expert* is a causal LM
 called like a Hugging Face model, or an :class:`AdapterExpert`, one named LoRA adapter of a
-peft model that holds several. The mixture formulas themselves are in :mod:`skw2s._mixture`
+peft model that holds several. The mixture formulas themselves are in :mod:`skw2s.core.mixture`
 (pure torch); these modules run the models.
 
 - :mod:`~skw2s.decoding.experts`: :class:`AdapterExpert`, the vocabulary checks, and the groups

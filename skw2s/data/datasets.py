@@ -40,15 +40,15 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
-from . import _tables
-from ._files import read_jsonl
-from ._hub_datasets import hub_frame as _hub_frame
-from ._hub_datasets import hub_load as _hub_load
-from ._hub_datasets import normalise_labelled as _normalise_labelled
-from ._hub_datasets import normalise_sciq as _normalise_sciq
-from ._tables import COLUMNS  # noqa: F401 - the schema's column names, as skw2s.datasets.COLUMNS
-from ._tables import check_record as _check_record
-from ._tables import frame as _frame
+from . import tables as _tables
+from .files import read_jsonl
+from .hub import hub_frame as _hub_frame
+from .hub import hub_load as _hub_load
+from .hub import normalise_labelled as _normalise_labelled
+from .hub import normalise_sciq as _normalise_sciq
+from .tables import COLUMNS  # noqa: F401 - the schema's column names, as skw2s.datasets.COLUMNS
+from .tables import check_record as _check_record
+from .tables import frame as _frame
 
 __all__ = [
     "DATASETS",
