@@ -34,6 +34,7 @@ from ._validation import (
     resolve_seed,
     validate_params,
 )
+from .exceptions import DivergenceError, diverged
 from .training import encode_sft
 
 logger = logging.getLogger(__name__)
@@ -303,16 +304,21 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
                           lora_alpha=self.lora_alpha, lora_target_modules=self.lora_target_modules,
                           verbose=self.verbose)
             with seeded_torch(seed, model.device):
-                if loss is None:
-                    model = train_causal_lm(model, tokenizer, encoded, weights, **common)
-                else:
-                    from ._choice_training import train_choice_lm
+                try:
+                    if loss is None:
+                        model = train_causal_lm(model, tokenizer, encoded, weights, **common)
+                    else:
+                        from ._choice_training import train_choice_lm
 
-                    model = train_choice_lm(
-                        model, tokenizer, inputs.prompts, inputs.choices, indices, loss,
-                        soft_labels=y_proba, sample_weight=sample_weight,
-                        max_length=self.max_length, choice_score=self.choice_score, **common,
-                    )
+                        model = train_choice_lm(
+                            model, tokenizer, inputs.prompts, inputs.choices, indices, loss,
+                            soft_labels=y_proba, sample_weight=sample_weight,
+                            max_length=self.max_length, choice_score=self.choice_score,
+                            **common,
+                        )
+                except DivergenceError as error:
+                    name = f"{type(self).__name__}(model={str(self.model)!r}, mode={self.mode!r})"
+                    raise diverged(error, name, lr=self.lr, n_epochs=self.n_epochs) from None
             adapter = "default" if self.mode == "lora" else None
         # Fitted attributes only now, so that a fit that fails leaves none behind.
         self.model_, self.tokenizer_, self.adapter_name_ = model, tokenizer, adapter

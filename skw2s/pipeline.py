@@ -56,6 +56,7 @@ from ._validation import (
     validate_params,
 )
 from .difficulty import DifficultySplitter
+from .exceptions import DivergenceError
 
 logger = logging.getLogger(__name__)
 
@@ -432,7 +433,11 @@ class WeakToStrongPipeline(BaseEstimator):
                 value = store.load("pipeline", key) if store is not None else None
                 cached = value is not None
                 if not cached:
-                    value = compute()
+                    try:
+                        value = compute()
+                    except DivergenceError as error:
+                        # the stages before it are stored; later ones do not run
+                        raise error.within(f"stage {name}") from None
                     if store is not None:
                         store.save("pipeline", key, value)
             self.history_.append({

@@ -43,6 +43,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from tqdm.auto import tqdm
 
+from ..exceptions import DivergenceError
 from .._cache import fingerprint, get_store, with_checkpoints
 from .._validation import (
     MEMORY,
@@ -180,8 +181,11 @@ class BaseWeakEnsemble(BaseEstimator):
             leave=False,
         )
         for t in rounds:
-            entry, cached = self._load_or_train(store, key_parts, t, seed, prototype, data,
-                                                context, weights)
+            try:
+                entry, cached = self._load_or_train(store, key_parts, t, seed, prototype, data,
+                                                    context, weights)
+            except DivergenceError as error:
+                raise error.within(f"{type(self).__name__} round {t}") from None
             step = self._boost(t, weights, entry["incorrect"], context)
             record = {
                 "round": t,
