@@ -7,7 +7,7 @@ the estimator, the stage of a pipeline when there is one, and the hyperparameter
 
 from __future__ import annotations
 
-__all__ = ["DivergenceError"]
+__all__ = ["DivergenceError", "diverged"]
 
 
 class DivergenceError(ValueError):
@@ -18,10 +18,18 @@ class DivergenceError(ValueError):
     layer that catches it on the way up puts its own name in front with :meth:`within`:
     ``"stage student[weak,xent]: LLMClassifier(...) diverged: ..."``.
 
+    Parameters
+    ----------
+    message : str
+        The whole message.
+    detail : str, default=None
+        What was found, without the context, e.g. ``"the training loss is nan at step 2"``;
+        None: the message.
+
     Attributes
     ----------
     detail : str
-        What was found, without the context, e.g. ``"the training loss is nan at step 2"``.
+        What was found, without the context.
     """
 
     def __init__(self, message, *, detail=None):
@@ -34,9 +42,22 @@ class DivergenceError(ValueError):
 
 
 def diverged(error, name, **hyperparameters):
-    """The :class:`DivergenceError` an estimator raises when its training ``error`` (a
-    :class:`DivergenceError` of the training loop) stopped the fit: it names the estimator
-    (``name``) and the ``hyperparameters`` to lower, with their values."""
+    """The :class:`DivergenceError` an estimator raises when its training diverged.
+
+    Parameters
+    ----------
+    error : DivergenceError
+        The error of the training loop (its ``detail`` says what was found where).
+    name : str
+        The estimator, e.g. ``"LLMClassifier(model='smollm2-135m', mode='full')"``.
+    **hyperparameters
+        The hyperparameters to lower, by name, with the values the fit used.
+
+    Returns
+    -------
+    DivergenceError
+        ``"{name} diverged: {detail}. Lower the step size and fit again (lr=..., ...)."``
+    """
     given = ", ".join(f"{key}={value!r}" for key, value in hyperparameters.items())
     return DivergenceError(
         f"{name} diverged: {error.detail}. Lower the step size and fit again ({given}).",
