@@ -169,13 +169,52 @@ def _resolve_dtype(dtype, device):
         raise ValueError(f"Unknown dtype {dtype!r}: use 'auto', 'float32', 'bfloat16' ...") from exc
 
 
+_CONTENT_HASHES: dict = {}
+_HASH_CHUNK = 4 * 2**20
+
+
+def _content_hash(path) -> str:
+    """A BLAKE2b hash of the file's bytes, computed once per version of the file.
+
+    Remembered by device, inode, size, modification and status-change times (``st_ctime_ns``
+    moves on every write and cannot be set back, so content written in place with its old
+    size and mtime kept is hashed again). Reads in chunks: memory stays flat for large
+    weights.
+
+    Parameters
+    ----------
+    path : str or Path
+        A regular file.
+
+    Returns
+    -------
+    digest : str
+        32 hex digits.
+    """
+    import hashlib
+
+    path = Path(path)
+    stat = path.stat()
+    memo = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    found = _CONTENT_HASHES.get(memo)
+    if found is None:
+        digest = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_HASH_CHUNK):
+                digest.update(chunk)
+        found = _CONTENT_HASHES[memo] = digest.hexdigest()
+    return found
+
+
 def checkpoint_fingerprint(spec):
     """What identifies the weights behind a *local* spec, for cache keys.
 
     A spec string alone does not say when a local checkpoint was overwritten in place, so
-    stored boosting rounds and pipeline stages key local directories by the names, sizes and
-    modification times of their files too, and GGUF files by their resolved path, size and
-    modification time. Returns ``None`` for offline aliases (converted deterministically from
+    stored boosting rounds, pipeline stages and the in-process body and feature caches key
+    local directories by the names, sizes and contents of their files
+    (a content hash: other weights of the same size with the old mtime kept, as
+    ``cp -p`` or ``rsync -a`` leave them, change the key), and GGUF files by their resolved
+    path and content. Returns ``None`` for offline aliases (converted deterministically from
     pinned packages) and Hub ids (named repositories), whose spec is their identity, and for
     anything that is not a model spec.
 
@@ -199,16 +238,16 @@ def checkpoint_fingerprint(spec):
     import joblib
 
     if _is_gguf(base) and path.is_file():
-        stat = path.resolve().stat()
-        return joblib.hash((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+        resolved = path.resolve()
+        return joblib.hash(("content-v1", str(resolved), resolved.stat().st_size,
+                            _content_hash(resolved)))
     if not path.is_dir():
         return None
     entries = []
     for item in sorted(path.iterdir()):
         if item.is_file():
-            stat = item.stat()
-            entries.append((item.name, stat.st_size, stat.st_mtime_ns))
-    return joblib.hash(entries)
+            entries.append((item.name, item.stat().st_size, _content_hash(item)))
+    return joblib.hash(("content-v1", entries))
 
 
 def _is_gguf(base: str) -> bool:
