@@ -289,6 +289,7 @@ class WeakToStrongPipeline(BaseEstimator):
                     "classifier (binary labels) or a generator with a generator."
                 )
         self._check_model_specs()
+        self._check_estimator_params()
         if len(X) != len(y):
             raise ValueError(f"X has {len(X)} rows but y has {len(y)}.")
         if len(X) < 4:
@@ -312,6 +313,31 @@ class WeakToStrongPipeline(BaseEstimator):
             for name, value in est.get_params(deep=True).items():
                 if (name == "model" or name.endswith("__model")) and isinstance(value, str):
                     check_model_spec(value)
+
+    def _check_estimator_params(self):
+        """Fail before any training when a parameter of any estimator (nested ones included),
+        or a student or baseline loss, is invalid: the strong side is fitted last, and
+        without ``memory`` the weak side's work would be lost."""
+        sides = [(f"weak side {name!r}", est) for name, est in self._weak_sides()]
+        sides.append(("strong", self.strong))
+        if isinstance(self.splitter, DifficultySplitter) and self.splitter.estimator is not None:
+            sides.append(("splitter estimator", self.splitter.estimator))
+        for label, est in sides:
+            nested = [value for value in est.get_params(deep=True).values()
+                      if hasattr(value, "_parameter_constraints")]
+            for part in [est, *nested]:
+                if hasattr(part, "_parameter_constraints"):
+                    try:
+                        validate_params(part)
+                    except ValueError as exc:
+                        raise ValueError(f"{label}: {exc}") from None
+        if "loss" in self.strong.get_params(deep=False):
+            for loss in dict.fromkeys([*self._losses(), *self._baseline_losses()]):
+                try:
+                    student = clone(self.strong).set_params(loss=loss)
+                    validate_params(student)
+                except ValueError as exc:
+                    raise ValueError(f"student loss {loss!r}: {exc}") from None
 
     def _weak_sides(self):
         return [(MAIN, self.weak)] + list(self.controls or [])

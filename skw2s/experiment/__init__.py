@@ -24,13 +24,15 @@ from ._config import (
     load_config,
 )
 from ._data import load_task_data
-from ._runner import build_pipeline, run_config
+from ._runner import ResultsNotSaved, RunInterrupted, build_pipeline, run_config
 
 __all__ = [
     "CONFIG_KEYS",
     "DEMO_CONFIG",
     "REQUIRED",
     "ConfigError",
+    "ResultsNotSaved",
+    "RunInterrupted",
     "Key",
     "build_pipeline",
     "config_keys_markdown",
