@@ -19,7 +19,9 @@ shares its parent's tokenizer.
 :func:`check_model_spec` validates a spec before any work: a mistyped name fails at once with the
 aliases it could have meant, instead of after a minute of Hub retries.
 
-Models load with ``trust_remote_code=False`` and safetensors unless asked otherwise.
+Models load with ``trust_remote_code=False`` and safetensors unless asked otherwise. A local
+directory whose weights are pickle files only (``pytorch_model.bin``) is refused with an error
+naming it, whatever ``trust_remote_code`` says.
 """
 
 from __future__ import annotations
@@ -263,12 +265,33 @@ def _looks_like_path(base: str) -> bool:
     )
 
 
+_PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _check_safetensors(path: str) -> None:
+    """Raise a ValueError naming ``path`` when its weights are pickle files only
+    (``pytorch_model.bin``): skw2s loads local weights from safetensors, never from a pickle,
+    which can run code when it is read."""
+    names = os.listdir(path)
+    if any(name.endswith(".safetensors") for name in names):
+        return
+    pickles = sorted(name for name in names if name.endswith(_PICKLE_WEIGHTS))
+    if pickles:
+        raise ValueError(
+            f"{path} holds its weights as pickle files only ({', '.join(pickles[:3])}): skw2s "
+            "loads weights from safetensors only, since a pickle can run code when it is read. "
+            "Convert it once with transformers (from_pretrained, then save_pretrained, which "
+            "writes model.safetensors) if you trust the file."
+        )
+
+
 def _check_model_dir(path: str) -> None:
     """Raise a clear ValueError unless ``path`` holds a complete checkpoint."""
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise ValueError(
             f"{path} is not a model directory (no config.json). A model spec is {spec_forms()}."
         )
+    _check_safetensors(path)
     try:
         check_checkpoint(path)
     except CorruptCheckpointError as exc:

@@ -167,3 +167,43 @@ def test_strong_side_parameters_are_checked_before_the_weak_side_trains(
     assert exc.value.code == 2 and err.count("\n") == 1
     assert re.match(r"skw2s: error: " + match, err), err
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+class _Exploit:
+    """A pickle that runs a command when it is read."""
+
+    def __init__(self, command):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
+
+
+def _pickle_only_model(tiny_lm, folder, marker):
+    """A copy of the tiny model whose weights are a ``pytorch_model.bin`` that would run code."""
+    import pickle
+    import shutil
+
+    shutil.copytree(tiny_lm, folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps(_Exploit(f"touch '{marker}'")))
+    return folder
+
+
+def test_a_pickle_weights_model_is_one_line_naming_it(tiny_lm, tmp_path, data_dir, monkeypatch,
+                                                       capsys):
+    from skw2s import LLMClassifier
+
+    marker = tmp_path / "pwned"
+    model = _pickle_only_model(tiny_lm, tmp_path / "bin-model", marker)
+    message = (f"{model} holds its weights as pickle files only (pytorch_model.bin): skw2s "
+               "loads weights from safetensors only")
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        LLMClassifier(str(model), mode="head", device="cpu").fit(["a b", "c d"], [0, 1])
+    _no_training(monkeypatch)
+    path = _config_file(tiny_lm, tmp_path, strong={"model": str(model), "mode": "head"})
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(path), "--data-dir", str(data_dir), "--quiet"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.startswith(f"skw2s: error: 'strong.model': {message}")
+    assert err.count("\n") == 1 and not marker.exists()
