@@ -392,7 +392,10 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
 
         from .training import train_head
 
+        from .models import check_max_length
+
         entry = _features.frozen_body(self.model, self.device, self.dtype)
+        check_max_length(entry.body, self.max_length, str(self.model))
         _warn_long_texts(entry.tokenizer, texts, self.max_length, self.head_features)
         features = _features.features(
             entry,
@@ -421,7 +424,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         return entry.body, entry.tokenizer, head, entry.key
 
     def _fit_model(self, texts, y_enc, weights, *, lr, n_epochs, seed, loss, soft):
-        from .models import load_sequence_classifier, resolve_device
+        from .models import check_max_length, load_sequence_classifier, resolve_device
         from .training import seeded_torch, train_classifier
 
         # The new classification head (and the LoRA matrices) are initialised from torch's
@@ -431,6 +434,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
                 self.model, num_labels=2, device=self.device, dtype=self.dtype
             )
             tokenizer.truncation_side = "left"
+            check_max_length(model, self.max_length, str(self.model))
             _warn_long_texts(tokenizer, texts, self.max_length)
             model = train_classifier(
                 model,

@@ -280,7 +280,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
             On invalid parameters, input or weights. A fit that fails leaves the estimator
             unfitted (no fitted attribute survives from an earlier fit).
         """
-        from .models import load_causal_lm
+        from .models import check_max_length, load_causal_lm
         from .training import seeded_torch, train_causal_lm
 
         self._validate()
@@ -289,6 +289,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         answers, indices = check_generation_target(y, inputs)
         loss = self._choice_loss(inputs, indices, y_proba, token_weight)
         model, tokenizer = load_causal_lm(self.model, device=self.device, dtype=self.dtype)
+        check_max_length(model, self.max_length, str(self.model))
         encoded = encode_sft(tokenizer, inputs.prompts, answers, max_length=self.max_length)
         weights = self._row_weights(encoded, sample_weight, token_weight)
         start = time.perf_counter()

@@ -252,6 +252,25 @@ def checkpoint_fingerprint(spec):
     return joblib.hash(("content-v1", entries))
 
 
+def check_max_length(model, max_length, spec):
+    """Raise a ValueError when ``max_length`` exceeds the context of ``model`` (its config's
+    ``max_position_embeddings``): positions past it were never trained (a model with learned
+    positions fails outright), so such a fit or prediction would answer from garbage."""
+    config = getattr(_unwrap(model), "config", None)
+    context = getattr(config, "max_position_embeddings", None)
+    if isinstance(context, int) and int(max_length) > context:
+        raise ValueError(
+            f"max_length={int(max_length)} is beyond the context of {spec!r} ({context} "
+            f"positions): set max_length to {context} or less."
+        )
+
+
+def _unwrap(model):
+    """The Hugging Face model inside a peft wrapper (the model itself otherwise)."""
+    get = getattr(model, "get_base_model", None)
+    return get() if callable(get) else model
+
+
 def _is_gguf(base: str) -> bool:
     return base.lower().endswith(".gguf")
 

@@ -83,6 +83,7 @@ class EncodedExample:
 
     input_ids: list
     answer_start: int
+    truncated: bool = False
 
     @property
     def n_answer_tokens(self) -> int:
@@ -123,17 +124,24 @@ def encode_sft(tokenizer, prompts, answers, *, max_length=512, append_eos=True, 
         a = a[: max_length - 1]
         p = bos + list(p)
         room = max_length - len(a)
-        if len(p) > room:
+        cut = len(p) > room
+        if cut:
             truncated += 1
             p = p[len(p) - room :]
-        out.append(EncodedExample(p + a, len(p)))
+        out.append(EncodedExample(p + a, len(p), cut))
     if truncated and warn:
-        warnings.warn(
-            f"{truncated} prompt(s) were longer than max_length={max_length} with their answer "
-            "and were truncated from the left. Raise max_length to keep them whole.",
-            stacklevel=2,
-        )
+        warn_truncated_prompts(truncated, max_length, stacklevel=2)
     return out
+
+
+def warn_truncated_prompts(n_prompts, max_length, *, stacklevel=2):
+    """The warning that ``n_prompts`` prompts (questions, not (prompt, option) pairs) were
+    cut from the left to fit ``max_length`` with their answer."""
+    warnings.warn(
+        f"{n_prompts} prompt(s) were longer than max_length={max_length} with their answer "
+        "and were truncated from the left. Raise max_length to keep them whole.",
+        stacklevel=stacklevel + 1,
+    )
 
 
 def _pad(sequences, value, side="right"):
