@@ -390,9 +390,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
     def _fit_head(self, texts, y_enc, weights, *, lr, n_epochs, seed, loss, soft):
         import torch
 
-        from .training import train_head
-
         from .models import check_max_length
+        from .training import train_head
 
         entry = _features.frozen_body(self.model, self.device, self.dtype)
         check_max_length(entry.body, self.max_length, str(self.model))

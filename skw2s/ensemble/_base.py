@@ -44,7 +44,6 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from ..exceptions import DivergenceError
 from .._cache import fingerprint, get_store, with_checkpoints
 from .._validation import (
     MEMORY,
@@ -58,6 +57,7 @@ from .._validation import (
     validate_params,
 )
 from .._weights import fit_mixture_weights
+from ..exceptions import DivergenceError
 
 logger = logging.getLogger(__name__)
 

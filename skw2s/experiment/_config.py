@@ -430,7 +430,7 @@ def _read_yaml(path):
     except ValueError as exc:
         raise ConfigError(empty if "is empty" in str(exc) else str(exc)) from None
     try:
-        raw = yaml.load(text, Loader=_unique_key_loader(path))  # noqa: S506 - a SafeLoader
+        raw = yaml.load(text, Loader=_unique_key_loader(path))  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)
