@@ -213,12 +213,12 @@ def checkpoint_fingerprint(spec):
 
     A spec string alone does not say when a local checkpoint was overwritten in place, so
     stored boosting rounds, pipeline stages and the in-process body and feature caches key
-    local directories by the names, sizes and contents of their files
-    (a content hash: other weights of the same size with the old mtime kept, as
-    ``cp -p`` or ``rsync -a`` leave them, change the key), and GGUF files by their resolved
-    path and content. Returns ``None`` for offline aliases (converted deterministically from
-    pinned packages) and Hub ids (named repositories), whose spec is their identity, and for
-    anything that is not a model spec.
+    local directories by the names, sizes, modification times and contents of their files
+    (a content hash: other weights of the same size with the old mtime kept, as ``cp -p`` or
+    ``rsync -a`` leave them, change the key), and GGUF files by their resolved path, size,
+    modification time and content. Returns ``None`` for offline aliases (converted
+    deterministically from pinned packages) and Hub ids (named repositories), whose spec is
+    their identity, and for anything that is not a model spec.
 
     Parameters
     ----------
@@ -241,14 +241,16 @@ def checkpoint_fingerprint(spec):
 
     if _is_gguf(base) and path.is_file():
         resolved = path.resolve()
-        return joblib.hash(("content-v1", str(resolved), resolved.stat().st_size,
+        stat = resolved.stat()
+        return joblib.hash(("content-v1", str(resolved), stat.st_size, stat.st_mtime_ns,
                             _content_hash(resolved)))
     if not path.is_dir():
         return None
     entries = []
     for item in sorted(path.iterdir()):
         if item.is_file():
-            entries.append((item.name, item.stat().st_size, _content_hash(item)))
+            stat = item.stat()
+            entries.append((item.name, stat.st_size, stat.st_mtime_ns, _content_hash(item)))
     return joblib.hash(("content-v1", entries))
 
 
