@@ -92,6 +92,15 @@ def _paired_lines(path):
     )
 
 
+def _one_line(exc):
+    """The error as one line; an ``OSError`` with its path (``[Errno 28] No space left on
+    device: 'out/seed0.tmp'``)."""
+    if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError) and exc.filename \
+            and str(exc.filename) not in str(exc):
+        return " ".join(f"{exc.filename}: {exc}".split())
+    return " ".join(str(exc).split())
+
+
 def main(argv=None):
     """Run the ``skw2s`` command.
 
@@ -105,7 +114,11 @@ def main(argv=None):
     status : int
         0 on success. Errors in the config or the data (:class:`~skw2s.experiment.ConfigError`,
         any ``ValueError`` or ``FileNotFoundError``) exit with status 2 and one line
-        ``skw2s: error: ...`` (with ``-v``, after the traceback).
+        ``skw2s: error: ...`` (with ``-v``, after the traceback); other OS errors (a full
+        disk) with status 1 and one such line naming the path, after the results of a
+        finished seed that could not be saved (:class:`~skw2s.experiment.ResultsNotSaved`).
+        Ctrl-C returns 130 after one line ``skw2s: interrupted: ...`` saying which seeds
+        finished and how to resume.
     """
     parser = _parser()
     args = parser.parse_args(argv)
@@ -131,11 +144,20 @@ def main(argv=None):
                 summary += ("\nPaired over seeds and test questions (95% intervals: the "
                             "bootstrap, and a t interval on the per-seed differences):\n")
                 summary += _paired_lines(paired.with_suffix(".csv"))
-    except (ValueError, FileNotFoundError) as exc:  # ConfigError is a ValueError
+    except KeyboardInterrupt as exc:  # Ctrl-C: what finished and how to resume, no traceback
         if args.verbose:
             traceback.print_exc()
-        message = " ".join(str(exc).split())  # one line
-        parser.exit(2, f"skw2s: error: {message}\n")
+        detail = " ".join(str(exc).split()) or "no result was written"
+        sys.stderr.write(f"skw2s: interrupted: {detail}\n")
+        return 130
+    except (ValueError, OSError) as exc:  # ConfigError is a ValueError
+        if args.verbose:
+            traceback.print_exc()
+        summary = getattr(exc, "summary", None)  # a finished seed that could not be saved
+        if summary:
+            sys.stdout.write(summary)
+        status = 2 if isinstance(exc, (ValueError, FileNotFoundError)) else 1
+        parser.exit(status, f"skw2s: error: {_one_line(exc)}\n")
     sys.stdout.write((summary if isinstance(summary, str) else summary.to_string(index=False)) + "\n")
     sys.stdout.write(f"Wrote {out}/results.csv, summary.md and results.png\n")
     return 0

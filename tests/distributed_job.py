@@ -9,7 +9,6 @@ import os
 import sys
 
 import numpy as np
-import pandas as pd
 import torch
 
 torch.set_num_threads(1)

@@ -388,7 +388,7 @@ def test_unreadable_entry_is_skipped_and_kept(tmp_path, monkeypatch, how):
     if how == "chmod":
         path.chmod(0)
     else:
-        monkeypatch.setattr(type(path), "read_bytes", _permission_error)
+        monkeypatch.setattr(_cache, "_read_entry", _permission_error)
     with pytest.warns(RuntimeWarning, match=f"Could not read cache entry {path}.*Make it readable"):
         assert store.load("ns", "key") is None
     assert path.exists()

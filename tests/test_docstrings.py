@@ -31,6 +31,7 @@ MODULES = (
     "skw2s.experiment",
     "skw2s.stats",
     "skw2s.comparison",
+    "skw2s.exceptions",
 )
 """The modules whose public functions (their ``__all__``) are checked."""
 

@@ -52,17 +52,37 @@ the run goes on; :meth:`Store.save` then returns ``None``. :meth:`Store.load` re
 for an entry that is absent, unreadable, corrupted, untrusted or fails to rebuild, and never
 raises for it. Entries are created with mode ``0o666 & ~umask``, like any file the user writes,
 so a cache shared through group permissions stays readable by the group.
+
+The store reads regular files only: an entry that is a symbolic link (to ``/dev/zero``, say)
+or a FIFO is removed without being read, and no entry larger than :data:`MAX_ENTRY_BYTES` is
+read or written. Temporary files of writes killed half-way are removed the first time a
+process uses their directory, once they are older than :data:`STALE_TMP_SECONDS`.
+
+What the checksum protects against, and what not
+------------------------------------------------
+The SHA-256 has no key. It catches accidents: a truncated or partly written file, bit rot, a
+file of another format or version. It does not authenticate: whoever can write the cache
+directory can write an entry with a valid checksum. What such an entry can do is bounded by
+the trusted types (nothing outside them is built, so no code runs) and by the checks every
+caller passes to :meth:`Store.load`: a pipeline stage or a boosting round verifies the type,
+fitted state, shapes, row counts and index ranges of what it loaded, and treats a mismatch
+like corruption (warning, removal, recomputation), so a forged entry cannot crash every
+rerun. A forged entry that passes those checks (a fitted estimator of the right type trained
+on other data) is used: keep the cache directory writable by trusted users only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import io
 import logging
 import os
 import pathlib
+import re
 import secrets
+import stat
 import warnings
 import zipfile
 from pathlib import Path
@@ -271,16 +291,23 @@ class Store:
     def _path(self, namespace: str, key: str) -> Path:
         return self.location / namespace / f"{key}{_SUFFIX}"
 
-    def load(self, namespace: str, key: str):
+    def load(self, namespace: str, key: str, check=None):
         """Return the object stored under ``namespace/key``, or ``None``.
 
-        ``None`` also when the entry cannot be read, or is corrupted, untrusted or fails to
-        rebuild; such an entry is removed (when it can be) so that its work is recomputed.
+        ``None`` also when the entry cannot be read, is not a regular file (a symbolic link,
+        a FIFO, a device), is larger than :data:`MAX_ENTRY_BYTES`, or is corrupted, untrusted,
+        fails to rebuild or fails ``check``; such an entry is removed (when it can be) so that
+        its work is recomputed.
 
         Parameters
         ----------
         namespace, key : str
             The entry's directory and name, as given to :meth:`save`.
+        check : callable, default=None
+            Called with the rebuilt object; raising (any exception, its message says what is
+            wrong) marks the entry as not holding what the caller stored there: the checksum
+            has no key, so whoever can write the cache can write a well-formed entry of
+            trusted types with the wrong content.
 
         Returns
         -------
@@ -291,10 +318,13 @@ class Store:
         from skops.io.exceptions import UntrustedTypesFoundException
 
         path = self._path(namespace, key)
+        self._clean_stale_temporaries(path.parent)
         try:
-            blob = path.read_bytes()
+            blob = _read_entry(path, max_entry_bytes())
         except (FileNotFoundError, NotADirectoryError):  # absent (save warns about the latter)
             return None
+        except _NotAnEntry as exc:
+            return self._reject(path, str(exc))
         except OSError as exc:
             self._warn_os("Could not read cache entry", path, exc, "Make it readable")
             return None
@@ -324,7 +354,40 @@ class Store:
             _check_trees(obj)
         except Exception as exc:  # noqa: BLE001 - ValueError names the fault
             return self._reject(path, f"holds an invalid decision tree ({exc})")
+        if check is not None:
+            try:
+                check(obj)
+            except Exception as exc:  # noqa: BLE001 - any mismatch means: recompute
+                return self._reject(path, f"does not hold what was stored under its key ({exc})")
         return obj
+
+    _cleaned: set = set()
+
+    @classmethod
+    def _clean_stale_temporaries(cls, directory):
+        """Remove, once per directory and process, the temporary files of writes that were
+        killed half-way (``.KEY-XXXXXXXXXXXX.tmp`` older than :data:`STALE_TMP_SECONDS`; a
+        write in progress elsewhere keeps its file's mtime fresh)."""
+        import time
+
+        if directory in cls._cleaned:
+            return
+        cls._cleaned.add(directory)
+        try:
+            candidates = list(directory.glob(".*.tmp"))
+        except OSError:
+            return
+        now = time.time()
+        for tmp in candidates:
+            if not _TMP_NAME.fullmatch(tmp.name):
+                continue
+            try:
+                info = tmp.lstat()
+                if now - info.st_mtime > STALE_TMP_SECONDS:
+                    tmp.unlink()
+                    logger.info("Removed %s, left by a write that did not finish", tmp)
+            except OSError as exc:
+                logger.debug("Could not remove stale temporary file %s: %s", tmp, exc)
 
     def save(self, namespace: str, key: str, obj):
         """Store ``obj`` atomically under ``namespace/key``.
@@ -347,6 +410,12 @@ class Store:
         payload = self._serialize(obj, path)
         if payload is None:
             return None
+        limit = max_entry_bytes()
+        if len(payload) + len(_MAGIC) + _DIGEST_SIZE > limit:
+            _warn(f"Not storing {path}: its {len(payload)} bytes exceed the bound on entries "
+                  f"({limit} bytes, {_LIMIT_VARIABLE}); this work will be recomputed next time.")
+            return None
+        self._clean_stale_temporaries(path.parent)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             _write_atomic(path, (_MAGIC, _digest(payload), payload))
@@ -405,6 +474,65 @@ class Store:
             f"be recomputed next time. {fix}, or pass another memory directory.",
             depth,
         )
+
+
+MAX_ENTRY_BYTES = 32 * 2**30
+"""The largest entry the store writes or reads (the environment variable
+``SKW2S_CACHE_MAX_ENTRY_BYTES`` overrides it): a bound on the memory one load can take."""
+
+STALE_TMP_SECONDS = 3600
+"""Age (by mtime) after which a temporary file of an unfinished write is removed."""
+
+_LIMIT_VARIABLE = "SKW2S_CACHE_MAX_ENTRY_BYTES"
+_TMP_NAME = re.compile(r"\..+-[0-9a-f]{12}\.tmp")
+
+
+def max_entry_bytes() -> int:
+    """:data:`MAX_ENTRY_BYTES`, or the value of ``SKW2S_CACHE_MAX_ENTRY_BYTES`` when set."""
+    value = os.environ.get(_LIMIT_VARIABLE)
+    if not value:
+        return MAX_ENTRY_BYTES
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{_LIMIT_VARIABLE}={value!r} is not a number of bytes.") from None
+
+
+class _NotAnEntry(Exception):
+    """A path that is not a regular file of a readable size: removed, never read."""
+
+
+def _read_entry(path: Path, limit: int) -> bytes:
+    """The bytes of the regular file ``path``, at most ``limit`` of them.
+
+    A symbolic link is refused without being followed (``/dev/zero`` would read until memory
+    runs out), and so is anything else that is not a regular file: opening a FIFO does not
+    block (``O_NONBLOCK``) and it is refused before any read.
+    """
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        raise _NotAnEntry("is a symbolic link, not a file the store wrote")
+    if not stat.S_ISREG(info.st_mode):
+        raise _NotAnEntry("is not a regular file (a FIFO, socket or device)")
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    flags |= getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # replaced by a link since the lstat
+            raise _NotAnEntry("is a symbolic link, not a file the store wrote") from None
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotAnEntry("is not a regular file (a FIFO, socket or device)")
+        if info.st_size > limit:
+            raise _NotAnEntry(f"has {info.st_size} bytes, more than the bound on entries "
+                              f"({limit}, {_LIMIT_VARIABLE})")
+        blob = handle.read(min(info.st_size, limit) + 1)
+    if len(blob) > limit:
+        raise _NotAnEntry(f"has more than the bound on entries ({limit} bytes, {_LIMIT_VARIABLE})")
+    return blob
 
 
 def _write_atomic(path: Path, chunks):

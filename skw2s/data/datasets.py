@@ -136,6 +136,11 @@ def resolve_data_dir(data_dir=None, *, required=True):
             raise FileNotFoundError(f"No data directory given. {_HOW_TO}")
         return None
     path = Path(data_dir).expanduser()
+    if path.exists() and not path.is_dir():
+        raise FileNotFoundError(
+            f"Data directory {str(path)!r} (from {source}) is a file, not a directory: give the "
+            f"folder that holds the datasets. {_HOW_TO}"
+        )
     if not path.is_dir():
         raise FileNotFoundError(f"Data directory {str(path)!r} (from {source}) does not exist. {_HOW_TO}")
     return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -262,10 +263,38 @@ def _cell(row, column, role, where, columns):
     return row[column]
 
 
+MAX_FIELD_CHARS = 1_000_000
+"""The most characters one text field of a table row may hold (``SKW2S_MAX_FIELD_CHARS``
+overrides it): a longer one is refused before anything is tokenised, since a tokenizer given
+hundreds of MB at once can take many GB of memory."""
+
+
+def max_field_chars() -> int:
+    """:data:`MAX_FIELD_CHARS`, or ``SKW2S_MAX_FIELD_CHARS`` when that is set."""
+    value = os.environ.get("SKW2S_MAX_FIELD_CHARS")
+    if not value:
+        return MAX_FIELD_CHARS
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"SKW2S_MAX_FIELD_CHARS={value!r} is not a number of characters.") from None
+
+
+def _check_length(value, role, where):
+    limit = max_field_chars()
+    if len(value) > limit:
+        raise ValueError(
+            f"{where}: {role!r} has {len(value):,} characters, more than the bound of {limit:,} "
+            "per field (SKW2S_MAX_FIELD_CHARS sets it). Shorten the row, or raise the bound if "
+            "the text is meant to be that long."
+        )
+    return value
+
+
 def _text(value, role, where):
     if not isinstance(value, str):
         raise ValueError(f"{where}: {role!r} must be a string; got {value!r}.")
-    return value
+    return _check_length(value, role, where)
 
 
 def _choices(value, sep, where):
@@ -292,6 +321,15 @@ def _choices(value, sep, where):
         raise ValueError(
             f"{where}: 'choices' has {len(value)} option(s), at least 2 are needed. Give a JSON list "
             f'(["a", "b"]) or separate the options with {sep!r} (choices_sep).'
+        )
+    for option in value:
+        _check_length(option, "choices", where)
+    stripped = [option.strip() for option in value]
+    repeated = sorted({option for option in stripped if stripped.count(option) > 1})
+    if repeated:
+        raise ValueError(
+            f"{where}: 'choices' lists {', '.join(map(repr, repeated))} more than once: a question "
+            "whose options repeat has no single right answer. Remove the repeats."
         )
     return value, labels
 

@@ -41,6 +41,7 @@ from types import SimpleNamespace
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
+from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
 from .._infra.cache import fingerprint, get_store, with_checkpoints
@@ -56,6 +57,7 @@ from .._infra.validation import (
     validate_params,
 )
 from ..core.weights import fit_mixture_weights
+from ..exceptions import DivergenceError
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +67,31 @@ ROUNDS_NAMESPACE = "rounds-v2"
 """Store namespace of boosting rounds (the key layout of this version; older entries are never
 read)."""
 
+
+
+def _check_round(entry, prototype, weights):
+    """Raise ``ValueError`` unless a stored round holds a fitted learner of the prototype's
+    type and one finite mistake indicator in [0, 1] per weight (see
+    :meth:`skw2s._cache.Store.load`)."""
+    if not isinstance(entry, dict) or not {"learner", "incorrect", "fit_seconds",
+                                           "info"} <= entry.keys():
+        raise ValueError(f"a round is a dict of learner, incorrect, fit_seconds and info; got "
+                         f"{type(entry).__name__}")
+    learner = entry["learner"]
+    if type(learner) is not type(prototype):
+        raise ValueError(f"the learner is a {type(learner).__name__}, not a "
+                         f"{type(prototype).__name__}")
+    check_is_fitted(learner)
+    incorrect = entry["incorrect"]
+    if not isinstance(incorrect, np.ndarray) or incorrect.shape != np.shape(weights):
+        raise ValueError(f"the mistakes have shape {np.shape(incorrect)}, not "
+                         f"{np.shape(weights)}")
+    values = incorrect.astype(np.float64)
+    if not np.all(np.isfinite(values)) or values.min(initial=0) < 0 or values.max(initial=0) > 1:
+        raise ValueError("the mistakes are not all in [0, 1]")
+    if not isinstance(entry["info"], dict):
+        raise ValueError("info is not a dict")
+    float(entry["fit_seconds"])
 
 class BaseWeakEnsemble(BaseEstimator):
     """Base of the weak-side ensembles: one ``fit`` loop; subclasses write the hooks.
@@ -180,8 +207,11 @@ class BaseWeakEnsemble(BaseEstimator):
             leave=False,
         )
         for t in rounds:
-            entry, cached = self._load_or_train(store, key_parts, t, seed, prototype, data,
-                                                context, weights)
+            try:
+                entry, cached = self._load_or_train(store, key_parts, t, seed, prototype, data,
+                                                    context, weights)
+            except DivergenceError as error:
+                raise error.within(f"{type(self).__name__} round {t}") from None
             step = self._boost(t, weights, entry["incorrect"], context)
             record = {
                 "round": t,
@@ -264,7 +294,8 @@ class BaseWeakEnsemble(BaseEstimator):
         store when it is there, else trained (and stored)."""
         key = fingerprint(*key_parts, t, weights) if store is not None else None
         if store is not None:
-            entry = store.load(ROUNDS_NAMESPACE, key)
+            entry = store.load(ROUNDS_NAMESPACE, key,
+                               check=lambda e: _check_round(e, prototype, weights))
             if entry is not None:
                 return entry, True
         rng = round_rng(seed, t)

@@ -92,7 +92,15 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
                       if k not in ("verbose", "random_state", "n_epochs")}
             key = fingerprint(ROUNDS_NAMESPACE, "pretrained", type(prototype).__qualname__,
                               sorted(params.items()), data.fingerprint)
-            entry = store.load(ROUNDS_NAMESPACE, key) if store is not None else None
+            n_tokens = int(np.sum(context.lengths))
+
+            def check(stored):
+                incorrect = stored.get("incorrect") if isinstance(stored, dict) else None
+                if not isinstance(incorrect, np.ndarray) or incorrect.shape != (n_tokens,):
+                    raise ValueError(f"the pretrained mistakes are not {n_tokens} values")
+
+            entry = (store.load(ROUNDS_NAMESPACE, key, check=check) if store is not None
+                     else None)
             if entry is None:
                 entry = {"incorrect": np.asarray(zero.token_mistakes(data.X, data.y), dtype=float)}
                 if store is not None:

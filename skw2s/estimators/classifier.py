@@ -44,6 +44,7 @@ from .._infra.validation import (
     resolve_seed,
     validate_params,
 )
+from ..exceptions import DivergenceError, diverged
 
 logger = logging.getLogger(__name__)
 
@@ -329,9 +330,12 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         lr, n_epochs = self._hyperparameters()
         start = time.perf_counter()
         fit = self._fit_head if self.mode == "head" else self._fit_model
-        model, tokenizer, head, body_key = fit(
-            texts, y_enc, weights, lr=lr, n_epochs=n_epochs, seed=seed, loss=loss, soft=soft
-        )
+        try:
+            model, tokenizer, head, body_key = fit(
+                texts, y_enc, weights, lr=lr, n_epochs=n_epochs, seed=seed, loss=loss, soft=soft
+            )
+        except DivergenceError as error:
+            raise diverged(error, self._name(), lr=lr, n_epochs=n_epochs) from None
         # Fitted attributes only now, so that a fit that fails leaves none behind.
         self.model_, self.tokenizer_, self.head_ = model, tokenizer, head
         if body_key is not None:
@@ -352,6 +356,9 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             self.model, self.mode, self.loss, len(texts), self.fit_seconds_,
         )
         return self
+
+    def _name(self):
+        return f"LLMClassifier(model={str(self.model)!r}, mode={self.mode!r})"
 
     def _student_loss(self, y_enc, soft):
         """The :class:`skw2s.losses.Loss` to train with, or None for the plain weighted
@@ -383,9 +390,11 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
     def _fit_head(self, texts, y_enc, weights, *, lr, n_epochs, seed, loss, soft):
         import torch
 
+        from ..hf.models import check_max_length
         from ..hf.training import train_head
 
         entry = _features.frozen_body(self.model, self.device, self.dtype)
+        check_max_length(entry.body, self.max_length, str(self.model))
         _warn_long_texts(entry.tokenizer, texts, self.max_length, self.head_features)
         features = _features.features(
             entry,
@@ -414,7 +423,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         return entry.body, entry.tokenizer, head, entry.key
 
     def _fit_model(self, texts, y_enc, weights, *, lr, n_epochs, seed, loss, soft):
-        from ..hf.models import load_sequence_classifier, resolve_device
+        from ..hf.models import check_max_length, load_sequence_classifier, resolve_device
         from ..hf.training import seeded_torch, train_classifier
 
         # The new classification head (and the LoRA matrices) are initialised from torch's
@@ -424,6 +433,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
                 self.model, num_labels=2, device=self.device, dtype=self.dtype
             )
             tokenizer.truncation_side = "left"
+            check_max_length(model, self.max_length, str(self.model))
             _warn_long_texts(tokenizer, texts, self.max_length)
             model = train_classifier(
                 model,
@@ -465,16 +475,28 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
                 kind=fitted.get("head_features", "last_token"),
                 marker=fitted.get("answer_marker"),
             )
-            return _features.head_logits(self.head_, features)
+            return self._check_finite(_features.head_logits(self.head_, features))
         _warn_long_texts(self.tokenizer_, texts, fitted["max_length"])
-        return _features.model_logits(
+        return self._check_finite(_features.model_logits(
             self.model_,
             self.tokenizer_,
             texts,
             max_length=fitted["max_length"],
             batch_size=self.batch_size,
             verbose=self.verbose,
-        )
+        ))
+
+    def _check_finite(self, logits):
+        """``logits``, or a :class:`DivergenceError` when any is NaN or infinite: a model
+        whose outputs are not numbers never answers."""
+        bad = ~np.isfinite(np.asarray(logits))
+        if bad.any():
+            rows = int(bad.any(axis=-1).sum()) if bad.ndim > 1 else int(bad.sum())
+            raise DivergenceError(
+                f"{self._name()} gives non-finite logits for {rows} of {len(logits)} text(s): "
+                "its weights diverged (or overflow in its dtype). Refit it with a lower lr."
+            )
+        return logits
 
     def decision_function(self, X):
         """Log-odds of the positive class ``classes_[1]``: ``logit_1 - logit_0``.

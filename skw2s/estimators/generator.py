@@ -34,6 +34,7 @@ from .._infra.validation import (
     resolve_seed,
     validate_params,
 )
+from ..exceptions import DivergenceError, diverged
 from ..hf.training import encode_sft
 
 logger = logging.getLogger(__name__)
@@ -279,7 +280,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
             On invalid parameters, input or weights. A fit that fails leaves the estimator
             unfitted (no fitted attribute survives from an earlier fit).
         """
-        from ..hf.models import load_causal_lm
+        from ..hf.models import check_max_length, load_causal_lm
         from ..hf.training import seeded_torch, train_causal_lm
 
         self._validate()
@@ -288,6 +289,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         answers, indices = check_generation_target(y, inputs)
         loss = self._choice_loss(inputs, indices, y_proba, token_weight)
         model, tokenizer = load_causal_lm(self.model, device=self.device, dtype=self.dtype)
+        check_max_length(model, self.max_length, str(self.model))
         encoded = encode_sft(tokenizer, inputs.prompts, answers, max_length=self.max_length)
         weights = self._row_weights(encoded, sample_weight, token_weight)
         start = time.perf_counter()
@@ -303,16 +305,21 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
                           lora_alpha=self.lora_alpha, lora_target_modules=self.lora_target_modules,
                           verbose=self.verbose)
             with seeded_torch(seed, model.device):
-                if loss is None:
-                    model = train_causal_lm(model, tokenizer, encoded, weights, **common)
-                else:
-                    from ..hf.choice_training import train_choice_lm
+                try:
+                    if loss is None:
+                        model = train_causal_lm(model, tokenizer, encoded, weights, **common)
+                    else:
+                        from ..hf.choice_training import train_choice_lm
 
-                    model = train_choice_lm(
-                        model, tokenizer, inputs.prompts, inputs.choices, indices, loss,
-                        soft_labels=y_proba, sample_weight=sample_weight,
-                        max_length=self.max_length, choice_score=self.choice_score, **common,
-                    )
+                        model = train_choice_lm(
+                            model, tokenizer, inputs.prompts, inputs.choices, indices, loss,
+                            soft_labels=y_proba, sample_weight=sample_weight,
+                            max_length=self.max_length, choice_score=self.choice_score,
+                            **common,
+                        )
+                except DivergenceError as error:
+                    name = f"{type(self).__name__}(model={str(self.model)!r}, mode={self.mode!r})"
+                    raise diverged(error, name, lr=self.lr, n_epochs=self.n_epochs) from None
             adapter = "default" if self.mode == "lora" else None
         # Fitted attributes only now, so that a fit that fails leaves none behind.
         self.model_, self.tokenizer_, self.adapter_name_ = model, tokenizer, adapter

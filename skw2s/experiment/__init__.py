@@ -24,7 +24,7 @@ from ._config import (
     load_config,
 )
 from ._data import load_task_data
-from ._runner import build_pipeline, run_config
+from ._runner import ResultsNotSaved, RunInterrupted, build_pipeline, run_config
 
 __all__ = [
     "CONFIG_KEYS",
@@ -32,6 +32,8 @@ __all__ = [
     "REQUIRED",
     "ConfigError",
     "Key",
+    "ResultsNotSaved",
+    "RunInterrupted",
     "build_pipeline",
     "config_keys_markdown",
     "config_keys_text",

@@ -387,6 +387,34 @@ def _estimator_classes(task):
 # ----------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------
+def _unique_key_loader(path):
+    """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping, naming the key and
+    both lines (PyYAML keeps the last silently). Keys merged in with ``<<`` may be
+    overridden, as YAML means them to be."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=deep)
+                    try:
+                        first = seen.setdefault(key, key_node.start_mark.line)
+                    except TypeError:  # an unhashable key: the base class reports it
+                        continue
+                    if first != key_node.start_mark.line:
+                        raise ConfigError(
+                            f"{path}, lines {first + 1} and {key_node.start_mark.line + 1}: the "
+                            f"key {key!r} is given twice. Keep one of them."
+                        )
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def _read_yaml(path):
     import yaml
 
@@ -402,7 +430,7 @@ def _read_yaml(path):
     except ValueError as exc:
         raise ConfigError(empty if "is empty" in str(exc) else str(exc)) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_unique_key_loader(path))  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}" if mark is not None else str(path)

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from ._data import load_task_data
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["build_pipeline", "run_config"]
+__all__ = ["ResultsNotSaved", "RunInterrupted", "build_pipeline", "run_config"]
 
 
 def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbose=0,
@@ -201,10 +202,73 @@ def _run_seed(config, pipe, data, seed, target):
         **_training_totals(pipe.history_),
         "versions": _versions(),
     }
+    text = json.dumps(record, indent=2, default=float)
     tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=float))
-    os.replace(tmp, target)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, target)
+    except BaseException as exc:  # a full disk, Ctrl-C: no partial file is left
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass  # the error that brought us here is the one to report
+        if isinstance(exc, OSError):
+            raise ResultsNotSaved(target, exc, record) from exc
+        raise
     logger.info("seed %d done in %.0f s", seed, record["seconds"])
+
+
+class ResultsNotSaved(OSError):
+    """A seed finished but its results file could not be written (a full disk, say).
+
+    Nothing partial is left on disk; ``summary`` holds the seed's results as a Markdown table,
+    so that they can still be shown.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The results file that could not be written.
+    error : OSError
+        Why.
+    record : dict
+        The seed's results, as its file would have held them.
+    """
+
+    def __init__(self, path, error, record):
+        super().__init__(f"could not write {path} ({type(error).__name__}: {error})")
+        self.path, self.error = path, error
+        self.summary = _record_summary(record)
+
+
+def _record_summary(record):
+    import pandas as pd
+
+    table = pd.DataFrame(record["report"])
+    columns = [c for c in ("test", "model", "accuracy", "pgr") if c in table]
+    return (f"{record['name']}, seed {record['seed']} (not saved):\n"
+            + table[columns].to_markdown(index=False, floatfmt=".4f") + "\n")
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :func:`run_config`; the message says which seeds finished and how to
+    resume."""
+
+
+def _check_output_dir(out):
+    """Raise ``ValueError`` when ``out`` cannot hold the results: it is a file, cannot be
+    created, or is not writable (checked with a probe file, so before any training)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output_dir {out} is a file, not a directory: give another "
+                         "output_dir (or --output-dir).")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".skw2s-write-check-", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ValueError(f"output_dir {out} is not writable ({type(exc).__name__}: "
+                         f"{exc.strerror or exc}): give another output_dir (or --output-dir), "
+                         "or make it writable.") from None
 
 
 def run_config(config, *, data_dir=None, output_dir=None, force=False, seeds=None, verbose=0):
@@ -245,21 +309,34 @@ def run_config(config, *, data_dir=None, output_dir=None, force=False, seeds=Non
         config, seed=seed, memory=str(config["cache_dir"] or out / "cache" / f"seed{seed}"),
         data_dir=data_dir, ids=data["ids"], verbose=verbose, grade_of=data.get("grade_of"),
     ) for seed in seeds}
-    out.mkdir(parents=True, exist_ok=True)
+    _check_output_dir(out)
     config_file = out / "config.json"
-    config_file.write_text(json.dumps(config, indent=2, default=str))
+    finished, running = [], None
     try:
+        config_file.write_text(json.dumps(config, indent=2, default=str))
         for seed in seeds:
             target = out / f"seed{seed}.json"
             if target.exists() and not force:
                 logger.info("seed %d already finished (%s); skipping", seed, target)
+                finished.append(seed)
                 continue
+            running = seed
             # pop: a fitted pipeline holds every model of its seed; keeping them all would
             # grow the memory with every seed
             _run_seed(config, pipes.pop(seed), data, seed, target)
-    except Exception:
+            finished.append(seed)
+            running = None
+    except BaseException as exc:
         if not any(out.glob("seed*.json")):
             config_file.unlink(missing_ok=True)
+        if isinstance(exc, KeyboardInterrupt):
+            done = (f"seed(s) {', '.join(map(str, finished))} finished and saved in {out}"
+                    if finished else "no seed finished")
+            now = "" if running is None else f"; seed {running} was running"
+            raise RunInterrupted(
+                f"{done}{now}. Run the same command again to resume: finished seeds are "
+                "skipped and finished stages come from the cache."
+            ) from None
         raise
     from .report import write_report
 

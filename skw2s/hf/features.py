@@ -49,7 +49,12 @@ class FrozenBody:
 
 
 def _body_key(model, device, dtype):
-    return (str(model), str(device), str(dtype))
+    """The spec, device, dtype and, for a local checkpoint, its content fingerprint: a
+    checkpoint overwritten while the process runs is loaded again, and its features
+    recomputed, instead of answering from the old weights."""
+    from .models import checkpoint_fingerprint
+
+    return (str(model), str(device), str(dtype), checkpoint_fingerprint(model))
 
 
 def frozen_body(model, device, dtype):

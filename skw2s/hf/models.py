@@ -19,7 +19,9 @@ shares its parent's tokenizer.
 :func:`check_model_spec` validates a spec before any work: a mistyped name fails at once with the
 aliases it could have meant, instead of after a minute of Hub retries.
 
-Models load with ``trust_remote_code=False`` and safetensors unless asked otherwise.
+Models load with ``trust_remote_code=False`` and safetensors unless asked otherwise. A local
+directory whose weights are pickle files only (``pytorch_model.bin``) is refused with an error
+naming it, whatever ``trust_remote_code`` says.
 """
 
 from __future__ import annotations
@@ -169,15 +171,54 @@ def _resolve_dtype(dtype, device):
         raise ValueError(f"Unknown dtype {dtype!r}: use 'auto', 'float32', 'bfloat16' ...") from exc
 
 
+_CONTENT_HASHES: dict = {}
+_HASH_CHUNK = 4 * 2**20
+
+
+def _content_hash(path) -> str:
+    """A BLAKE2b hash of the file's bytes, computed once per version of the file.
+
+    Remembered by device, inode, size, modification and status-change times (``st_ctime_ns``
+    moves on every write and cannot be set back, so content written in place with its old
+    size and mtime kept is hashed again). Reads in chunks: memory stays flat for large
+    weights.
+
+    Parameters
+    ----------
+    path : str or Path
+        A regular file.
+
+    Returns
+    -------
+    digest : str
+        32 hex digits.
+    """
+    import hashlib
+
+    path = Path(path)
+    stat = path.stat()
+    memo = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    found = _CONTENT_HASHES.get(memo)
+    if found is None:
+        digest = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as handle:
+            while chunk := handle.read(_HASH_CHUNK):
+                digest.update(chunk)
+        found = _CONTENT_HASHES[memo] = digest.hexdigest()
+    return found
+
+
 def checkpoint_fingerprint(spec):
     """What identifies the weights behind a *local* spec, for cache keys.
 
     A spec string alone does not say when a local checkpoint was overwritten in place, so
-    stored boosting rounds and pipeline stages key local directories by the names, sizes and
-    modification times of their files too, and GGUF files by their resolved path, size and
-    modification time. Returns ``None`` for offline aliases (converted deterministically from
-    pinned packages) and Hub ids (named repositories), whose spec is their identity, and for
-    anything that is not a model spec.
+    stored boosting rounds, pipeline stages and the in-process body and feature caches key
+    local directories by the names, sizes, modification times and contents of their files
+    (a content hash: other weights of the same size with the old mtime kept, as ``cp -p`` or
+    ``rsync -a`` leave them, change the key), and GGUF files by their resolved path, size,
+    modification time and content. Returns ``None`` for offline aliases (converted
+    deterministically from pinned packages) and Hub ids (named repositories), whose spec is
+    their identity, and for anything that is not a model spec.
 
     Parameters
     ----------
@@ -199,16 +240,37 @@ def checkpoint_fingerprint(spec):
     import joblib
 
     if _is_gguf(base) and path.is_file():
-        stat = path.resolve().stat()
-        return joblib.hash((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+        resolved = path.resolve()
+        stat = resolved.stat()
+        return joblib.hash(("content-v1", str(resolved), stat.st_size, stat.st_mtime_ns,
+                            _content_hash(resolved)))
     if not path.is_dir():
         return None
     entries = []
     for item in sorted(path.iterdir()):
         if item.is_file():
             stat = item.stat()
-            entries.append((item.name, stat.st_size, stat.st_mtime_ns))
-    return joblib.hash(entries)
+            entries.append((item.name, stat.st_size, stat.st_mtime_ns, _content_hash(item)))
+    return joblib.hash(("content-v1", entries))
+
+
+def check_max_length(model, max_length, spec):
+    """Raise a ValueError when ``max_length`` exceeds the context of ``model`` (its config's
+    ``max_position_embeddings``): positions past it were never trained (a model with learned
+    positions fails outright), so such a fit or prediction would answer from garbage."""
+    config = getattr(_unwrap(model), "config", None)
+    context = getattr(config, "max_position_embeddings", None)
+    if isinstance(context, int) and int(max_length) > context:
+        raise ValueError(
+            f"max_length={int(max_length)} is beyond the context of {spec!r} ({context} "
+            f"positions): set max_length to {context} or less."
+        )
+
+
+def _unwrap(model):
+    """The Hugging Face model inside a peft wrapper (the model itself otherwise)."""
+    get = getattr(model, "get_base_model", None)
+    return get() if callable(get) else model
 
 
 def _is_gguf(base: str) -> bool:
@@ -224,12 +286,33 @@ def _looks_like_path(base: str) -> bool:
     )
 
 
+_PICKLE_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def _check_safetensors(path: str) -> None:
+    """Raise a ValueError naming ``path`` when its weights are pickle files only
+    (``pytorch_model.bin``): skw2s loads local weights from safetensors, never from a pickle,
+    which can run code when it is read."""
+    names = os.listdir(path)
+    if any(name.endswith(".safetensors") for name in names):
+        return
+    pickles = sorted(name for name in names if name.endswith(_PICKLE_WEIGHTS))
+    if pickles:
+        raise ValueError(
+            f"{path} holds its weights as pickle files only ({', '.join(pickles[:3])}): skw2s "
+            "loads weights from safetensors only, since a pickle can run code when it is read. "
+            "Convert it once with transformers (from_pretrained, then save_pretrained, which "
+            "writes model.safetensors) if you trust the file."
+        )
+
+
 def _check_model_dir(path: str) -> None:
     """Raise a clear ValueError unless ``path`` holds a complete checkpoint."""
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise ValueError(
             f"{path} is not a model directory (no config.json). A model spec is {spec_forms()}."
         )
+    _check_safetensors(path)
     try:
         check_checkpoint(path)
     except CorruptCheckpointError as exc:

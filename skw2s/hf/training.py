@@ -58,6 +58,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..exceptions import DivergenceError
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -81,6 +83,7 @@ class EncodedExample:
 
     input_ids: list
     answer_start: int
+    truncated: bool = False
 
     @property
     def n_answer_tokens(self) -> int:
@@ -121,17 +124,24 @@ def encode_sft(tokenizer, prompts, answers, *, max_length=512, append_eos=True, 
         a = a[: max_length - 1]
         p = bos + list(p)
         room = max_length - len(a)
-        if len(p) > room:
+        cut = len(p) > room
+        if cut:
             truncated += 1
             p = p[len(p) - room :]
-        out.append(EncodedExample(p + a, len(p)))
+        out.append(EncodedExample(p + a, len(p), cut))
     if truncated and warn:
-        warnings.warn(
-            f"{truncated} prompt(s) were longer than max_length={max_length} with their answer "
-            "and were truncated from the left. Raise max_length to keep them whole.",
-            stacklevel=2,
-        )
+        warn_truncated_prompts(truncated, max_length, stacklevel=2)
     return out
+
+
+def warn_truncated_prompts(n_prompts, max_length, *, stacklevel=2):
+    """The warning that ``n_prompts`` prompts (questions, not (prompt, option) pairs) were
+    cut from the left to fit ``max_length`` with their answer."""
+    warnings.warn(
+        f"{n_prompts} prompt(s) were longer than max_length={max_length} with their answer "
+        "and were truncated from the left. Raise max_length to keep them whole.",
+        stacklevel=stacklevel + 1,
+    )
 
 
 def _pad(sequences, value, side="right"):
@@ -404,7 +414,9 @@ def sft_loss(model, input_ids, attention_mask, token_weight, *, answer_only=True
 
 
 def _trainer_base():
-    """A Trainer that draws length-grouped batches (``lengths`` set) and counts its work."""
+    """A Trainer that draws length-grouped batches (``lengths`` set), counts its work and stops
+    at the first non-finite loss with a :class:`~skw2s.exceptions.DivergenceError`."""
+    import torch
     from transformers import Trainer
 
     from .efficiency import TrainingStats, useful_flops
@@ -429,6 +441,17 @@ def _trainer_base():
                 return super()._get_train_sampler(*args, **kwargs)
             seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             return LengthGroupedSampler(self.lengths, self._train_batch_size, seed)
+
+        def training_step(self, model, inputs, *args, **kwargs):
+            # Checked before the optimizer applies the step, so a NaN never reaches the weights
+            # (this costs one device synchronisation per step).
+            loss = super().training_step(model, inputs, *args, **kwargs)
+            if not bool(torch.isfinite(loss).all()):
+                raise DivergenceError(
+                    f"the training loss is {float(loss.float().mean())} at step "
+                    f"{self.state.global_step + 1}"
+                )
+            return loss
 
         def count(self, counts):
             """Add one batch's ``counts`` (a dict of :class:`TrainingStats` fields)."""
@@ -576,6 +599,7 @@ def _run_trainer(model, dataset, collator, *, trainer_class=None, trainer_attrs=
         trainer.remove_callback(PrinterCallback)  # metrics go to the logger, not stdout
         start = time.perf_counter()
         result = trainer.train()
+        check_finite_weights(model)
         stats = trainer.stats
         stats.seconds, stats.runs = time.perf_counter() - start, 1
         # the device's own rate in the body's dtype (a bfloat16 GPU model: its bfloat16 rate)
@@ -585,6 +609,18 @@ def _run_trainer(model, dataset, collator, *, trainer_class=None, trainer_attrs=
     publish(stats)
     logger.info("Training finished: %s; %s", result.metrics, stats.as_dict())
     return stats
+
+
+def check_finite_weights(model):
+    """Raise :class:`~skw2s.exceptions.DivergenceError` naming the first trainable parameter
+    of ``model`` with a NaN or infinite value (a last step can blow the weights up with a
+    finite loss)."""
+    import torch
+
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if param.requires_grad and not bool(torch.isfinite(param).all()):
+                raise DivergenceError(f"the weights of {name} became non-finite in training")
 
 
 @contextlib.contextmanager
@@ -903,19 +939,25 @@ def train_head(model, features, labels, sample_weight=None, *, lr=1e-2, n_epochs
     target = y if soft_labels is None else torch.as_tensor(
         np.asarray(soft_labels, dtype=np.float32), device=head.weight.device
     )
-    for step in range(int(n_epochs)):
-        optimizer.zero_grad()
-        logits = torch.nn.functional.linear(x / scale, head.weight, head.bias)
-        if loss is None:
-            value = (torch.nn.functional.cross_entropy(logits, y, reduction="none") * w).sum()
-        else:
-            value = loss(logits, target, sample_weight=w, step_frac=step / int(n_epochs),
-                         reduction="sum")
-        value.backward()
-        optimizer.step()
-    with torch.no_grad():
-        head.weight.div_(scale)
-    for p, flag in zip(params, original):
-        p.requires_grad_(flag)
+    try:
+        for step in range(int(n_epochs)):
+            optimizer.zero_grad()
+            logits = torch.nn.functional.linear(x / scale, head.weight, head.bias)
+            if loss is None:
+                value = (torch.nn.functional.cross_entropy(logits, y, reduction="none") * w).sum()
+            else:
+                value = loss(logits, target, sample_weight=w, step_frac=step / int(n_epochs),
+                             reduction="sum")
+            if not bool(torch.isfinite(value)):
+                raise DivergenceError(f"the training loss is {float(value.detach())} at step {step + 1}")
+            value.backward()
+            optimizer.step()
+        with torch.no_grad():
+            head.weight.div_(scale)
+        if not all(bool(torch.isfinite(p).all()) for p in params):
+            raise DivergenceError("the head's weights became non-finite in training")
+    finally:
+        for p, flag in zip(params, original):
+            p.requires_grad_(flag)
     model.eval()
     return model

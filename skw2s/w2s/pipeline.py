@@ -56,6 +56,7 @@ from .._infra.validation import (
     validate_params,
 )
 from .difficulty import DifficultySplitter
+from ..exceptions import DivergenceError
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,24 @@ def _verbose_free(estimator):
                   if k != "verbose" and not k.endswith("__verbose")
                   and not hasattr(v, "get_params"))
 
+
+
+def _check_rows(rows, n_rows, name):
+    """Raise ``ValueError`` unless ``rows`` are distinct row indices below ``n_rows``."""
+    if not isinstance(rows, np.ndarray) or rows.ndim != 1 or (
+            len(rows) and not np.issubdtype(rows.dtype, np.integer)):
+        raise ValueError(f"the {name} rows are not a 1-D integer array")
+    if len(rows) and (rows.min() < 0 or rows.max() >= n_rows):
+        raise ValueError(f"the {name} rows index outside the {n_rows} rows")
+    if len(np.unique(rows)) != len(rows):
+        raise ValueError(f"the {name} rows repeat")
+
+
+def _check_fitted(value, estimator):
+    """Raise unless ``value`` is a fitted estimator of ``estimator``'s type."""
+    if type(value) is not type(estimator):
+        raise ValueError(f"it holds a {type(value).__name__}, not a {type(estimator).__name__}")
+    check_is_fitted(value)
 
 class WeakToStrongPipeline(BaseEstimator):
     """Weak ensemble on easy data, strong student on its pseudo-labels for hard data.
@@ -270,6 +289,7 @@ class WeakToStrongPipeline(BaseEstimator):
                     "classifier (binary labels) or a generator with a generator."
                 )
         self._check_model_specs()
+        self._check_estimator_params()
         if len(X) != len(y):
             raise ValueError(f"X has {len(X)} rows but y has {len(y)}.")
         if len(X) < 4:
@@ -293,6 +313,31 @@ class WeakToStrongPipeline(BaseEstimator):
             for name, value in est.get_params(deep=True).items():
                 if (name == "model" or name.endswith("__model")) and isinstance(value, str):
                     check_model_spec(value)
+
+    def _check_estimator_params(self):
+        """Fail before any training when a parameter of any estimator (nested ones included),
+        or a student or baseline loss, is invalid: the strong side is fitted last, and
+        without ``memory`` the weak side's work would be lost."""
+        sides = [(f"weak side {name!r}", est) for name, est in self._weak_sides()]
+        sides.append(("strong", self.strong))
+        if isinstance(self.splitter, DifficultySplitter) and self.splitter.estimator is not None:
+            sides.append(("splitter estimator", self.splitter.estimator))
+        for label, est in sides:
+            nested = [value for value in est.get_params(deep=True).values()
+                      if hasattr(value, "_parameter_constraints")]
+            for part in [est, *nested]:
+                if hasattr(part, "_parameter_constraints"):
+                    try:
+                        validate_params(part)
+                    except ValueError as exc:
+                        raise ValueError(f"{label}: {exc}") from None
+        if "loss" in self.strong.get_params(deep=False):
+            for loss in dict.fromkeys([*self._losses(), *self._baseline_losses()]):
+                try:
+                    student = clone(self.strong).set_params(loss=loss)
+                    validate_params(student)
+                except ValueError as exc:
+                    raise ValueError(f"student loss {loss!r}: {exc}") from None
 
     def _weak_sides(self):
         return [(MAIN, self.weak)] + list(self.controls or [])
@@ -353,6 +398,47 @@ class WeakToStrongPipeline(BaseEstimator):
             shuffled = rng.permutation(easy)
             parts["id_test"], parts["easy"] = np.sort(shuffled[:n_id]), np.sort(shuffled[n_id:])
         return parts
+
+    def _check_split(self, parts, n_rows, X_test):
+        """Raise ``ValueError`` unless a stored split fits this data (see
+        :meth:`skw2s._cache.Store.load`)."""
+        if not isinstance(parts, dict):
+            raise ValueError(f"a split is a dict; got {type(parts).__name__}")
+        for name in ("easy", "hard_train", "test", "id_test"):
+            _check_rows(parts.get(name), n_rows, name)
+        if len(parts["easy"]) == 0 or len(parts["hard_train"]) == 0:
+            raise ValueError("a side of the split is empty")
+        if X_test is not None:
+            external = parts.get("external")
+            if not isinstance(external, dict) or "hard" not in external:
+                raise ValueError("the split of the test set is missing")
+            for name, rows in external.items():
+                _check_rows(rows, len(X_test), f"test[{name}]")
+        splitter = parts.get("splitter")
+        if isinstance(self.splitter, str):
+            if splitter is not None:
+                raise ValueError("a random split holds a splitter")
+        else:
+            _check_fitted(splitter, self.splitter)
+
+    def _check_labels(self, labels, n_rows):
+        """Raise ``ValueError`` unless stored labels have one row per hard training row."""
+        if not isinstance(labels, dict) or not {"hard", "proba", "confidence"} <= labels.keys():
+            raise ValueError(f"labels are a dict of hard, proba and confidence; got "
+                             f"{type(labels).__name__}")
+        hard, confidence = labels["hard"], labels["confidence"]
+        if not isinstance(hard, np.ndarray) or hard.shape != (n_rows,):
+            raise ValueError(f"the hard labels have shape {np.shape(hard)}, not ({n_rows},)")
+        if not isinstance(confidence, np.ndarray) or confidence.shape != (n_rows,):
+            raise ValueError(f"the confidences have shape {np.shape(confidence)}, not ({n_rows},)")
+        proba = labels["proba"]
+        if self.soft_labels and proba is None:
+            raise ValueError("the soft labels are missing")
+        if proba is not None:
+            if (not isinstance(proba, np.ndarray) or proba.ndim != 2 or len(proba) != n_rows
+                    or not np.all(np.isfinite(proba))):
+                raise ValueError(f"the soft labels have shape {np.shape(proba)}, not ({n_rows}, k)"
+                                 " or are not finite")
 
     def _weak_estimator(self, estimator, seed):
         weak = self._seeded(estimator, seed)
@@ -426,13 +512,17 @@ class WeakToStrongPipeline(BaseEstimator):
             keys["split"] = fingerprint(keys["split"], found)
         self.history_ = []
 
-        def stage(name, key, compute):
+        def stage(name, key, compute, check):
             start, cpu_start = time.perf_counter(), time.process_time()
             with collect_training_stats() as trained:
-                value = store.load("pipeline", key) if store is not None else None
+                value = store.load("pipeline", key, check=check) if store is not None else None
                 cached = value is not None
                 if not cached:
-                    value = compute()
+                    try:
+                        value = compute()
+                    except DivergenceError as error:
+                        # the stages before it are stored; later ones do not run
+                        raise error.within(f"stage {name}") from None
                     if store is not None:
                         store.save("pipeline", key, value)
             self.history_.append({
@@ -451,7 +541,8 @@ class WeakToStrongPipeline(BaseEstimator):
         n_stages += (1 + len(self._baseline_losses())) * bool(self.baseline) + bool(self.ceiling)
         bar = tqdm(total=n_stages, desc="w2s stages", disable=not self.verbose, leave=False)
         split_rng = np.random.RandomState(seeds["split"])
-        parts = stage("split", keys["split"], lambda: self._split(X, y, X_test, y_test, split_rng))
+        parts = stage("split", keys["split"], lambda: self._split(X, y, X_test, y_test, split_rng),
+                      lambda p: self._check_split(p, len(X), X_test))
         X_easy, y_easy = take_rows(X, parts["easy"]), y[parts["easy"]]
         X_hard, y_hard = take_rows(X, parts["hard_train"]), y[parts["hard_train"]]
 
@@ -461,10 +552,11 @@ class WeakToStrongPipeline(BaseEstimator):
                 (keys["split"], "weak", seeds["weak"], type(estimator).__name__,
                  _verbose_free(estimator)), estimator))
             fitted[name] = stage(f"weak[{name}]", weak_key, lambda e=estimator: self._weak_estimator(
-                e, seeds["weak"]).fit(X_easy, y_easy))
+                e, seeds["weak"]).fit(X_easy, y_easy), lambda v, e=estimator: _check_fitted(v, e))
             labels_key = fingerprint(weak_key, "labels", self.soft_labels, self.label_fraction)
             labels[name] = stage(f"labels[{name}]", labels_key,
-                                 lambda n=name: self._labels(fitted[n], X_hard))
+                                 lambda n=name: self._labels(fitted[n], X_hard),
+                                 lambda v: self._check_labels(v, len(y_hard)))
         if self.baseline:
             labels["baseline"] = stage(
                 "labels[baseline]", fingerprint(keys["split"], "baseline-labels",
@@ -472,7 +564,8 @@ class WeakToStrongPipeline(BaseEstimator):
                                                     (seeds["weak"], _verbose_free(self.weak)),
                                                     self.weak)),
                                                 self.soft_labels, self.label_fraction),
-                lambda: self._labels(fitted[MAIN], X_hard, first_learner=True))
+                lambda: self._labels(fitted[MAIN], X_hard, first_learner=True),
+                lambda v: self._check_labels(v, len(y_hard)))
 
         strong_parts = with_checkpoints(
             (type(self.strong).__name__, _verbose_free(self.strong), seeds["strong"]), self.strong)
@@ -496,7 +589,7 @@ class WeakToStrongPipeline(BaseEstimator):
                 kwargs = {} if lab["proba"] is None else {"y_proba": lab["proba"][rows]}
                 return est.fit(take_rows(X_hard, rows), lab["hard"][rows], **kwargs)
 
-            return stage(name, key, compute)
+            return stage(name, key, compute, lambda v: _check_fitted(v, self.strong))
 
         self.students_, self.baselines_ = {}, {}
         for name, _ in sides:
@@ -508,7 +601,8 @@ class WeakToStrongPipeline(BaseEstimator):
         ceiling = None
         if self.ceiling:
             ceiling = stage("ceiling", fingerprint("ceiling-v2", strong_parts, keys["split"]),
-                            lambda: self._seeded(self.strong, seeds["strong"]).fit(X_hard, y_hard))
+                            lambda: self._seeded(self.strong, seeds["strong"]).fit(X_hard, y_hard),
+                            lambda v: _check_fitted(v, self.strong))
         bar.close()
 
         self.splitter_ = parts["splitter"]

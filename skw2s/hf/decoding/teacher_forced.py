@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from ...data.datasets import format_completion
-from ..training import encode_sft
+from ..training import encode_sft, warn_truncated_prompts
 from ..distributed import map_batches
 from ._batching import _batches, _check_positive_int, _pad_rows
 from .experts import _check_experts, _make_groups, _sessions
@@ -486,8 +486,14 @@ def _encode_choices(tokenizer, prompts, choices, max_length):
         flat_answers += [format_completion(option) for option in c]
         counts.append(len(c))
     encoded = encode_sft(
-        tokenizer, flat_prompts, flat_answers, max_length=max_length, append_eos=False
+        tokenizer, flat_prompts, flat_answers, max_length=max_length, append_eos=False,
+        warn=False,
     )
+    # a question counts once, however many of its options made it too long
+    bounds = np.cumsum([0, *counts])
+    cut = sum(any(ex.truncated for ex in encoded[a:b]) for a, b in zip(bounds, bounds[1:]))
+    if cut:
+        warn_truncated_prompts(cut, max_length, stacklevel=2)
     return encoded, counts
 
 
