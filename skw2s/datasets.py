@@ -333,7 +333,8 @@ def load_dataset(name, split="train", data_dir=None):
     return DATASETS[name](split=split, data_dir=data_dir)
 
 
-def load_table(source, *, task="multiple_choice", columns=None, split=None, name=None, choices_sep="|"):
+def load_table(source, *, task="multiple_choice", columns=None, split=None, name=None,
+               choices_sep="|", answer_format=None):
     """Load your own questions (a file, a ``datasets`` directory or a Hub dataset) by column.
 
     Parameters
@@ -365,6 +366,10 @@ def load_table(source, *, task="multiple_choice", columns=None, split=None, name
         The configuration name of a Hub dataset (``datasets.load_dataset(source, name)``).
     choices_sep : str, default="|"
         The separator of options written in one text cell (``"red | green | blue"``).
+    answer_format : {"index", "letter", "text"} or None, default=None
+        How the ``answer`` column is written: a 0-based index, a capital letter (``A`` = 0, or
+        the choice's label where the choices carry labels) or the correct choice's text. None
+        infers it per row and refuses a row where two readings name different choices.
 
     Returns
     -------
@@ -394,7 +399,9 @@ def load_table(source, *, task="multiple_choice", columns=None, split=None, name
     with labels (ARC's ``answerKey``); an int (or a float with an integral value) is a 0-based
     index; a string equal to one choice's text is that choice; a string of digits is a 0-based
     index; a single capital letter is a position (``A`` = 0). A string that is both one
-    choice's text and the index of another (numeric options) is refused as ambiguous.
+    choice's text and the index or letter of another is refused as ambiguous: ``"2"`` among the
+    options ``1, 2, 3``, or ``"C"`` among ``C, NO2, O2, CO`` (ARC-Challenge ``Mercury_402547``,
+    whose key ``C`` means the third option). ``answer_format`` settles it for every row.
 
     A binary ``label`` is an int, a bool or a string of digits (CSV).
 
@@ -406,6 +413,8 @@ def load_table(source, *, task="multiple_choice", columns=None, split=None, name
     >>> X, y = to_multiple_choice(df)                                 # doctest: +SKIP
     """
     _check_option("task", task, tuple(_tables.ROLES))
+    if answer_format is not None:
+        _check_option("answer_format", answer_format, _tables.ANSWER_FORMATS)
     if not isinstance(choices_sep, str) or not choices_sep:
         raise ValueError(f"The 'choices_sep' parameter must be a non-empty string. Got {choices_sep!r} instead.")
     mapping = _tables.check_columns(columns, task)
@@ -413,7 +422,7 @@ def load_table(source, *, task="multiple_choice", columns=None, split=None, name
     where = str(source) if isinstance(source, (str, os.PathLike)) else "the table"
     return _tables.to_frame(
         rows, present, mapping, task=task, choices_sep=choices_sep, id_prefix=label,
-        source=where, given=set(columns or ()),
+        source=where, given=set(columns or ()), answer_format=answer_format,
     )
 
 
