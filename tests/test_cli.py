@@ -434,3 +434,63 @@ def test_one_config_compares_weak_sides_and_losses_on_the_official_test(tiny_lm,
     assert ((paired.seed_ci_low <= paired["diff"]) & (paired["diff"] <= paired.seed_ci_high)).all()
     assert np.allclose(paired.seed_half_width, 12.7062 * paired.seed_sd / np.sqrt(2), rtol=1e-4)
     assert (out / "disagreement.md").exists()
+
+
+def _quiz_csv(path, n, start=0):
+    lines = ["prompt,A,B,C,key"]
+    lines += [f"What is {i} plus one?,{i + 1},{i + 5},C,{'AB'[i % 2]}"
+              for i in range(start, start + n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_own_data_config_names_its_own_test_file_with_the_same_mapping(tiny_lm, tmp_path):
+    columns = {"question": "prompt", "choices": ["A", "B", "C"], "answer": "key"}
+    config = load_config({
+        "task": "multiple_choice", "n_examples": None, "n_test": 5,
+        "dataset": {"path": str(_quiz_csv(tmp_path / "pool.csv", 12)), "columns": columns,
+                    "answer_format": "letter",
+                    "test_path": str(_quiz_csv(tmp_path / "exam.csv", 8, start=100))},
+        "weak": {"model": tiny_lm}, "strong": {"model": tiny_lm},
+    })
+    data = load_task_data(config, with_test=True)
+    assert len(data["X"]) == 12 and len(data["X_test"]) == 5
+    assert all(p.startswith("Question: What is 1") for p in data["X_test"]["prompt"])
+    assert data["test_ids"][0].startswith("exam-") and set(data["y_test"]) <= {0, 1}
+    # the option "C" and the key C: the config's answer_format says the keys are letters
+    assert data["X"]["choices"][0] == ["1", "5", "C"] and data["y"][0] == 0
+    from skw2s.report import test_set_label
+
+    assert test_set_label("hard", config) == "all"
+
+
+@pytest.mark.parametrize(
+    "dataset, extra, match",
+    [
+        ({"answer_format": "key"}, {}, r"Bad value 'key' for 'dataset.answer_format'. Allowed: "
+                                       r"index, letter, text"),
+        ({"test_path": 3}, {}, r"'dataset.test_path' must be a non-empty string"),
+        ({"split": "train"}, {"test_split": "train"}, r"'test_split' must differ from the pool's"),
+    ],
+)
+def test_own_test_settings_are_checked(tiny_lm, tmp_path, dataset, extra, match):
+    config = {"task": "multiple_choice", "dataset": {"path": str(tmp_path), **dataset},
+              "weak": {"model": tiny_lm}, "strong": {"model": tiny_lm}, **extra}
+    with pytest.raises(ConfigError, match=match):
+        load_config(config)
+
+
+def test_own_data_directory_scores_on_its_test_split(tiny_lm, tmp_path):
+    folder = tmp_path / "quiz"
+    folder.mkdir()
+    _quiz_csv(folder / "train.csv", 10)
+    _quiz_csv(folder / "test.csv", 4, start=50)
+    config = load_config({
+        "task": "multiple_choice", "n_examples": None, "test_split": "test",
+        "dataset": {"path": str(folder), "answer_format": "letter",
+                    "columns": {"question": "prompt", "choices": ["A", "B", "C"], "answer": "key"}},
+        "weak": {"model": tiny_lm}, "strong": {"model": tiny_lm},
+    })
+    data = load_task_data(config, with_test=True)
+    assert len(data["X"]) == 10 and len(data["X_test"]) == 4
+    assert data["X_test"]["prompt"][0].startswith("Question: What is 50 plus one?")

@@ -58,7 +58,10 @@ CONFIG_KEYS = (
         "save_to_disk directory, or a Hugging Face Hub name), columns (role -> column name; "
         "multiple_choice: question, choices, answer, optional id and support; binary: text, "
         "label, optional id), split (of a datasets directory or Hub dataset), name (a Hub "
-        "configuration) and choices_sep (separator of options in one text cell, default |). "
+        "configuration), choices_sep (separator of options in one text cell, default |), "
+        "answer_format (index, letter or text: how the answer column is written; default: "
+        "inferred, ambiguous rows refused) and test_path (your own test questions, read with "
+        "the same columns; test_split names its split when it is a directory or Hub name). "
         "See skw2s.datasets.load_table."),
     Key("data_dir", "str or null", None,
         "Folder holding sciq/, quartz/, arc_easy/ for the built-in datasets. Default: "
@@ -113,13 +116,15 @@ CONFIG_KEYS = (
     Key("label_fraction", "float or null", None,
         "Keep only this fraction of each weak side's most confident pseudo-labels for its "
         "students; the report gives the kept labels' accuracy."),
-    Key("test_split", "train | validation | test or null", None,
-        "Score on this split of the built-in dataset (e.g. test, the official test split) "
-        "instead of holding out test_size of the hard side. With split_kind easy_hard, the "
-        "test questions are rated by the pool's difficulty rule, and those above its threshold "
-        "are the hard test, the others the easy (in-distribution) one."),
+    Key("test_split", "str or null", None,
+        "Score on this split of the built-in dataset (train, validation or test: e.g. test, the "
+        "official test split), or of your own dataset.test_path (or dataset.path when that is "
+        "a directory or Hub name), instead of holding out test_size of the hard side. With "
+        "split_kind easy_hard, the test questions are rated by the pool's difficulty rule, and "
+        "those above its threshold are the hard test, the others the easy (in-distribution) "
+        "one."),
     Key("n_test", "int or null", None,
-        "With test_split: a random subset of this many test questions (drawn with data_seed); "
+        "With test_split or dataset.test_path: a random subset of this many test questions (drawn with data_seed); "
         "null keeps them all."),
     Key("baseline", "bool", True, "Also train the student on the first weak learner's labels."),
     Key("ceiling", "bool", True, "Also train the strong model on the gold labels."),
@@ -135,7 +140,7 @@ SPLITS = ("train", "validation", "test")
 SPLIT_KINDS = ("random", "easy_hard")
 OPTION_FORMATS = ("cloze", "lettered")
 DIFFICULTY_KEYS = ("n_splits", "easy_fraction", "estimator", "precomputed", "n_jobs")
-DATASET_KEYS = ("path", "columns", "split", "name", "choices_sep")
+DATASET_KEYS = ("path", "columns", "split", "name", "choices_sep", "answer_format", "test_path")
 
 DEMO_CONFIG = {
     "name": "demo-sciq-binary",
@@ -294,8 +299,13 @@ def _check_dataset(config, raw):
     _check_keys("'dataset'", dataset, DATASET_KEYS)
     if not isinstance(dataset.get("path"), str) or not dataset["path"]:
         raise ConfigError(f"'dataset.path' must be a file, a directory or a Hub name; got {dataset.get('path')!r}.")
-    for key in ("split", "name"):
-        _check_optional(f"dataset.{key}", dataset.get(key), lambda v: isinstance(v, str), "a string")
+    for key in ("split", "name", "test_path"):
+        _check_optional(f"dataset.{key}", dataset.get(key), lambda v: isinstance(v, str) and v,
+                        "a non-empty string")
+    if dataset.get("answer_format") is not None:
+        from .._tables import ANSWER_FORMATS
+
+        _check_choice("dataset.answer_format", dataset["answer_format"], ANSWER_FORMATS)
     sep = dataset.get("choices_sep", "|")
     if not isinstance(sep, str) or not sep:
         raise ConfigError(f"'dataset.choices_sep' must be a non-empty string; {_got(sep)}.")
@@ -307,6 +317,29 @@ def _check_dataset(config, raw):
         raise ConfigError(f"'dataset.columns': {exc}") from None
     if "split" in raw:
         raise ConfigError("'split' applies to the built-in datasets; put split inside the dataset mapping.")
+
+
+def _check_test_split(config):
+    test_split, dataset = config["test_split"], config["dataset"]
+    if isinstance(dataset, str):
+        if test_split is None:
+            return
+        _check_choice("test_split", test_split, SPLITS)
+        if test_split == config["split"]:
+            raise ConfigError(f"'test_split' must differ from 'split' ({config['split']!r}): the "
+                              "test questions would be in the pool.")
+        return
+    _check_optional("test_split", test_split, lambda v: isinstance(v, str) and v,
+                    "a non-empty string")
+    if dataset.get("test_path") in (None, dataset["path"]) and test_split is not None:
+        pool_split = dataset.get("split") or "train"
+        if test_split == pool_split:
+            raise ConfigError(f"'test_split' must differ from the pool's split ({pool_split!r}) of "
+                              f"{dataset['path']}: the test questions would be in the pool.")
+    if dataset.get("test_path") is not None and dataset["test_path"] == dataset["path"] \
+            and test_split is None:
+        raise ConfigError("'dataset.test_path' is dataset.path: the test questions would be the "
+                          "pool. Name another file, or a test_split of that directory.")
 
 
 def _check_difficulty(config, learner_params):
@@ -487,14 +520,7 @@ def load_config(source) -> dict:
         if losses is not None and (not isinstance(losses, list) or not losses
                                    or not all(isinstance(v, str) for v in losses)):
             raise ConfigError(f"'{name}' must be a non-empty list of loss names or null; {_got(losses)}.")
-    if config["test_split"] is not None:
-        _check_choice("test_split", config["test_split"], SPLITS)
-        if not isinstance(config["dataset"], str):
-            raise ConfigError("'test_split' names a split of a built-in dataset; for your own data, "
-                              "hold out test_size of the hard side.")
-        if config["test_split"] == config["split"]:
-            raise ConfigError(f"'test_split' must differ from 'split' ({config['split']!r}): the test "
-                              "questions would be in the pool.")
+    _check_test_split(config)
     _check_optional("n_test", config["n_test"], lambda v: _is_int(v) and v >= 1, "an int >= 1")
     _check_difficulty(config, learner_params)
     _check_model_specs(config)
