@@ -56,6 +56,7 @@ from ._validation import (
     validate_params,
 )
 from .difficulty import DifficultySplitter
+from .ensemble._base import FirstLearnerError
 
 logger = logging.getLogger(__name__)
 
@@ -460,8 +461,12 @@ class WeakToStrongPipeline(BaseEstimator):
             weak_key = fingerprint(*with_checkpoints(
                 (keys["split"], "weak", seeds["weak"], type(estimator).__name__,
                  _verbose_free(estimator)), estimator))
-            fitted[name] = stage(f"weak[{name}]", weak_key, lambda e=estimator: self._weak_estimator(
-                e, seeds["weak"]).fit(X_easy, y_easy))
+            try:
+                fitted[name] = stage(f"weak[{name}]", weak_key, lambda e=estimator: (
+                    self._weak_estimator(e, seeds["weak"]).fit(X_easy, y_easy)))
+            except FirstLearnerError as exc:
+                exc.weak_side = name  # which side, for the config keys of its hint
+                raise
             labels_key = fingerprint(weak_key, "labels", self.soft_labels, self.label_fraction)
             labels[name] = stage(f"labels[{name}]", labels_key,
                                  lambda n=name: self._labels(fitted[n], X_hard))

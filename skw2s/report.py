@@ -731,5 +731,5 @@ def write_report(run_dirs, out_dir):
         if len(table):
             table.to_csv(out_dir / f"{name}.csv", index=False)
             (out_dir / f"{name}.md").write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
-    logger.info("Wrote %s/results.csv, summary.md and results.png", out_dir)
+    logger.debug("Wrote %s/results.csv, summary.md and results.png", out_dir)
     return summary

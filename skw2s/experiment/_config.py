@@ -9,13 +9,14 @@ structure; the values of estimator parameters are checked by the estimators when
 from __future__ import annotations
 
 import copy
+import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "CONFIG_KEYS", "ConfigError", "DEMO_CONFIG", "REQUIRED", "config_keys_markdown", "config_keys_text",
-    "load_config",
+    "CONFIG_KEYS", "ConfigError", "DEMO_CONFIG", "REQUIRED", "apply_overrides",
+    "config_keys_markdown", "config_keys_text", "load_config",
 ]
 
 
@@ -448,7 +449,54 @@ def _read_yaml(path):
     return raw
 
 
-def load_config(source) -> dict:
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def apply_overrides(raw, overrides):
+    """Set ``KEY=VALUE`` overrides (``skw2s run --set``) in a raw config, in place.
+
+    Parameters
+    ----------
+    raw : dict
+        The config as read, before validation.
+    overrides : list of str
+        ``"key=value"`` items. A dotted key reaches into a section (``weak.lr=1e-3``; a section
+        that is missing or null becomes a mapping); the value is parsed as YAML, so ``3`` is an
+        int, ``[0, 1]`` a list, ``null`` None and ``true`` a bool.
+
+    Raises
+    ------
+    ConfigError
+        For an item without ``=`` or with an empty key part, a value that is not YAML, or a key
+        that reaches into a value that is not a mapping.
+    """
+    import yaml
+
+    for item in overrides:
+        key, sep, text = str(item).partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, such as weak.lr=1e-3.")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not YAML ({exc}).") from None
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        node = raw
+        for depth, part in enumerate(parts[:-1]):
+            if node.get(part) is None:
+                node[part] = {}
+            if not isinstance(node[part], dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"--set {item!r}: '{where}' is {node[part]!r}, not a mapping, so "
+                                  f"it has no key {parts[depth + 1]!r}.")
+            node = node[part]
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(source, overrides=()) -> dict:
     """Read and validate an experiment config.
 
     Parameters
@@ -456,6 +504,9 @@ def load_config(source) -> dict:
     source : str, path-like or dict
         A YAML file, or the config as a dict (not modified). The keys are those of
         :data:`CONFIG_KEYS`; ``task``, ``dataset``, ``weak`` and ``strong`` are required.
+    overrides : list of str, default=()
+        ``KEY=VALUE`` items set over the config before it is checked (dotted keys, YAML
+        values; see :func:`apply_overrides`), as ``skw2s run --set`` does.
 
     Returns
     -------
@@ -477,6 +528,7 @@ def load_config(source) -> dict:
     else:
         raw = _read_yaml(source)
         raw.setdefault("name", Path(source).stem)
+    apply_overrides(raw, overrides)
     _check_keys("the config", raw, KEYS)
     missing = [k.name for k in CONFIG_KEYS if k.default is REQUIRED and k.name not in raw]
     if missing:

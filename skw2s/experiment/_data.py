@@ -91,7 +91,7 @@ def load_task_data(config, data_dir=None, *, with_test=False):
 
         df = own(dataset["path"], dataset.get("split"))
     else:
-        root = resolve_data_dir(data_dir or config["data_dir"])
+        root = resolve_data_dir(data_dir or config["data_dir"], required=False)
         df = load_dataset(dataset, split=config["split"], data_dir=root)
     df = _subset(df, config["n_examples"], config["data_seed"])
     ids = df["id"].tolist()
