@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -63,9 +64,18 @@ def test_config_file_roundtrip(tiny_lm, tmp_path):
     assert config["boost"] == {}  # an empty optional section means the defaults
 
 
-def test_run_and_report_binary(tiny_lm, tmp_path, data_dir):
-    config = load_config(_config(tiny_lm, tmp_path))
-    out = run_config(config, data_dir=data_dir)
+def test_run_and_report_binary(tiny_lm, tmp_path, data_dir, capsys):
+    path = tmp_path / "binary.yaml"
+    path.write_text(yaml.safe_dump(_config(tiny_lm, tmp_path)))
+    assert main(["run", str(path), "--data-dir", str(data_dir), "--quiet"]) == 0
+    config = load_config(path)
+    out = tmp_path / "run"
+    printed = capsys.readouterr()
+    wrote = [line for line in (printed.out + printed.err).splitlines() if "Wrote" in line]
+    assert len(wrote) == 1 and wrote[0].startswith(f"Wrote {out}/: ") and wrote[0].endswith("cache/")
+    for name in ("config.json", "results.csv", "results.png", "seed0.json", "seed1.json",
+                 "summary.md"):
+        assert f" {name}," in wrote[0]
     for name in ["seed0.json", "seed1.json", "results.csv", "summary.md", "results.png", "config.json"]:
         assert (out / name).exists(), name
     record = json.loads((out / "seed0.json").read_text())
@@ -154,12 +164,42 @@ def test_id_test_rows_shared_cache_and_round_tables(tiny_lm, tmp_path, data_dir)
     assert summary.run.tolist() == ["main", "ablation"]
 
 
-def test_demo_without_data_dir_says_how(monkeypatch, capsys):
-    monkeypatch.delenv("SKW2S_DATA_DIR", raising=False)
-    with pytest.raises(SystemExit) as exc:
-        main(["demo"])
-    assert exc.value.code == 2
-    assert "--data-dir" in capsys.readouterr().err
+def _skw2s(args, tmp_path, **env):
+    """``python -m skw2s ARGS`` in a fresh process (the environment a user's shell gives)."""
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ("SKW2S_DATA_DIR", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    environ.update(PYTHONPATH=str(Path(__file__).resolve().parents[1]), OMP_NUM_THREADS="1",
+                   HF_HOME=str(tmp_path / "hf"), **env)
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "skw2s", *args], cwd=tmp_path, env=environ,
+                          capture_output=True, text=True, timeout=300)
+    return done, time.perf_counter() - start
+
+
+@pytest.mark.parametrize(
+    "env, why",
+    [
+        ({"HF_HUB_OFFLINE": "1"}, "is not in the local Hugging Face cache (HF_HUB_OFFLINE is set"),
+        ({"HF_ENDPOINT": "http://127.0.0.1:9"}, "http://127.0.0.1:9 could not be reached"),
+    ],
+)
+def test_demo_offline_without_data_says_both_routes_at_once(tmp_path, env, why):
+    # No data directory: the demo reads allenai/sciq from the Hub, through datasets. Offline it
+    # stops at once (no retries) with one line that names the Hub and the offline route.
+    done, seconds = _skw2s(["demo", "--quiet"], tmp_path, **env)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("skw2s: error: No offline data directory is set, and allenai/sciq")
+    for part in (why, "--data-dir PATH", "SKW2S_DATA_DIR", "skw2s download-data PATH"):
+        assert part in lines[-1]
+    assert "Traceback" not in done.stderr and seconds < 60
+    assert not (tmp_path / "runs").exists()
 
 
 def test_report_without_results(tmp_path, capsys):
@@ -434,3 +474,184 @@ def test_one_config_compares_weak_sides_and_losses_on_the_official_test(tiny_lm,
     assert ((paired.seed_ci_low <= paired["diff"]) & (paired["diff"] <= paired.seed_ci_high)).all()
     assert np.allclose(paired.seed_half_width, 12.7062 * paired.seed_sd / np.sqrt(2), rtol=1e-4)
     assert (out / "disagreement.md").exists()
+
+
+def _quiz_csv(path, n, start=0):
+    lines = ["prompt,A,B,C,key"]
+    lines += [f"What is {i} plus one?,{i + 1},{i + 5},C,{'AB'[i % 2]}"
+              for i in range(start, start + n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_own_data_config_names_its_own_test_file_with_the_same_mapping(tiny_lm, tmp_path):
+    columns = {"question": "prompt", "choices": ["A", "B", "C"], "answer": "key"}
+    config = load_config({
+        "task": "multiple_choice", "n_examples": None, "n_test": 5,
+        "dataset": {"path": str(_quiz_csv(tmp_path / "pool.csv", 12)), "columns": columns,
+                    "answer_format": "letter",
+                    "test_path": str(_quiz_csv(tmp_path / "exam.csv", 8, start=100))},
+        "weak": {"model": tiny_lm}, "strong": {"model": tiny_lm},
+    })
+    data = load_task_data(config, with_test=True)
+    assert len(data["X"]) == 12 and len(data["X_test"]) == 5
+    assert all(p.startswith("Question: What is 1") for p in data["X_test"]["prompt"])
+    assert data["test_ids"][0].startswith("exam-") and set(data["y_test"]) <= {0, 1}
+    # the option "C" and the key C: the config's answer_format says the keys are letters
+    assert data["X"]["choices"][0] == ["1", "5", "C"] and data["y"][0] == 0
+    from skw2s.experiment.report import test_set_label
+
+    assert test_set_label("hard", config) == "all"
+
+
+@pytest.mark.parametrize(
+    "dataset, extra, match",
+    [
+        ({"answer_format": "key"}, {}, r"Bad value 'key' for 'dataset.answer_format'. Allowed: "
+                                       r"index, letter, text"),
+        ({"test_path": 3}, {}, r"'dataset.test_path' must be a non-empty string"),
+        ({"split": "train"}, {"test_split": "train"}, r"'test_split' must differ from the pool's"),
+    ],
+)
+def test_own_test_settings_are_checked(tiny_lm, tmp_path, dataset, extra, match):
+    config = {"task": "multiple_choice", "dataset": {"path": str(tmp_path), **dataset},
+              "weak": {"model": tiny_lm}, "strong": {"model": tiny_lm}, **extra}
+    with pytest.raises(ConfigError, match=match):
+        load_config(config)
+
+
+def test_own_data_directory_scores_on_its_test_split(tiny_lm, tmp_path):
+    folder = tmp_path / "quiz"
+    folder.mkdir()
+    _quiz_csv(folder / "train.csv", 10)
+    _quiz_csv(folder / "test.csv", 4, start=50)
+    config = load_config({
+        "task": "multiple_choice", "n_examples": None, "test_split": "test",
+        "dataset": {"path": str(folder), "answer_format": "letter",
+                    "columns": {"question": "prompt", "choices": ["A", "B", "C"], "answer": "key"}},
+        "weak": {"model": tiny_lm}, "strong": {"model": tiny_lm},
+    })
+    data = load_task_data(config, with_test=True)
+    assert len(data["X"]) == 10 and len(data["X_test"]) == 4
+    assert data["X_test"]["prompt"][0].startswith("Question: What is 50 plus one?")
+
+
+# ----------------------------------------------------------------------------
+# --set, --dry-run, --version, help
+# ----------------------------------------------------------------------------
+def test_set_overrides_dotted_keys_with_yaml_values(tiny_lm, tmp_path):
+    config = load_config(_config(tiny_lm, tmp_path), overrides=[
+        "weak.lr=1e-3", "seeds=[0, 2]", "boost.n_estimators=5", "ceiling=false", "name=over",
+        "controls.bag.ensemble=uniform", "n_test=null",
+    ])
+    assert config["weak"]["lr"] == 0.001 and config["weak"]["model"] == tiny_lm
+    assert config["seeds"] == [0, 2] and config["boost"] == {"n_estimators": 5}
+    assert config["ceiling"] is False and config["name"] == "over"
+    assert config["controls"]["bag"]["ensemble"] == "uniform" and config["n_test"] is None
+    for item, match in [
+        ("weak.lr.x=1", r"--set 'weak.lr.x=1': 'weak.lr' is .*, not a mapping"),
+        ("colour=red", r"Unknown key\(s\) \['colour'\] in the config"),
+        ("weak.lrr=1", r"Unknown key\(s\) \['lrr'\] in 'weak'"),
+        ("seeds", r"--set 'seeds': expected KEY=VALUE"),
+        ("weak..lr=1", r"expected KEY=VALUE"),
+        ("seeds=[0", r"--set 'seeds=\[0': the value is not YAML"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            load_config(_config(tiny_lm, tmp_path), overrides=[item])
+
+
+def test_dry_run_checks_every_row_and_prints_the_plan_without_training(tiny_lm, tmp_path, capsys):
+    columns = {"question": "prompt", "choices": ["A", "B", "C"], "answer": "key"}
+    config = {
+        "task": "multiple_choice", "n_examples": 8,
+        "dataset": {"path": str(_quiz_csv(tmp_path / "pool.csv", 12)), "columns": columns,
+                    "answer_format": "letter"},
+        "weak": {"model": tiny_lm}, "strong": {"model": tiny_lm},
+        "output_dir": str(tmp_path / "run"),
+    }
+    path = tmp_path / "quiz.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--dry-run", "--set", "boost.n_estimators=4"]) == 0
+    out = capsys.readouterr().out
+    assert "Plan of quiz (dry run: nothing trained, nothing written)" in out
+    assert "12 rows in the pool" not in out and "8 rows in the pool" in out
+    assert ("stages per seed: 7 (4 train: weak[ours], student[ours,sft], baseline[sft], "
+            "ceiling)") in out
+    assert "{'n_estimators': 4}" in out and not (tmp_path / "run").exists()
+    assert re.search(r"cost: about [0-9.e+-]+ TFLOPs of training per seed", out)
+    # a bad row anywhere in the file fails the dry run, though the subset would not draw it
+    with open(tmp_path / "pool.csv", "a") as f:
+        f.write("Which?,a,b,c,F\n")
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(path), "--dry-run"])
+    assert exc.value.code == 2
+    assert "pool.csv, line 14: answer 'F' is out of range" in capsys.readouterr().err
+
+
+def test_version_module_entry_point_and_short_help(tmp_path, capsys):
+    from skw2s import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out == f"skw2s {__version__}\n"
+    done, _ = _skw2s(["--help"], tmp_path)
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    assert len(lines) < 40 and "download-data" in done.stdout and "--version" in done.stdout
+    for command, words in [("report", "Aggregate the seed*.json files"),
+                           ("demo", "A small real weak-to-strong experiment"),
+                           ("download-data", "the offline layout")]:
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert words in capsys.readouterr().out
+
+
+def test_boosting_that_cannot_start_names_the_config_keys(tiny_lm, tmp_path, capsys):
+    # A weak learner that does not train (n_epochs: 0) is the pre-trained model: its token error
+    # is eps_pre itself, so token boosting cannot start.
+    config = {
+        "task": "multiple_choice", "n_examples": 12, "seeds": [0], "baseline": False,
+        "dataset": {"path": str(_quiz_csv(tmp_path / "pool.csv", 12)), "answer_format": "letter",
+                    "columns": {"question": "prompt", "choices": ["A", "B", "C"], "answer": "key"}},
+        "weak": {"model": tiny_lm, "mode": "full", "max_length": 64, "device": "cpu"},
+        "strong": {"model": tiny_lm, "max_length": 64, "device": "cpu"},
+        "output_dir": str(tmp_path / "run"),
+    }
+    path = tmp_path / "quiz.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(path), "--quiet", "--set", "weak.n_epochs=0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "boosting cannot start" in err
+    assert err.endswith("(in the config: weak.n_epochs, weak.lr).") and "estimator__" not in err
+
+
+def test_estimated_flops_follow_the_counting_rule(tiny_lm, tmp_path):
+    from skw2s._efficiency import useful_flops
+    from skw2s.experiment import estimate_training_flops
+
+    columns = {"question": "prompt", "choices": ["A", "B", "C"], "answer": "key"}
+    config = load_config({
+        "task": "multiple_choice", "n_examples": None, "test_size": 2, "ceiling": True,
+        "dataset": {"path": str(_quiz_csv(tmp_path / "pool.csv", 12)), "columns": columns,
+                    "answer_format": "letter"},
+        "weak": {"model": tiny_lm, "mode": "full", "n_epochs": 3, "max_length": 64},
+        "boost": {"n_estimators": 2},
+        "strong": {"model": tiny_lm, "mode": "full", "n_epochs": 1, "max_length": 64},
+    })
+    data = load_task_data(config, with_test=True)
+    flops = estimate_training_flops(config, data)
+    assert set(flops) == {"weak[ours]", "student[ours,sft]", "baseline[sft]", "ceiling"}
+    # the weak side: 2 rounds x 3 epochs on the 6 easy rows; the ceiling: 1 epoch on 6 - 2 rows
+    assert flops["weak[ours]"] / flops["ceiling"] == pytest.approx(2 * 3 * 6 / 4)
+    from skw2s.hf.models import load_causal_lm, load_tokenizer
+    from skw2s._efficiency import parameter_counts
+
+    model, tokenizer = load_causal_lm(tiny_lm, device="cpu")[0], load_tokenizer(tiny_lm)
+    counts = parameter_counts(model, model.get_output_embeddings())
+    prompts = [len(tokenizer(p)["input_ids"]) for p in data["X"]["prompt"]]
+    answers = [len(tokenizer(" " + c[k])["input_ids"]) for c, k in zip(data["X"]["choices"],
+                                                                      data["y"])]
+    tokens, rows = np.mean(prompts) + np.mean(answers), np.mean(answers)
+    assert flops["ceiling"] == pytest.approx(4 * useful_flops(counts, tokens, rows))

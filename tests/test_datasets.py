@@ -13,6 +13,7 @@ import pytest
 from skw2s.data import datasets as ds
 from skw2s.data.datasets import (
     DATASETS,
+    SPLITS,
     binarize_sciq,
     format_classification,
     format_completion,
@@ -234,7 +235,8 @@ def test_small_valid_file_and_blank_lines(tmp_path):
 
 
 # ----------------------------------------------------------------------------
-# Hugging Face hub normalisation (fake load_dataset, no network)
+# The Hugging Face Hub route: the real datasets.load_dataset on local folders named like the
+# Hub datasets (no network)
 # ----------------------------------------------------------------------------
 def _sciq_hub_rows(data_dir, split):
     name = {"train": "train", "validation": "valid", "test": "test"}[split]
@@ -255,31 +257,50 @@ def _to_hub_labelled(raw_row, keep=()):
     return row
 
 
+class _LocalHub(dict):
+    """Hub rows written as local folders named like the Hub datasets (``allenai/sciq/``, ...),
+    which the real :func:`datasets.load_dataset` reads before asking the Hub; a configuration
+    is declared in the folder's README, as on the Hub."""
+
+    def __init__(self, root):
+        super().__init__()
+        self.root = root
+
+    def __setitem__(self, key, rows):
+        super().__setitem__(key, rows)
+        path, name, split = key
+        folder = self.root / path
+        target = folder / (name or "") / f"{split}.jsonl"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        if name is not None:
+            configs = sorted({(n, s) for (p, n, s) in self if p == path})
+            lines = ["---", "configs:"]
+            for config in sorted({n for n, _ in configs}):
+                lines += [f"- config_name: {config}", "  data_files:"]
+                lines += [f"  - split: {s}\n    path: {config}/{s}.jsonl" for n, s in configs
+                          if n == config]
+            (folder / "README.md").write_text("\n".join(lines + ["---", ""]))
+
+
 @pytest.fixture
-def fake_hub(monkeypatch):
-    datasets = pytest.importorskip("datasets")
-    calls = []
-    tables = {}
-
-    def fake_load_dataset(path, name=None, *, split=None, **kwargs):
-        calls.append((path, name, split))
-        return datasets.Dataset.from_list(tables[(path, name, split)])
-
-    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    return tables, calls
+def fake_hub(tmp_path, monkeypatch):
+    pytest.importorskip("datasets")
+    monkeypatch.delenv("SKW2S_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    return _LocalHub(tmp_path)
 
 
 def test_hub_sciq_matches_offline_files(data_dir, fake_hub):
-    tables, calls = fake_hub
+    tables = fake_hub
     tables[("allenai/sciq", None, "validation")] = _sciq_hub_rows(data_dir, "validation")
     hub = load_sciq("validation")
-    assert calls == [("allenai/sciq", None, "validation")]
     offline = load_sciq("validation", data_dir=data_dir)
     pd.testing.assert_frame_equal(hub, offline)
 
 
 def test_hub_sciq_shuffle_is_deterministic(fake_hub):
-    tables, _ = fake_hub
+    tables = fake_hub
     rows = [
         {"question": f"q{i}", "distractor1": "d1", "distractor2": "d2", "distractor3": "d3",
          "correct_answer": "right", "support": ""}
@@ -295,26 +316,24 @@ def test_hub_sciq_shuffle_is_deterministic(fake_hub):
 
 
 def test_hub_quartz_matches_offline_files(data_dir, fake_hub):
-    tables, calls = fake_hub
+    tables = fake_hub
     # test split: raw/dev.jsonl has a one-item upstream typo fixed offline (see quartz/SOURCE.md)
     raw = [json.loads(line) for line in open(data_dir / "quartz" / "raw" / "test.jsonl")]
     tables[("allenai/quartz", None, "test")] = [_to_hub_labelled(r, keep=("para",)) for r in raw]
     hub = load_quartz("test")
-    assert calls == [("allenai/quartz", None, "test")]
     pd.testing.assert_frame_equal(hub, load_quartz("test", data_dir=data_dir))
 
 
 def test_hub_arc_matches_offline_files(data_dir, fake_hub):
-    tables, calls = fake_hub
+    tables = fake_hub
     raw = [json.loads(line) for line in open(data_dir / "arc_easy" / "raw" / "ARC-Easy-Dev.jsonl")]
     tables[("allenai/ai2_arc", "ARC-Easy", "validation")] = [_to_hub_labelled(r) for r in raw]
     hub = load_arc("easy", "validation")
-    assert calls == [("allenai/ai2_arc", "ARC-Easy", "validation")]
     pd.testing.assert_frame_equal(hub, load_arc("easy", "validation", data_dir=data_dir))
 
 
 def test_hub_arc_digit_and_letter_keys(fake_hub):
-    tables, _ = fake_hub
+    tables = fake_hub
     tables[("allenai/ai2_arc", "ARC-Challenge", "train")] = [
         {"id": "a", "question": "Q1", "choices": {"text": ["w", "x", "y"], "label": ["1", "2", "3"]},
          "answerKey": "3"},
@@ -329,12 +348,30 @@ def test_hub_arc_digit_and_letter_keys(fake_hub):
 
 
 def test_hub_bad_answer_key(fake_hub):
-    tables, _ = fake_hub
+    tables = fake_hub
     tables[("allenai/ai2_arc", "ARC-Easy", "test")] = [
         {"id": "a", "question": "Q", "choices": {"text": ["w", "x"], "label": ["A", "B"]}, "answerKey": "C"},
     ]
     with pytest.raises(ValueError, match="answerKey 'C'"):
         load_arc("easy", "test")
+
+
+def test_download_data_writes_the_hub_copies_into_the_offline_layout(data_dir, fake_hub, capsys):
+    from skw2s.cli import main
+
+    for split in SPLITS:
+        fake_hub[("allenai/sciq", None, split)] = _sciq_hub_rows(data_dir, split)[:30]
+    raw = [json.loads(line) for line in open(data_dir / "arc_easy" / "raw" / "ARC-Easy-Dev.jsonl")]
+    for split in SPLITS:
+        fake_hub[("allenai/ai2_arc", "ARC-Easy", split)] = [_to_hub_labelled(r) for r in raw[:20]]
+    assert main(["download-data", "offline", "--datasets", "sciq", "arc_easy"]) == 0
+    assert capsys.readouterr().out == "Wrote offline/: arc_easy/, sciq/ (6 files)\n"
+    for split in SPLITS:
+        pd.testing.assert_frame_equal(load_sciq(split, data_dir="offline"), load_sciq(split))
+        pd.testing.assert_frame_equal(load_arc("easy", split, data_dir="offline"),
+                                      load_arc("easy", split))
+    offline = load_sciq("validation", data_dir="offline")
+    pd.testing.assert_frame_equal(offline, load_sciq("validation", data_dir=data_dir).head(30))
 
 
 # ----------------------------------------------------------------------------

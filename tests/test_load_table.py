@@ -196,3 +196,27 @@ def test_hub_name_goes_to_datasets_load_dataset(monkeypatch):
     assert df.id.tolist() == ["quiz-00000"] and df.answer.tolist() == [1]
     with pytest.raises(ValueError, match=r"not a local file or directory.*doesn't exist on the Hub"):
         load_table("nobody/nothing")
+
+
+def test_a_letter_key_that_is_also_an_option_text_is_refused_or_read_as_the_mapping_says(tmp_path):
+    # ARC-Challenge Mercury_402547: the key C is the third option, and the first option's text is
+    # "C"; matching the text first would make the gold label option 0.
+    rows = [{"id": "Mercury_402547", "question": "Which gas forms acid rain?",
+             "choices": ["C", "NO_{2}", "O_{2}", "CO"], "answer": "C"}]
+    path = _jsonl(tmp_path / "arc.jsonl", rows)
+    with pytest.raises(ValueError, match=r"arc.jsonl, line 1: answer 'C' is both the text of "
+                                         r"choice 0 and the letter of choice 2.*answer_format"):
+        load_table(path)
+    assert load_table(path, answer_format="letter")["answer"].tolist() == [2]
+    assert load_table(path, answer_format="text")["answer"].tolist() == [0]
+    with pytest.raises(ValueError, match=r"answer 'C' is not a 0-based index"):
+        load_table(path, answer_format="index")
+    with pytest.raises(ValueError, match=r"The 'answer_format' parameter must be one of"):
+        load_table(path, answer_format="label")
+
+
+def test_answer_format_settles_the_numeric_form_too(tmp_path):
+    path = tmp_path / "quiz.csv"
+    path.write_text("question,choices,answer\nWhich?,1|2|3,2\n")
+    assert load_table(path, answer_format="index")["answer"].tolist() == [2]
+    assert load_table(path, answer_format="text")["answer"].tolist() == [1]

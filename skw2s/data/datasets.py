@@ -19,8 +19,11 @@ On disk the same schema is stored as JSON Lines, one object per line, in
 taken from the ``data_dir`` argument, else from the ``SKW2S_DATA_DIR``
 environment variable (:func:`resolve_data_dir`). ``data_dir`` may also point
 directly at one dataset's folder. When neither is given, the data are
-downloaded from the Hugging Face hub with :func:`datasets.load_dataset` and
-normalised to the same schema.
+read from the Hugging Face Hub with :func:`datasets.load_dataset` (``allenai/sciq``,
+``allenai/quartz``, ``allenai/ai2_arc``) and normalised to the same schema; offline
+(``HF_HUB_OFFLINE=1``, or no connection) with no copy in the Hugging Face cache, the loaders fail
+at once with one line naming the offline routes. :func:`download_datasets` (the command
+``skw2s download-data FOLDER``) writes the Hub copies into such a folder.
 
 Your own questions load with :func:`load_table`: a JSONL, JSON, CSV, Parquet or
 Arrow file, a ``datasets`` ``save_to_disk`` directory or a Hub dataset name,
@@ -33,6 +36,7 @@ generation tasks. :func:`to_multiple_choice` and :func:`to_classification`
 turn a loaded frame into the inputs the estimators take.
 """
 
+import logging
 import os
 from pathlib import Path
 
@@ -54,6 +58,7 @@ __all__ = [
     "DATASETS",
     "SPLITS",
     "binarize_sciq",
+    "download_datasets",
     "format_classification",
     "format_completion",
     "format_prompt",
@@ -71,6 +76,7 @@ __all__ = [
 SPLITS = ("train", "validation", "test")
 ENV_VAR = "SKW2S_DATA_DIR"
 _ARC_SUBSETS = {"easy": "ARC-Easy", "challenge": "ARC-Challenge"}
+logger = logging.getLogger(__name__)
 _HOW_TO = (
     f"Pass data_dir= (on the command line --data-dir PATH), the folder holding sciq/, quartz/, "
     f"arc_easy/, ..., or set the {ENV_VAR} environment variable."
@@ -156,11 +162,81 @@ def _find_file(root, folder, filename):
     raise FileNotFoundError(f"Could not find {filename!r}: looked for {tried}. {_HOW_TO}")
 
 
-def _load_local_or_hub(folder, split, data_dir, hub_loader):
+_HUB = {  # folder -> (Hub dataset, its configuration, the support field or None)
+    "sciq": ("allenai/sciq", None, "support"),
+    "quartz": ("allenai/quartz", None, "para"),
+    "arc_easy": ("allenai/ai2_arc", "ARC-Easy", None),
+    "arc_challenge": ("allenai/ai2_arc", "ARC-Challenge", None),
+}
+
+
+def _from_hub(folder, split):
+    path, config, support = _HUB[folder]
+    rows = _hub_load(path, config, split)
+    where = path + (f"/{config}" if config else "") + f"[{split}]"
+    if folder == "sciq":
+        return _hub_frame(_normalise_sciq(rows, split), where)
+    return _hub_frame(_normalise_labelled(rows, support), where)
+
+
+def _load_local_or_hub(folder, split, data_dir):
     root = resolve_data_dir(data_dir, required=False)
     if root is None:
-        return hub_loader()
+        return _from_hub(folder, split)
     return _read_jsonl(_find_file(root, folder, f"{split}.jsonl"))
+
+
+def download_datasets(folder, names=None, *, splits=SPLITS):
+    """Write the built-in datasets from the Hugging Face Hub into an offline data folder.
+
+    Run it on a machine with network; afterwards ``data_dir=folder`` (on the command line
+    ``--data-dir FOLDER``, or ``SKW2S_DATA_DIR=FOLDER``) reads them with no network. The command
+    ``skw2s download-data FOLDER`` calls it.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        Where to write ``{name}/{split}.jsonl`` (created if needed; files are replaced).
+    names : list of str, default=None
+        Which datasets (keys of :data:`DATASETS`); None writes them all.
+    splits : tuple of str, default=("train", "validation", "test")
+        Which splits of each.
+
+    Returns
+    -------
+    written : list of pathlib.Path
+        The files written, one per dataset and split, in the shared schema (the frames the
+        loaders return from the Hub, so both routes read the same questions).
+
+    Notes
+    -----
+    The Hub has no copy of ARC's per-question metadata (:func:`load_arc_metadata`); that file
+    is not written.
+    """
+    import json
+
+    names = list(DATASETS) if names is None else list(names)
+    for name in names:
+        _check_option("name", name, tuple(DATASETS))
+    for split in splits:
+        _check_option("split", split, SPLITS)
+    root = Path(folder).expanduser()
+    written = []
+    for name in names:
+        for split in splits:
+            df = _from_hub(name, split)
+            target = root / name / f"{split}.jsonl"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                for record in df.to_dict("records"):
+                    record["answer"] = int(record["answer"])
+                    record["choices"] = list(record["choices"])
+                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            os.replace(tmp, target)
+            logger.info("Wrote %s (%d questions)", target, len(df))
+            written.append(target)
+    return written
 
 
 # ----------------------------------------------------------------------------
@@ -194,11 +270,7 @@ def load_sciq(split="train", data_dir=None):
     """
     _check_option("split", split, SPLITS)
 
-    def hub():
-        rows = _hub_load("allenai/sciq", None, split)
-        return _hub_frame(_normalise_sciq(rows, split), f"allenai/sciq[{split}]")
-
-    return _load_local_or_hub("sciq", split, data_dir, hub)
+    return _load_local_or_hub("sciq", split, data_dir)
 
 
 def load_quartz(split="train", data_dir=None):
@@ -222,11 +294,7 @@ def load_quartz(split="train", data_dir=None):
     """
     _check_option("split", split, SPLITS)
 
-    def hub():
-        rows = _hub_load("allenai/quartz", None, split)
-        return _hub_frame(_normalise_labelled(rows, "para"), f"allenai/quartz[{split}]")
-
-    return _load_local_or_hub("quartz", split, data_dir, hub)
+    return _load_local_or_hub("quartz", split, data_dir)
 
 
 def load_arc(subset="easy", split="train", data_dir=None):
@@ -253,13 +321,7 @@ def load_arc(subset="easy", split="train", data_dir=None):
     """
     _check_option("subset", subset, tuple(_ARC_SUBSETS))
     _check_option("split", split, SPLITS)
-    config = _ARC_SUBSETS[subset]
-
-    def hub():
-        rows = _hub_load("allenai/ai2_arc", config, split)
-        return _hub_frame(_normalise_labelled(rows, None), f"allenai/ai2_arc/{config}[{split}]")
-
-    return _load_local_or_hub(f"arc_{subset}", split, data_dir, hub)
+    return _load_local_or_hub(f"arc_{subset}", split, data_dir)
 
 
 def load_arc_metadata(data_dir=None, *, subset="easy"):
@@ -338,7 +400,8 @@ def load_dataset(name, split="train", data_dir=None):
     return DATASETS[name](split=split, data_dir=data_dir)
 
 
-def load_table(source, *, task="multiple_choice", columns=None, split=None, name=None, choices_sep="|"):
+def load_table(source, *, task="multiple_choice", columns=None, split=None, name=None,
+               choices_sep="|", answer_format=None):
     """Load your own questions (a file, a ``datasets`` directory or a Hub dataset) by column.
 
     Parameters
@@ -370,6 +433,10 @@ def load_table(source, *, task="multiple_choice", columns=None, split=None, name
         The configuration name of a Hub dataset (``datasets.load_dataset(source, name)``).
     choices_sep : str, default="|"
         The separator of options written in one text cell (``"red | green | blue"``).
+    answer_format : {"index", "letter", "text"} or None, default=None
+        How the ``answer`` column is written: a 0-based index, a capital letter (``A`` = 0, or
+        the choice's label where the choices carry labels) or the correct choice's text. None
+        infers it per row and refuses a row where two readings name different choices.
 
     Returns
     -------
@@ -399,7 +466,9 @@ def load_table(source, *, task="multiple_choice", columns=None, split=None, name
     with labels (ARC's ``answerKey``); an int (or a float with an integral value) is a 0-based
     index; a string equal to one choice's text is that choice; a string of digits is a 0-based
     index; a single capital letter is a position (``A`` = 0). A string that is both one
-    choice's text and the index of another (numeric options) is refused as ambiguous.
+    choice's text and the index or letter of another is refused as ambiguous: ``"2"`` among the
+    options ``1, 2, 3``, or ``"C"`` among ``C, NO2, O2, CO`` (ARC-Challenge ``Mercury_402547``,
+    whose key ``C`` means the third option). ``answer_format`` settles it for every row.
 
     A binary ``label`` is an int, a bool or a string of digits (CSV).
 
@@ -411,6 +480,8 @@ def load_table(source, *, task="multiple_choice", columns=None, split=None, name
     >>> X, y = to_multiple_choice(df)                                 # doctest: +SKIP
     """
     _check_option("task", task, tuple(_tables.ROLES))
+    if answer_format is not None:
+        _check_option("answer_format", answer_format, _tables.ANSWER_FORMATS)
     if not isinstance(choices_sep, str) or not choices_sep:
         raise ValueError(f"The 'choices_sep' parameter must be a non-empty string. Got {choices_sep!r} instead.")
     mapping = _tables.check_columns(columns, task)
@@ -418,7 +489,7 @@ def load_table(source, *, task="multiple_choice", columns=None, split=None, name
     where = str(source) if isinstance(source, (str, os.PathLike)) else "the table"
     return _tables.to_frame(
         rows, present, mapping, task=task, choices_sep=choices_sep, id_prefix=label,
-        source=where, given=set(columns or ()),
+        source=where, given=set(columns or ()), answer_format=answer_format,
     )
 
 

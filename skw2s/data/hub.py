@@ -2,17 +2,78 @@
 :mod:`skw2s.datasets` (which loads them when no offline data directory is set)."""
 
 import hashlib
+import logging
+import os
 
 from .tables import check_record, frame
 
+logger = logging.getLogger(__name__)
+
+OFFLINE_ROUTES = (
+    "Give the offline copy instead: --data-dir PATH (or the SKW2S_DATA_DIR environment "
+    "variable), a folder that 'skw2s download-data PATH' writes on a machine with network."
+)
+
+
+class HubUnavailableError(FileNotFoundError):
+    """A built-in dataset could be read neither from an offline folder nor from the Hub."""
+
+
+def _offline_variable():
+    for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
+        if os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+            return name
+    return None
+
+
+def _unreachable(timeout=5.0):
+    """Why the Hub cannot be reached (one request, no retries), or None when it can."""
+    import urllib.error
+    import urllib.request
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    try:
+        urllib.request.urlopen(endpoint, timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return None  # it answered
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{endpoint} could not be reached ({reason})"
+    return None
+
 
 def hub_load(path, name, split):
-    """One split of a Hub dataset (``name``: its configuration, or None)."""
+    """One split of a Hub dataset (``name``: its configuration, or None).
+
+    Fails at once, with one line naming the offline routes, when ``HF_HUB_OFFLINE`` (or
+    ``HF_DATASETS_OFFLINE``) is set and neither the local Hugging Face cache nor a local folder
+    named ``path`` holds the dataset, or when the Hub cannot be reached; ``datasets`` would
+    otherwise retry for about 20 s and end in a bare ``ConnectionError``.
+    """
     import datasets  # imported lazily: only the hub path needs it
 
-    if name is None:
-        return datasets.load_dataset(path, split=split)
-    return datasets.load_dataset(path, name, split=split)
+    what = path if name is None else f"{path} ({name})"
+    local = os.path.isdir(path)  # datasets reads a folder of that name first
+    offline = _offline_variable()
+    if not local and not offline:
+        reason = _unreachable()
+        if reason is not None:
+            raise HubUnavailableError(
+                f"No offline data directory is set, and {what} cannot be read from the Hugging "
+                f"Face Hub: {reason}. {OFFLINE_ROUTES}"
+            )
+    logger.info("Reading %s [%s] with datasets.load_dataset%s", what, split,
+                " (offline: the local cache only)" if offline and not local else "")
+    args = (path,) if name is None else (path, name)
+    try:
+        return datasets.load_dataset(*args, split=split)
+    except Exception as exc:  # noqa: BLE001 - offline, any failure means: not in the cache
+        if not offline or local:
+            raise
+        raise HubUnavailableError(
+            f"No offline data directory is set, and {what} is not in the local Hugging Face "
+            f"cache ({offline} is set, so the Hub is not asked). {OFFLINE_ROUTES}"
+        ) from exc
 
 
 def _sciq_answer_position(row_id, n_choices):

@@ -334,8 +334,48 @@ def _choices(value, sep, where):
     return value, labels
 
 
-def _answer(value, choices, labels, where):
-    """Index of the correct choice from an int index, a label, the choice's text or a letter."""
+ANSWER_FORMATS = ("index", "letter", "text")
+
+
+def _answer_as(fmt, value, choices, labels, where):
+    """The index of the correct choice when the mapping says how the answer is written."""
+    key = str(value).strip() if isinstance(value, str) else value
+    if fmt == "text":
+        if not isinstance(key, str) or key not in choices:
+            raise ValueError(
+                f"{where}: answer {value!r} is not the text of one of the choices {choices} "
+                "(answer_format: text)."
+            )
+        return choices.index(key)
+    if fmt == "letter":
+        if isinstance(key, str) and labels is not None and key in labels:
+            return labels.index(key)
+        if not isinstance(key, str) or len(key) != 1 or key not in _LETTERS:
+            raise ValueError(
+                f"{where}: answer {value!r} is not a capital letter A-Z (answer_format: letter)."
+            )
+        index = _LETTERS.index(key)
+    else:  # index
+        if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+            index = int(key)
+        elif isinstance(key, float) and key.is_integer():
+            index = int(key)
+        elif isinstance(key, str) and key.lstrip("-").isdigit():
+            index = int(key)
+        else:
+            raise ValueError(
+                f"{where}: answer {value!r} is not a 0-based index (answer_format: index)."
+            )
+    if not 0 <= index < len(choices):
+        raise ValueError(f"{where}: answer {value!r} is out of range for {len(choices)} choices.")
+    return index
+
+
+def _answer(value, choices, labels, where, fmt=None):
+    """Index of the correct choice from an int index, a label, the choice's text or a letter;
+    ``fmt`` (``answer_format``) fixes which of the three the answers are."""
+    if fmt is not None:
+        return _answer_as(fmt, value, choices, labels, where)
     if isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{where}: 'answer' must be an index, a choice's text or a letter; got {value!r}.")
     if isinstance(value, (int, np.integer)):
@@ -347,18 +387,21 @@ def _answer(value, choices, labels, where):
         if labels is not None and key in labels:
             return labels.index(key)
         as_int = int(key) if key.lstrip("-").isdigit() else None
+        as_letter = _LETTERS.index(key) if len(key) == 1 and key in _LETTERS else None
         if key in choices:
-            if as_int is not None and as_int != choices.index(key) and 0 <= as_int < len(choices):
+            other, kind = (as_int, "index") if as_int is not None else (as_letter, "letter")
+            if other is not None and other != choices.index(key) and 0 <= other < len(choices):
                 raise ValueError(
                     f"{where}: answer {value!r} is both the text of choice {choices.index(key)} and "
-                    f"the index of choice {as_int}. Write the answer as the choice's text in a "
-                    "column whose choices are not numbers, or as a JSON int."
+                    f"the {kind} of choice {other}. Say which the answers are with "
+                    "answer_format: index, letter or text (load_table(answer_format=...), or "
+                    "dataset.answer_format in a config)."
                 )
             return choices.index(key)
         if as_int is not None:
             index = as_int
-        elif len(key) == 1 and key in _LETTERS:
-            index = _LETTERS.index(key)
+        elif as_letter is not None:
+            index = as_letter
         else:
             raise ValueError(
                 f"{where}: answer {value!r} is not an index, a letter or one of the choices {choices}."
@@ -385,7 +428,8 @@ def _label(value, where):
 # ----------------------------------------------------------------------------
 # Mapping rows onto the schema
 # ----------------------------------------------------------------------------
-def to_frame(rows, columns_present, mapping, *, task, choices_sep, id_prefix, source, given=()):
+def to_frame(rows, columns_present, mapping, *, task, choices_sep, id_prefix, source, given=(),
+             answer_format=None):
     """The shared-schema frame (multiple choice) or ``id, text, label`` frame (binary).
 
     ``given`` names the roles the user mapped: an optional role (``id``, ``support``) that was
@@ -432,7 +476,7 @@ def to_frame(rows, columns_present, mapping, *, task, choices_sep, id_prefix, so
             "id": row_id,
             "question": _text(get("question"), "question", where),
             "choices": choices,
-            "answer": _answer(get("answer"), choices, labels, where),
+            "answer": _answer(get("answer"), choices, labels, where, answer_format),
             "support": "" if _missing(support) else _text(support, "support", where),
         }
         check_record(record, where)

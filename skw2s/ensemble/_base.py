@@ -61,7 +61,23 @@ from ..exceptions import DivergenceError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BaseWeakEnsemble"]
+__all__ = ["BaseWeakEnsemble", "FirstLearnerError"]
+
+PARAMETER_HINT = "(estimator__n_epochs, estimator__lr)"
+
+
+class FirstLearnerError(ValueError):
+    """The first weak learner is too weak for boosting to start. The message ends with the
+    parameters to change, by their Python names (:data:`PARAMETER_HINT`); a pipeline records
+    which weak side failed in ``weak_side``, and a config run names its keys instead."""
+
+    weak_side = None
+
+    def for_config(self, section):
+        """The message with the config keys of ``section`` (``weak``, ``controls.NAME.weak``)
+        in place of the Python names."""
+        keys = f"(in the config: {section}.n_epochs, {section}.lr)"
+        return str(self).replace(PARAMETER_HINT, keys)
 
 ROUNDS_NAMESPACE = "rounds-v2"
 """Store namespace of boosting rounds (the key layout of this version; older entries are never
@@ -155,7 +171,8 @@ class BaseWeakEnsemble(BaseEstimator):
         return (
             f"The first weak learner of {type(self).__name__} has a weighted error of "
             f"{step.error:.4f} ({step.stop_reason}): it is no better than the rule allows, and "
-            "the ensemble cannot be fit. Train the learner longer or with another learning rate."
+            "the ensemble cannot be fit. Train the learner longer or with another learning rate "
+            f"{PARAMETER_HINT}."
         )
 
     def _learned(self):
@@ -226,7 +243,7 @@ class BaseWeakEnsemble(BaseEstimator):
             self._log_round(record)
             if step.alpha is None:
                 if not kept:
-                    raise ValueError(self._first_round_error(step, context))
+                    raise FirstLearnerError(self._first_round_error(step, context))
                 stop_reason = step.stop_reason
                 break
             kept.append(self._accept(entry["learner"], t, kept, context))

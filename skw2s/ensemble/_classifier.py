@@ -29,7 +29,7 @@ from .._infra.validation import (
     check_text_input,
     take_rows,
 )
-from ._base import BaseWeakEnsemble
+from ._base import PARAMETER_HINT, BaseWeakEnsemble
 
 __all__ = ["BaseClassifierEnsemble"]
 
@@ -160,7 +160,8 @@ class BaseClassifierEnsemble(ClassifierMixin, BaseWeakEnsemble):
         return (
             f"The first weak learner of {type(self).__name__} has a weighted error of "
             f"{step.error:.4f} >= 1/2 ({step.stop_reason}): it is no better than chance and the "
-            "ensemble cannot be fit. Train the learner longer or with another learning rate."
+            "ensemble cannot be fit. Train the learner longer or with another learning rate "
+            f"{PARAMETER_HINT}."
         )
 
     def _resample(self, rng, D, y_enc):

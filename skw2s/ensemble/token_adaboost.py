@@ -17,7 +17,7 @@ from ..core.token_weights import (
     weighted_error,
 )
 from .._infra.validation import Interval, StrOptions
-from ._base import BaseWeakEnsemble
+from ._base import PARAMETER_HINT, BaseWeakEnsemble
 from ._generator import BaseGeneratorEnsemble
 
 __all__ = ["TokenAdaBoostGenerator"]
@@ -203,7 +203,7 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
             f"The first weak expert's token error ({step.error:.4f}) is not below the "
             f"pre-trained model's error eps_pre ({context.eps_pre:.4f}), so boosting cannot "
             "start. Train the weak learner longer or with a larger learning rate "
-            "(estimator__n_epochs, estimator__lr)."
+            f"{PARAMETER_HINT}."
         )
 
     def _finish(self, data, context, weights):

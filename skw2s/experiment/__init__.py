@@ -19,11 +19,13 @@ from ._config import (
     REQUIRED,
     ConfigError,
     Key,
+    apply_overrides,
     config_keys_markdown,
     config_keys_text,
     load_config,
 )
 from ._data import load_task_data
+from ._plan import estimate_training_flops, plan_text
 from ._runner import ResultsNotSaved, RunInterrupted, build_pipeline, run_config
 
 __all__ = [
@@ -34,10 +36,13 @@ __all__ = [
     "Key",
     "ResultsNotSaved",
     "RunInterrupted",
+    "apply_overrides",
     "build_pipeline",
     "config_keys_markdown",
     "config_keys_text",
+    "estimate_training_flops",
     "load_config",
     "load_task_data",
+    "plan_text",
     "run_config",
 ]

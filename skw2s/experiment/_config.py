@@ -9,13 +9,14 @@ structure; the values of estimator parameters are checked by the estimators when
 from __future__ import annotations
 
 import copy
+import re
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "CONFIG_KEYS", "ConfigError", "DEMO_CONFIG", "REQUIRED", "config_keys_markdown", "config_keys_text",
-    "load_config",
+    "CONFIG_KEYS", "ConfigError", "DEMO_CONFIG", "REQUIRED", "apply_overrides",
+    "config_keys_markdown", "config_keys_text", "load_config",
 ]
 
 
@@ -58,7 +59,10 @@ CONFIG_KEYS = (
         "save_to_disk directory, or a Hugging Face Hub name), columns (role -> column name; "
         "multiple_choice: question, choices, answer, optional id and support; binary: text, "
         "label, optional id), split (of a datasets directory or Hub dataset), name (a Hub "
-        "configuration) and choices_sep (separator of options in one text cell, default |). "
+        "configuration), choices_sep (separator of options in one text cell, default |), "
+        "answer_format (index, letter or text: how the answer column is written; default: "
+        "inferred, ambiguous rows refused) and test_path (your own test questions, read with "
+        "the same columns; test_split names its split when it is a directory or Hub name). "
         "See skw2s.datasets.load_table."),
     Key("data_dir", "str or null", None,
         "Folder holding sciq/, quartz/, arc_easy/ for the built-in datasets. Default: "
@@ -113,13 +117,15 @@ CONFIG_KEYS = (
     Key("label_fraction", "float or null", None,
         "Keep only this fraction of each weak side's most confident pseudo-labels for its "
         "students; the report gives the kept labels' accuracy."),
-    Key("test_split", "train | validation | test or null", None,
-        "Score on this split of the built-in dataset (e.g. test, the official test split) "
-        "instead of holding out test_size of the hard side. With split_kind easy_hard, the "
-        "test questions are rated by the pool's difficulty rule, and those above its threshold "
-        "are the hard test, the others the easy (in-distribution) one."),
+    Key("test_split", "str or null", None,
+        "Score on this split of the built-in dataset (train, validation or test: e.g. test, the "
+        "official test split), or of your own dataset.test_path (or dataset.path when that is "
+        "a directory or Hub name), instead of holding out test_size of the hard side. With "
+        "split_kind easy_hard, the test questions are rated by the pool's difficulty rule, and "
+        "those above its threshold are the hard test, the others the easy (in-distribution) "
+        "one."),
     Key("n_test", "int or null", None,
-        "With test_split: a random subset of this many test questions (drawn with data_seed); "
+        "With test_split or dataset.test_path: a random subset of this many test questions (drawn with data_seed); "
         "null keeps them all."),
     Key("baseline", "bool", True, "Also train the student on the first weak learner's labels."),
     Key("ceiling", "bool", True, "Also train the strong model on the gold labels."),
@@ -135,7 +141,7 @@ SPLITS = ("train", "validation", "test")
 SPLIT_KINDS = ("random", "easy_hard")
 OPTION_FORMATS = ("cloze", "lettered")
 DIFFICULTY_KEYS = ("n_splits", "easy_fraction", "estimator", "precomputed", "n_jobs")
-DATASET_KEYS = ("path", "columns", "split", "name", "choices_sep")
+DATASET_KEYS = ("path", "columns", "split", "name", "choices_sep", "answer_format", "test_path")
 
 DEMO_CONFIG = {
     "name": "demo-sciq-binary",
@@ -294,8 +300,13 @@ def _check_dataset(config, raw):
     _check_keys("'dataset'", dataset, DATASET_KEYS)
     if not isinstance(dataset.get("path"), str) or not dataset["path"]:
         raise ConfigError(f"'dataset.path' must be a file, a directory or a Hub name; got {dataset.get('path')!r}.")
-    for key in ("split", "name"):
-        _check_optional(f"dataset.{key}", dataset.get(key), lambda v: isinstance(v, str), "a string")
+    for key in ("split", "name", "test_path"):
+        _check_optional(f"dataset.{key}", dataset.get(key), lambda v: isinstance(v, str) and v,
+                        "a non-empty string")
+    if dataset.get("answer_format") is not None:
+        from .._tables import ANSWER_FORMATS
+
+        _check_choice("dataset.answer_format", dataset["answer_format"], ANSWER_FORMATS)
     sep = dataset.get("choices_sep", "|")
     if not isinstance(sep, str) or not sep:
         raise ConfigError(f"'dataset.choices_sep' must be a non-empty string; {_got(sep)}.")
@@ -307,6 +318,29 @@ def _check_dataset(config, raw):
         raise ConfigError(f"'dataset.columns': {exc}") from None
     if "split" in raw:
         raise ConfigError("'split' applies to the built-in datasets; put split inside the dataset mapping.")
+
+
+def _check_test_split(config):
+    test_split, dataset = config["test_split"], config["dataset"]
+    if isinstance(dataset, str):
+        if test_split is None:
+            return
+        _check_choice("test_split", test_split, SPLITS)
+        if test_split == config["split"]:
+            raise ConfigError(f"'test_split' must differ from 'split' ({config['split']!r}): the "
+                              "test questions would be in the pool.")
+        return
+    _check_optional("test_split", test_split, lambda v: isinstance(v, str) and v,
+                    "a non-empty string")
+    if dataset.get("test_path") in (None, dataset["path"]) and test_split is not None:
+        pool_split = dataset.get("split") or "train"
+        if test_split == pool_split:
+            raise ConfigError(f"'test_split' must differ from the pool's split ({pool_split!r}) of "
+                              f"{dataset['path']}: the test questions would be in the pool.")
+    if dataset.get("test_path") is not None and dataset["test_path"] == dataset["path"] \
+            and test_split is None:
+        raise ConfigError("'dataset.test_path' is dataset.path: the test questions would be the "
+                          "pool. Name another file, or a test_split of that directory.")
 
 
 def _check_difficulty(config, learner_params):
@@ -443,7 +477,54 @@ def _read_yaml(path):
     return raw
 
 
-def load_config(source) -> dict:
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def apply_overrides(raw, overrides):
+    """Set ``KEY=VALUE`` overrides (``skw2s run --set``) in a raw config, in place.
+
+    Parameters
+    ----------
+    raw : dict
+        The config as read, before validation.
+    overrides : list of str
+        ``"key=value"`` items. A dotted key reaches into a section (``weak.lr=1e-3``; a section
+        that is missing or null becomes a mapping); the value is parsed as YAML, so ``3`` is an
+        int, ``[0, 1]`` a list, ``null`` None and ``true`` a bool.
+
+    Raises
+    ------
+    ConfigError
+        For an item without ``=`` or with an empty key part, a value that is not YAML, or a key
+        that reaches into a value that is not a mapping.
+    """
+    import yaml
+
+    for item in overrides:
+        key, sep, text = str(item).partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, such as weak.lr=1e-3.")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not YAML ({exc}).") from None
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        node = raw
+        for depth, part in enumerate(parts[:-1]):
+            if node.get(part) is None:
+                node[part] = {}
+            if not isinstance(node[part], dict):
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"--set {item!r}: '{where}' is {node[part]!r}, not a mapping, so "
+                                  f"it has no key {parts[depth + 1]!r}.")
+            node = node[part]
+        node[parts[-1]] = value
+    return raw
+
+
+def load_config(source, overrides=()) -> dict:
     """Read and validate an experiment config.
 
     Parameters
@@ -451,6 +532,9 @@ def load_config(source) -> dict:
     source : str, path-like or dict
         A YAML file, or the config as a dict (not modified). The keys are those of
         :data:`CONFIG_KEYS`; ``task``, ``dataset``, ``weak`` and ``strong`` are required.
+    overrides : list of str, default=()
+        ``KEY=VALUE`` items set over the config before it is checked (dotted keys, YAML
+        values; see :func:`apply_overrides`), as ``skw2s run --set`` does.
 
     Returns
     -------
@@ -472,6 +556,7 @@ def load_config(source) -> dict:
     else:
         raw = _read_yaml(source)
         raw.setdefault("name", Path(source).stem)
+    apply_overrides(raw, overrides)
     _check_keys("the config", raw, KEYS)
     missing = [k.name for k in CONFIG_KEYS if k.default is REQUIRED and k.name not in raw]
     if missing:
@@ -515,14 +600,7 @@ def load_config(source) -> dict:
         if losses is not None and (not isinstance(losses, list) or not losses
                                    or not all(isinstance(v, str) for v in losses)):
             raise ConfigError(f"'{name}' must be a non-empty list of loss names or null; {_got(losses)}.")
-    if config["test_split"] is not None:
-        _check_choice("test_split", config["test_split"], SPLITS)
-        if not isinstance(config["dataset"], str):
-            raise ConfigError("'test_split' names a split of a built-in dataset; for your own data, "
-                              "hold out test_size of the hard side.")
-        if config["test_split"] == config["split"]:
-            raise ConfigError(f"'test_split' must differ from 'split' ({config['split']!r}): the test "
-                              "questions would be in the pool.")
+    _check_test_split(config)
     _check_optional("n_test", config["n_test"], lambda v: _is_int(v) and v >= 1, "an int >= 1")
     _check_difficulty(config, learner_params)
     _check_model_specs(config)

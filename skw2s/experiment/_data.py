@@ -50,7 +50,8 @@ def load_task_data(config, data_dir=None, *, with_test=False):
     data_dir : str, path-like or None, default=None
         The offline data folder for the built-in datasets; overrides the config's
         ``data_dir``, and :func:`skw2s.datasets.resolve_data_dir` falls back to
-        ``SKW2S_DATA_DIR``. Not needed for a ``dataset`` mapping (your own data).
+        ``SKW2S_DATA_DIR``; with neither, the built-in datasets are read from the Hugging Face
+        Hub. Not needed for a ``dataset`` mapping (your own data).
 
     with_test : bool, default=False
         Return a dict instead, with the test set of ``test_split`` as well (see below).
@@ -64,8 +65,9 @@ def load_task_data(config, data_dir=None, *, with_test=False):
     ids : list of str
         The question ids, row for row.
     data : dict
-        With ``with_test``: ``X``, ``y``, ``ids`` and, when the config has a ``test_split``,
-        ``X_test``, ``y_test``, ``test_ids`` and (ARC with a grade difficulty) ``grade_of``,
+        With ``with_test``: ``X``, ``y``, ``ids`` and, when the config has a ``test_split`` or
+        a ``dataset.test_path``, ``X_test``, ``y_test``, ``test_ids`` and (ARC with a grade
+        difficulty) ``grade_of``,
         a callable from generation input to grades.
 
     Raises
@@ -78,14 +80,18 @@ def load_task_data(config, data_dir=None, *, with_test=False):
     from ..data.datasets import load_dataset, load_table, resolve_data_dir
 
     dataset = config["dataset"]
+    root = None
     if isinstance(dataset, dict):
-        df = load_table(
-            dataset["path"], task=config["task"], columns=dataset.get("columns"),
-            split=dataset.get("split"), name=dataset.get("name"),
-            choices_sep=dataset.get("choices_sep", "|"),
-        )
+        def own(path, split):
+            return load_table(
+                path, task=config["task"], columns=dataset.get("columns"), split=split,
+                name=dataset.get("name"), choices_sep=dataset.get("choices_sep", "|"),
+                answer_format=dataset.get("answer_format"),
+            )
+
+        df = own(dataset["path"], dataset.get("split"))
     else:
-        root = resolve_data_dir(data_dir or config["data_dir"])
+        root = resolve_data_dir(data_dir or config["data_dir"], required=False)
         df = load_dataset(dataset, split=config["split"], data_dir=root)
     df = _subset(df, config["n_examples"], config["data_seed"])
     ids = df["id"].tolist()
@@ -93,9 +99,12 @@ def load_task_data(config, data_dir=None, *, with_test=False):
     if not with_test:
         return X, y, ids
     data = {"X": X, "y": y, "ids": ids}
-    if config.get("test_split") is None:
+    if isinstance(dataset, dict) and (dataset.get("test_path") or config.get("test_split")):
+        test_df = own(dataset.get("test_path") or dataset["path"], config.get("test_split"))
+    elif isinstance(dataset, str) and config.get("test_split") is not None:
+        test_df = load_dataset(dataset, split=config["test_split"], data_dir=root)
+    else:
         return data
-    test_df = load_dataset(dataset, split=config["test_split"], data_dir=root)
     test_df = _subset(test_df, config.get("n_test"), config["data_seed"])
     data["X_test"], data["y_test"] = _to_task(config, test_df)
     data["test_ids"] = test_df["id"].tolist()

@@ -10,6 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from ..ensemble._base import FirstLearnerError
 from ._config import _estimator_classes
 from ._data import load_task_data
 
@@ -169,7 +170,12 @@ def _training_totals(stages):
 def _run_seed(config, pipe, data, seed, target):
     start, cpu_start = time.perf_counter(), time.process_time()
     X, y = data["X"], data["y"]
-    pipe.fit(X, y, X_test=data.get("X_test"), y_test=data.get("y_test"))
+    try:
+        pipe.fit(X, y, X_test=data.get("X_test"), y_test=data.get("y_test"))
+    except FirstLearnerError as exc:  # name the config keys, not the Python parameters
+        side = exc.weak_side or "ours"
+        section = "weak" if side == "ours" else f"controls.{side}.weak"
+        raise ValueError(exc.for_config(section)) from exc
     weak = pipe.weak_
     record = {
         "name": config["name"],

@@ -84,8 +84,8 @@ def test_set_label(test, config):
 
     The pipeline calls its test sets ``"hard"`` and ``"easy"`` whatever the split. Only an
     easy-hard split makes them hard and easy questions: with a random split and an external
-    test split (``test_split``), ``"hard"`` scores all of its questions; without one, random
-    held-out rows of the student's half.
+    test split (``test_split``, or your own ``dataset.test_path``), ``"hard"`` scores all of its
+    questions; without one, random held-out rows of the student's half.
 
     Parameters
     ----------
@@ -108,7 +108,9 @@ def test_set_label(test, config):
     if kind is None:
         return test
     if test == "hard":
-        return "all" if config.get("test_split") else "student-side"
+        dataset = config.get("dataset")
+        own_test = isinstance(dataset, dict) and dataset.get("test_path")
+        return "all" if config.get("test_split") or own_test else "student-side"
     return {"easy": "weak-side"}.get(test, test)
 
 
@@ -729,5 +731,5 @@ def write_report(run_dirs, out_dir):
         if len(table):
             table.to_csv(out_dir / f"{name}.csv", index=False)
             (out_dir / f"{name}.md").write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
-    logger.info("Wrote %s/results.csv, summary.md and results.png", out_dir)
+    logger.debug("Wrote %s/results.csv, summary.md and results.png", out_dir)
     return summary

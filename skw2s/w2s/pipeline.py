@@ -56,6 +56,7 @@ from .._infra.validation import (
     validate_params,
 )
 from .difficulty import DifficultySplitter
+from ..ensemble._base import FirstLearnerError
 from ..exceptions import DivergenceError
 
 logger = logging.getLogger(__name__)
@@ -551,8 +552,14 @@ class WeakToStrongPipeline(BaseEstimator):
             weak_key = fingerprint(*with_checkpoints(
                 (keys["split"], "weak", seeds["weak"], type(estimator).__name__,
                  _verbose_free(estimator)), estimator))
-            fitted[name] = stage(f"weak[{name}]", weak_key, lambda e=estimator: self._weak_estimator(
-                e, seeds["weak"]).fit(X_easy, y_easy), lambda v, e=estimator: _check_fitted(v, e))
+            try:
+                fitted[name] = stage(
+                    f"weak[{name}]", weak_key,
+                    lambda e=estimator: self._weak_estimator(e, seeds["weak"]).fit(X_easy, y_easy),
+                    lambda v, e=estimator: _check_fitted(v, e))
+            except FirstLearnerError as exc:
+                exc.weak_side = name  # which side, for the config keys of its hint
+                raise
             labels_key = fingerprint(weak_key, "labels", self.soft_labels, self.label_fraction)
             labels[name] = stage(f"labels[{name}]", labels_key,
                                  lambda n=name: self._labels(fitted[n], X_hard),
