@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from sklearn.dummy import DummyClassifier
 
-from skw2s import _cache
+from skw2s._infra import cache as _cache
 from skw2s._infra.cache import Store
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -628,7 +628,7 @@ def test_boosting_that_cannot_start_names_the_config_keys(tiny_lm, tmp_path, cap
 
 
 def test_estimated_flops_follow_the_counting_rule(tiny_lm, tmp_path):
-    from skw2s._efficiency import useful_flops
+    from skw2s.hf.efficiency import useful_flops
     from skw2s.experiment import estimate_training_flops
 
     columns = {"question": "prompt", "choices": ["A", "B", "C"], "answer": "key"}
@@ -646,7 +646,7 @@ def test_estimated_flops_follow_the_counting_rule(tiny_lm, tmp_path):
     # the weak side: 2 rounds x 3 epochs on the 6 easy rows; the ceiling: 1 epoch on 6 - 2 rows
     assert flops["weak[ours]"] / flops["ceiling"] == pytest.approx(2 * 3 * 6 / 4)
     from skw2s.hf.models import load_causal_lm, load_tokenizer
-    from skw2s._efficiency import parameter_counts
+    from skw2s.hf.efficiency import parameter_counts
 
     model, tokenizer = load_causal_lm(tiny_lm, device="cpu")[0], load_tokenizer(tiny_lm)
     counts = parameter_counts(model, model.get_output_embeddings())
