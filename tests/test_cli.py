@@ -346,13 +346,22 @@ def test_run_errors_are_one_line_with_status_2_and_leave_no_config_json(tiny_lm,
 def test_help_lists_every_config_key_without_rst(capsys):
     from skw2s.experiment import CONFIG_KEYS
 
-    for argv in (["--help"], ["run", "--help"]):
-        with pytest.raises(SystemExit):
-            main(argv)
-        out = capsys.readouterr().out
-        for key in CONFIG_KEYS:
-            assert f"  {key.name}: {key.type}" in out
-        assert "``" not in out and ":class:" not in out and ":func:" not in out
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    for key in CONFIG_KEYS:
+        assert f"  {key.name}: {key.type}" in out
+    assert "``" not in out and ":class:" not in out and ":func:" not in out
+
+
+def test_top_level_help_is_short_and_names_the_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) <= 30
+    for command in ("run", "demo", "report", "download-data"):
+        assert f"    {command}" in out
+    assert "``" not in out and ":class:" not in out
 
 
 def test_docs_config_table_is_generated_from_the_schema():

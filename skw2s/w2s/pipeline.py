@@ -323,11 +323,14 @@ class WeakToStrongPipeline(BaseEstimator):
         sides.append(("strong", self.strong))
         if isinstance(self.splitter, DifficultySplitter) and self.splitter.estimator is not None:
             sides.append(("splitter estimator", self.splitter.estimator))
+        def ours(part):  # scikit-learn's own estimators check their constraints in their fit
+            return (hasattr(part, "_parameter_constraints")
+                    and type(part).__module__.split(".")[0] == "skw2s")
+
         for label, est in sides:
-            nested = [value for value in est.get_params(deep=True).values()
-                      if hasattr(value, "_parameter_constraints")]
+            nested = [value for value in est.get_params(deep=True).values() if ours(value)]
             for part in [est, *nested]:
-                if hasattr(part, "_parameter_constraints"):
+                if ours(part):
                     try:
                         validate_params(part)
                     except ValueError as exc:
