@@ -19,7 +19,9 @@
   first round, a stop later), ``stop_reason == "perfect"`` keeps it and stops;
 - ``history_``, logging and the progress bar; the fitted arrays, cut to the kept rounds;
 - ``combine="learned"``: a held-out part of the training data, and mixture weights fitted on
-  it (:func:`skw2s._weights.fit_mixture_weights`) after boosting.
+  it (:func:`skw2s._weights.fit_mixture_weights`) after boosting;
+- ``combine="router"``: the same held-out part, and a gate fitted on it after boosting
+  (``_fit_gate``) that gives every question its own expert weights.
 
 **Where a new boosting variant goes.** A subclass of :class:`BaseClassifierEnsemble` or
 :class:`BaseGeneratorEnsemble` (which add the data checks, the draws and the predictions of
@@ -88,7 +90,9 @@ class BaseWeakEnsemble(BaseEstimator):
     - ``_round_record(entry, data, context)``: extra ``history_`` fields of a round;
     - ``_finish(data, context, weights)``: extra fitted attributes;
     - ``_likelihoods(learners, data)``: the probability of each held-out gold label under
-      each learner, for ``combine="learned"``.
+      each learner, for ``combine="learned"`` and ``"router"``;
+    - ``_fit_gate(learners, data)``: the fitted gate of ``combine="router"`` (classifier
+      ensembles only).
     """
 
     _memory_exclude = frozenset({"estimator", "n_estimators", "memory", "verbose"})
@@ -134,6 +138,15 @@ class BaseWeakEnsemble(BaseEstimator):
     def _learned(self):
         return getattr(self, "combine", None) == "learned"
 
+    def _holds_out(self):
+        """Whether the combination is fitted on held-out rows (``"learned"``, ``"router"``)."""
+        return getattr(self, "combine", None) in ("learned", "router")
+
+    def _per_question(self):
+        """Whether every question gets its own expert weights (``"confidence"``,
+        ``"router"``)."""
+        return getattr(self, "combine", None) in ("confidence", "router")
+
     # -- fit ----------------------------------------------------------------------------
     def fit(self, X, y, sample_weight=None):
         """Boost at most ``n_estimators`` learners on the training data.
@@ -166,7 +179,7 @@ class BaseWeakEnsemble(BaseEstimator):
         data = self._check_data(X, y, sample_weight)
         seed = resolve_seed(self.random_state)
         holdout = None
-        if self._learned():
+        if self._holds_out():
             data, holdout = self._split_holdout(data, seed)
         store = get_store(self.memory)
         context = self._prepare(data, prototype, store)
@@ -215,8 +228,10 @@ class BaseWeakEnsemble(BaseEstimator):
         self.stop_reason_ = stop_reason
         self.history_ = history
         self._finish(data, context, weights)
-        if holdout is not None:
+        if holdout is not None and self._learned():
             self.combination_weights_ = fit_mixture_weights(self._likelihoods(kept, holdout))
+        elif holdout is not None:
+            self.gate_ = self._fit_gate(kept, holdout)
         logger.info(
             "%s: %d learner(s) kept of %d round(s) run; stop reason: %s",
             type(self).__name__, len(kept), len(history), stop_reason,
@@ -233,12 +248,13 @@ class BaseWeakEnsemble(BaseEstimator):
         return self.estimator_weights_[:k]
 
     def _split_holdout(self, data, seed):
-        """``(training part, held-out part)`` of the data for ``combine="learned"``."""
+        """``(training part, held-out part)`` of the data for ``combine="learned"`` or
+        ``"router"``."""
         n_hold = int(round(self.validation_fraction * data.n))
         if n_hold < 1 or n_hold >= data.n:
             raise ValueError(
                 f"validation_fraction={self.validation_fraction} of {data.n} training rows "
-                "leaves no held-out row (or nothing to train on) for combine='learned'."
+                f"leaves no held-out row (or nothing to train on) for combine={self.combine!r}."
             )
         order = np.random.default_rng([seed, 2**31 - 1]).permutation(data.n)
         hold, train = np.sort(order[:n_hold]), np.sort(order[n_hold:])
