@@ -172,3 +172,27 @@ def test_same_seed_same_numbers_in_a_fresh_process(tiny_lm):
     outs = [run.communicate(timeout=300)[0].split() for run in runs]
     assert [run.returncode for run in runs] == [0, 0]
     assert len(outs[0]) == 2 and outs[0] == outs[1]
+
+
+# -- the generator: per-token confidence weights ------------------------------------------------
+def test_generator_confidence_mixture_scores_choices_and_generates(tiny_lm):
+    import pandas as pd
+
+    from skw2s import LLMGenerator, UniformEnsembleGenerator
+
+    X = pd.DataFrame({"prompt": [f"Question: is {w} a gas?\nAnswer:" for w in WORDS[:6]],
+                      "choices": [["yes", "no"]] * 3 + [["yes", "no", "maybe"]] * 3})
+    y = np.array([0, 0, 0, 1, 1, 1])
+    gen = LLMGenerator(tiny_lm, mode="lora", lr=5e-2, n_epochs=1, batch_size=4, lora_r=4,
+                       device="cpu", max_length=48, max_new_tokens=3)
+    ens = UniformEnsembleGenerator(gen, n_estimators=2, combine="confidence",
+                                   random_state=0).fit(X, y)
+    proba = ens.predict_proba(X)
+    assert proba.shape == (6, 3)
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-6)
+    assert np.all(proba[:3, 2] == 0)  # two-choice rows have no third option
+    assert len(ens.generate(list(X.prompt))) == 6
+    one = UniformEnsembleGenerator(gen, n_estimators=1, combine="confidence",
+                                   random_state=0).fit(X, y)
+    np.testing.assert_allclose(one.predict_proba(X), one.estimators_[0].predict_proba(X),
+                               rtol=1e-5, atol=1e-7)

@@ -43,7 +43,7 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
     _parameter_constraints = {
         **BaseWeakEnsemble._base_constraints,
         "estimator": [HasMethods(LEARNER_PROTOCOL), NONE],
-        "combine": [StrOptions(("prob", "logit", "learned"))],
+        "combine": [StrOptions(("prob", "logit", "learned", "confidence"))],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     }
     _uses_pretrained_error = False

@@ -55,12 +55,17 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
         one named adapter (:meth:`LLMGenerator.share_base_with`).
     n_estimators : int, default=5
         Most boosting rounds; fewer when boosting stops early.
-    combine : {"prob", "logit", "learned"}, default="prob"
+    combine : {"prob", "logit", "learned", "confidence"}, default="prob"
         Mix the experts' probabilities (eq. 1) or their logits (the paper's ablation), by
         ``alpha_t``; or ``"learned"``: mix probabilities by global weights fitted on a held-out
         ``validation_fraction`` of the easy data after boosting (maximum likelihood of its gold
         answer tokens under the mixture; RAVEN's learned weights, which the EnsemW2S paper
         names as future work), stored in ``combination_weights_``; the rounds train on the rest.
+        ``"confidence"``: mix probabilities with every token step's own weights, each
+        expert's ``alpha_t`` times its confidence at that step (the probability of its own
+        most likely next token), normalised; no training. It follows Dynamic Logits Fusion's
+        per-step re-weighting (Fan et al., NeurIPS 2024) without its optimisation against a
+        larger model (:func:`skw2s._mixture.confidence_step_weights`).
     window : int, default=1
         Sliding window ``L`` of the token mistakes used by ``eps_t`` and the update (see
         :func:`skw2s._token_weights.smooth_incorrect`); 1 is the paper's default.

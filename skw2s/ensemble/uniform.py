@@ -141,10 +141,12 @@ class UniformEnsembleGenerator(BaseGeneratorEnsemble):
     bootstrap : bool, default=False
         Draw each member's training tokens with replacement (token-level bagging). ``True``
         pairs member 1 with round 1 of :class:`~skw2s.TokenAdaBoostGenerator`.
-    combine : {"prob", "logit", "learned"}, default="prob"
+    combine : {"prob", "logit", "learned", "confidence"}, default="prob"
         Mix the experts' probabilities (eq. 1) or their logits with equal weights; or
         ``"learned"``: probabilities by global weights fitted on a held-out
-        ``validation_fraction`` of the data (see :class:`~skw2s.TokenAdaBoostGenerator`).
+        ``validation_fraction`` of the data; or ``"confidence"``: probabilities weighted at
+        every token step by each expert's own confidence there (see
+        :class:`~skw2s.TokenAdaBoostGenerator`).
     validation_fraction : float, default=0.1
         Held-out share of the data with ``combine="learned"`` (unused otherwise).
     random_state : int, RandomState instance or None, default=None
