@@ -196,3 +196,30 @@ def test_generator_confidence_mixture_scores_choices_and_generates(tiny_lm):
                                    random_state=0).fit(X, y)
     np.testing.assert_allclose(one.predict_proba(X), one.estimators_[0].predict_proba(X),
                                rtol=1e-5, atol=1e-7)
+
+
+def test_generator_router_weighs_multiple_choice_questions(tiny_lm):
+    import pandas as pd
+
+    from skw2s import LLMGenerator, TokenAdaBoostGenerator
+
+    X = pd.DataFrame({"prompt": [f"Question: is {a} {b} a gas?\nAnswer:"
+                                 for a in WORDS[:4] for b in WORDS[4:7]],
+                      "choices": [["yes", "no"]] * 6 + [["yes", "no", "maybe"]] * 6})
+    y = np.array([0, 1] * 3 + [2, 1, 0] * 2)
+    gen = LLMGenerator(tiny_lm, mode="lora", lr=5e-2, n_epochs=1, batch_size=4, lora_r=4,
+                       device="cpu", max_length=48, max_new_tokens=2)
+    ens = TokenAdaBoostGenerator(gen, n_estimators=2, combine="router", validation_fraction=0.34,
+                                 random_state=0).fit(X, y)
+    T = len(ens.estimators_)
+    w = ens.question_weights(X)
+    assert w.shape == (12, T) and np.all(w >= 0)
+    np.testing.assert_allclose(w.sum(1), 1, rtol=1e-12)
+    own = np.stack([e.predict_proba(X) for e in ens.estimators_])
+    proba = ens.predict_proba(X)
+    np.testing.assert_allclose(proba, np.einsum("nt,tnk->nk", w, own), rtol=1e-5, atol=1e-8)
+    rounds = ens.round_predictions(X)
+    np.testing.assert_array_equal(rounds["staged"][-1], ens.predict(X))
+    assert len(ens.generate(list(X.prompt[:2]))) == 2  # free text: the alpha mixture
+    with pytest.raises(ValueError, match="no choices column"):
+        clone(ens).fit(list(X.prompt), ["yes"] * 12)

@@ -57,7 +57,7 @@ from .._validation import (
     spawn_seed,
     validate_params,
 )
-from .._weights import fit_mixture_weights
+from .._weights import fit_mixture_weights, router_features, router_targets
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,35 @@ __all__ = ["BaseWeakEnsemble"]
 ROUNDS_NAMESPACE = "rounds-v2"
 """Store namespace of boosting rounds (the key layout of this version; older entries are never
 read)."""
+
+
+def fit_router_gate(proba, gold):
+    """The gate of ``combine="router"``, fitted on held-out rows.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (T, m, K)
+        Each learner's probabilities of the ``K`` classes (or choices) of the held-out rows.
+    gold : ndarray of shape (m,), int
+        The gold class (or choice) of each row.
+
+    Returns
+    -------
+    gate : LogisticRegression or DummyClassifier
+        A logistic regression from :func:`skw2s._weights.router_features` to the learner that
+        gave each gold label the highest probability (:func:`skw2s._weights.router_targets`);
+        its ``classes_`` are learner indices. When every row points at one learner (one
+        learner, or one that is always best) it is a ``DummyClassifier`` that always trusts
+        that learner.
+    """
+    from sklearn.dummy import DummyClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    features = router_features(proba)
+    targets = router_targets(proba[:, np.arange(proba.shape[1]), np.asarray(gold)])
+    gate = (LogisticRegression(max_iter=1000) if len(np.unique(targets)) > 1
+            else DummyClassifier(strategy="prior"))
+    return gate.fit(features, targets)
 
 
 class BaseWeakEnsemble(BaseEstimator):
@@ -91,8 +120,8 @@ class BaseWeakEnsemble(BaseEstimator):
     - ``_finish(data, context, weights)``: extra fitted attributes;
     - ``_likelihoods(learners, data)``: the probability of each held-out gold label under
       each learner, for ``combine="learned"`` and ``"router"``;
-    - ``_fit_gate(learners, data)``: the fitted gate of ``combine="router"`` (classifier
-      ensembles only).
+    - ``_fit_gate(learners, data)``: the fitted gate of ``combine="router"``
+      (:func:`fit_router_gate` on the learners' probabilities of the held-out rows).
     """
 
     _memory_exclude = frozenset({"estimator", "n_estimators", "memory", "verbose"})

@@ -29,7 +29,7 @@ from .._validation import (
     check_text_input,
     take_rows,
 )
-from ._base import BaseWeakEnsemble
+from ._base import BaseWeakEnsemble, fit_router_gate
 
 __all__ = ["BaseClassifierEnsemble"]
 
@@ -156,19 +156,7 @@ class BaseClassifierEnsemble(ClassifierMixin, BaseWeakEnsemble):
         return {"train_accuracy": float(1.0 - np.mean(entry["incorrect"]))}
 
     def _fit_gate(self, learners, data):
-        """The gate of ``combine="router"``: a logistic regression from the learners'
-        log-odds (:func:`skw2s._weights.router_features`) to the learner that gave each
-        held-out gold label the highest probability. When every held-out row points at one
-        learner, the gate is a ``DummyClassifier`` that always trusts that learner."""
-        from sklearn.dummy import DummyClassifier
-        from sklearn.linear_model import LogisticRegression
-
-        proba = self._proba_of(learners, data.X)
-        features = _weights.router_features(proba)
-        targets = _weights.router_targets(proba[:, np.arange(data.n), data.y_enc])
-        gate = (LogisticRegression(max_iter=1000) if len(np.unique(targets)) > 1
-                else DummyClassifier(strategy="prior"))
-        return gate.fit(features, targets)
+        return fit_router_gate(self._proba_of(learners, data.X), data.y_enc)
 
     def _question_weights_of(self, proba, n_first=None):
         """Per-question weights ``(n, t)`` of the first ``t`` learners, from all learners'
