@@ -87,8 +87,8 @@ def test_check_combine_accepts_every_method_and_names_a_bad_one():
     for combine in COMBINE_METHODS:
         assert check_combine(combine) == combine
     for bad in ("mean", "Prob", "", None, 1, ("prob",)):
-        with pytest.raises(ValueError, match=r'combine must be "prob", "logit" or "confidence", got ' +
-                           re.escape(repr(bad))):
+        with pytest.raises(ValueError, match=r'combine must be "prob", "logit" or "confidence", '
+                           r"got " + re.escape(repr(bad))):
             check_combine(bad)
 
 
