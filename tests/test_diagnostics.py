@@ -90,7 +90,8 @@ def test_diagnostics_table_and_the_report_command(tmp_path, capsys):
     assert ours["student-weak agreement"].startswith(f"{np.mean(agreements):.3f} ±")
     assert ours["gold labels"] == "3"
     base = table[table.weak_side == "baseline (1 weak)"].iloc[0]
-    assert base["error kappa (weak)"] == "–" and base["student-weak agreement"] == "1.000 ± 0.000"
+    assert base["error kappa (weak)"] == "–"
+    assert base["student-weak agreement"] == "1.000 ± 0.000"
     assert main(["report", str(run)]) == 0
     out = capsys.readouterr().out
     assert "Diagnostics" in out and "error kappa (weak)" in out
