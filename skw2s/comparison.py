@@ -255,7 +255,7 @@ def diagnostics_table(directories):
     for run, record in _records(directories):
         pgr = {(r["test"], r["weak_side"], r["model"], r.get("loss")): r.get("pgr")
                for r in record["report"]}
-        gold = record.get("n_gold_labels") or 0
+        gold = {row["weak_side"]: row.get("n_gold") or 0 for row in record.get("labels") or []}
         for test, p in (record.get("predictions") or {}).items():
             y, models = np.asarray(p["y"]), {k: np.asarray(v) for k, v in p["models"].items()}
             members = {side: [np.asarray(m) for m in preds]
@@ -276,7 +276,8 @@ def diagnostics_table(directories):
                 entry["kappa"].append(kappa)
                 entry["agree"].append(agreement(pred, models[weak_name])
                                       if weak_name in models else float("nan"))
-                entry["gold"].append(float(gold))
+                entry["gold"].append(float(gold.get(side if model == "ensemble_student"
+                                                    else "baseline", 0)))
     return pd.DataFrame([
         {"run": run, "test": test, "weak_side": side, "loss": loss, "seeds": len(v["pgr"]),
          "PGR": _fmt(*mean_sem(v["pgr"]), digits=2),

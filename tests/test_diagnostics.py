@@ -62,7 +62,7 @@ def _seed_record(seed, y, members, student, weak, baseline_student, single):
             ("ceiling", None, np.nan, 0.7, np.nan)]
     ]
     return {"name": "toy", "seed": seed, "config": {"split_kind": "random"}, "report": report,
-            "n_gold_labels": 3,
+            "labels": [{"weak_side": "ours", "n_gold": 3}, {"weak_side": "baseline", "n_gold": 0}],
             "predictions": {"hard": {"y": y.tolist(), "rows": list(range(len(y))),
                                      "models": {k: np.asarray(v).tolist()
                                                 for k, v in models.items()},
@@ -90,7 +90,7 @@ def test_diagnostics_table_and_the_report_command(tmp_path, capsys):
     assert ours["student-weak agreement"].startswith(f"{np.mean(agreements):.3f} ±")
     assert ours["gold labels"] == "3"
     base = table[table.weak_side == "baseline (1 weak)"].iloc[0]
-    assert base["error kappa (weak)"] == "–"
+    assert base["error kappa (weak)"] == "–" and base["gold labels"] == "0"
     assert base["student-weak agreement"] == "1.000 ± 0.000"
     assert main(["report", str(run)]) == 0
     out = capsys.readouterr().out

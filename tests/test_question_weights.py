@@ -4,11 +4,7 @@ rows)."""
 
 from __future__ import annotations
 
-import os
 import pickle
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -147,31 +143,7 @@ def test_router_in_grid_search():
     assert search.best_params_["combine"] in ("vote", "confidence", "router")
 
 
-_FRESH = textwrap.dedent("""
-    import sys
-    import numpy as np
-    from skw2s import LLMAdaBoostClassifier, LLMClassifier
-    sys.path.insert(0, {tests!r})
-    from test_question_weights import LABELS, TEXTS
-    for combine in ("confidence", "router"):
-        ens = LLMAdaBoostClassifier(
-            LLMClassifier({lm!r}, mode="head", lr=0.05, n_epochs=20, device="cpu"),
-            n_estimators=3, combine=combine, validation_fraction=0.25, random_state=0,
-        ).fit(TEXTS, LABELS)
-        print(ens.predict_proba(TEXTS).tobytes().hex())
-""")
-
-
-def test_same_seed_same_numbers_in_a_fresh_process(tiny_lm):
-    # two fresh processes, run side by side, must print the same bytes
-    code = "import torch; torch.set_num_threads(1)\n" + _FRESH.format(
-        tests=os.path.dirname(__file__), lm=tiny_lm)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    runs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                             env=env) for _ in range(2)]
-    outs = [run.communicate(timeout=300)[0].split() for run in runs]
-    assert [run.returncode for run in runs] == [0, 0]
-    assert len(outs[0]) == 2 and outs[0] == outs[1]
+# Same seed, same numbers in a fresh process: tests/test_determinism.py fits both options.
 
 
 # -- the generator: per-token confidence weights ------------------------------------------------
