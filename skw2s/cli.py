@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import traceback
+from pathlib import Path
 
 __all__ = ["main"]
 
@@ -230,7 +231,13 @@ def main(argv=None):
             sys.stdout.write(summary)
         status = 2 if isinstance(exc, (ValueError, FileNotFoundError)) else 1
         parser.exit(status, f"skw2s: error: {_one_line(exc)}\n")
-    sys.stdout.write((summary if isinstance(summary, str) else summary.to_string(index=False)) + "\n")
+    text = summary if isinstance(summary, str) else summary.to_string(index=False)
+    diagnostics = Path(out) / "diagnostics.md"
+    if diagnostics.exists():  # beside each student's PGR: why the ensemble helps or not
+        text += ("\n\nDiagnostics (error kappa: Cohen's kappa on the errors of two weak learners, "
+                 "mean over pairs; student-weak agreement: the share of test questions on which "
+                 "the student answers as its weak side):\n" + diagnostics.read_text())
+    sys.stdout.write(text + "\n")
     sys.stdout.write(_written(out))
     return 0
 

@@ -44,6 +44,10 @@ SCRIPT = textwrap.dedent(
         for cls in (LLMAdaBoostClassifier, UniformEnsembleClassifier):
             ens = cls(learner, n_estimators=2, random_state=0).fit(texts, labels)
             out[cls.__name__] = ens.predict_proba(texts).tolist()
+        for combine in ("confidence", "router"):
+            ens = LLMAdaBoostClassifier(learner, n_estimators=2, combine=combine,
+                                        validation_fraction=0.25, random_state=0)
+            out[f"combine-{combine}"] = ens.fit(texts, labels).predict_proba(texts).tolist()
         gen = LLMGenerator(lm, mode="lora", lr=5e-2, n_epochs=1, batch_size=4, lora_r=4, device="cpu")
         boost = TokenAdaBoostGenerator(gen, n_estimators=2, random_state=0).fit(X, y)
         out["TokenAdaBoostGenerator"] = boost.predict_proba(X).tolist()
@@ -79,7 +83,7 @@ def _env():
 
 KEYS = ["classifier-head", "classifier-lora", "classifier-full", "generator-full",
         "generator-lora", "LLMAdaBoostClassifier", "UniformEnsembleClassifier",
-        "TokenAdaBoostGenerator"]
+        "TokenAdaBoostGenerator", "combine-confidence", "combine-router"]
 
 
 @pytest.mark.parametrize("key", KEYS)

@@ -9,6 +9,7 @@ from hypothesis.extra import numpy as hnp
 from skw2s.core.mixture import (
     COMBINE_METHODS,
     check_combine,
+    confidence_step_weights,
     greedy_tokens,
     mix_log_probs,
     mix_token_log_probs,
@@ -82,12 +83,12 @@ def test_half_input_is_upcast_and_bad_input_raises():
 
 # -- the one check of ``combine`` --------------------------------------------------------------
 def test_check_combine_accepts_every_method_and_names_a_bad_one():
-    assert COMBINE_METHODS == ("prob", "logit")
+    assert COMBINE_METHODS == ("prob", "logit", "confidence")
     for combine in COMBINE_METHODS:
         assert check_combine(combine) == combine
     for bad in ("mean", "Prob", "", None, 1, ("prob",)):
-        with pytest.raises(ValueError, match=r'combine must be "prob" or "logit", got ' +
-                           re.escape(repr(bad))):
+        with pytest.raises(ValueError, match=r'combine must be "prob", "logit" or "confidence", '
+                           r"got " + re.escape(repr(bad))):
             check_combine(bad)
 
 
@@ -101,6 +102,27 @@ def test_every_mixture_function_checks_combine():
     ):
         with pytest.raises(ValueError, match="combine must be"):
             call()
+
+
+def test_confidence_mixture_weights_each_step_by_the_experts_own_confidence():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 4, 6, dtype=torch.float64) * 2  # (T, positions, V)
+    alphas = torch.tensor([0.5, 2.0, 1.0], dtype=torch.float64)
+    probs = torch.softmax(logits, -1)
+    raw = alphas[:, None] * probs.max(-1).values  # (T, positions)
+    w = raw / raw.sum(0)
+    got = confidence_step_weights(torch.log(probs), (alphas / alphas.sum())[:, None, None])
+    torch.testing.assert_close(got[..., 0], w)
+    torch.testing.assert_close(got.sum(0), torch.ones(4, 1, dtype=torch.float64))
+    expected = torch.log((w[..., None] * probs).sum(0))
+    torch.testing.assert_close(mix_log_probs(logits, alphas, "confidence"), expected)
+    # one expert: its own distribution, whatever its weight
+    torch.testing.assert_close(mix_log_probs(logits[:1], [3.0], "confidence"),
+                               torch.log_softmax(logits[0], -1))
+    # equally confident experts: the plain probability mixture
+    flat = torch.stack([logits[0], logits[0].flip(-1)])
+    torch.testing.assert_close(mix_log_probs(flat, [1.0, 3.0], "confidence"),
+                               mix_log_probs(flat, [1.0, 3.0], "prob"))
 
 
 # -- the mixture at one token ------------------------------------------------------------------

@@ -15,7 +15,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["make_pgr_scorer", "mean_sem", "pgr_score"]
+__all__ = ["agreement", "error_kappa", "make_pgr_scorer", "mean_error_kappa", "mean_sem",
+           "pgr_score"]
 
 
 def pgr_score(weak, student, ceiling):
@@ -78,6 +79,107 @@ def make_pgr_scorer(weak_score, ceiling_score):
     pgr_scorer.weak_score = weak_score
     pgr_scorer.ceiling_score = ceiling_score
     return pgr_scorer
+
+
+def error_kappa(y, predictions):
+    """How alike the mistakes of several models are: Cohen's kappa of every pair's errors.
+
+    The error indicators ``pred != y`` of two models are compared with
+    :func:`sklearn.metrics.cohen_kappa_score`, which corrects their agreement for the
+    agreement two models with the same error rates would reach by chance: 0 means their
+    mistakes fall independently, 1 that they make the same mistakes, negative that they
+    avoid each other's. Ensembles and weak-to-strong students gain more from supervisors whose
+    mistakes differ.
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        Gold labels.
+    predictions : sequence of array-like of shape (n,)
+        The models' predictions.
+
+    Returns
+    -------
+    kappa : ndarray of shape (T, T)
+        Symmetric; the diagonal is 1. NaN for a pair where one model is right everywhere or
+        wrong everywhere (kappa is undefined when an error indicator does not vary).
+
+    Raises
+    ------
+    ValueError
+        If a prediction's length differs from ``y``'s.
+
+    Examples
+    --------
+    >>> y = [0, 0, 1, 1]
+    >>> error_kappa(y, [[1, 0, 0, 1], [1, 0, 0, 1]])[0, 1]
+    np.float64(1.0)
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    y = np.asarray(y)
+    errors = []
+    for p in predictions:
+        p = np.asarray(p)
+        if p.shape != y.shape:
+            raise ValueError(f"Every prediction must have the shape of y {y.shape}; got {p.shape}.")
+        errors.append((p != y).astype(np.int64))
+    out = np.eye(len(errors))
+    for i in range(len(errors)):
+        for j in range(i + 1, len(errors)):
+            a, b = errors[i], errors[j]
+            if a.min() == a.max() or b.min() == b.max():
+                value = np.nan
+            else:
+                value = cohen_kappa_score(a, b)
+            out[i, j] = out[j, i] = value
+    return out
+
+
+def mean_error_kappa(y, predictions):
+    """The mean of :func:`error_kappa` over the pairs of models (NaN with fewer than two, or
+    when no pair's kappa is defined).
+
+    Parameters
+    ----------
+    y : array-like of shape (n,)
+        Gold labels.
+    predictions : sequence of array-like of shape (n,)
+        The models' predictions.
+
+    Returns
+    -------
+    float
+    """
+    if len(predictions) < 2:
+        return float("nan")
+    kappa = error_kappa(y, predictions)
+    pairs = kappa[np.triu_indices(len(predictions), k=1)]
+    pairs = pairs[np.isfinite(pairs)]
+    return float(pairs.mean()) if pairs.size else float("nan")
+
+
+def agreement(a, b):
+    """The share of rows on which two models give the same answer.
+
+    Weak-to-student agreement is this between a student and the weak side that labelled its
+    data: 1 means the student imitates its supervisor, and the student's gain over it can only
+    come from the rows where they differ (its misfit on the weak labels).
+
+    Parameters
+    ----------
+    a, b : array-like of shape (n,)
+        Predictions.
+
+    Returns
+    -------
+    float
+        NaN for empty input.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"Predictions of different shapes: {a.shape} and {b.shape}.")
+    return float(np.mean(a == b)) if a.size else float("nan")
 
 
 def mean_sem(values):

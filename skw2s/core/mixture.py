@@ -15,8 +15,10 @@ import numbers
 
 import torch
 
-COMBINE_METHODS = ("prob", "logit")
-"""The ways experts can be mixed: their probabilities (eq. 1) or their logits (an ablation)."""
+COMBINE_METHODS = ("prob", "logit", "confidence")
+"""The ways experts can be mixed: their probabilities (eq. 1), their logits (an ablation), or
+their probabilities with per-step weights from each expert's own confidence
+(:func:`confidence_step_weights`)."""
 
 
 def check_combine(combine):
@@ -80,6 +82,31 @@ def _expert_weights(scores, alphas, dtype, *, name, shape, min_ndim):
     return a.to(device=scores.device, dtype=dtype).reshape((-1,) + (1,) * (scores.ndim - 1))
 
 
+def confidence_step_weights(log_probs, weights):
+    """Per-step expert weights ``a_t c_t / sum_s a_s c_s`` of ``combine="confidence"``.
+
+    ``c_t`` is expert ``t``'s confidence at that step: the probability of its own most likely
+    next token, ``max_v p_t(v)``. The step's weights follow the idea of Dynamic Logits Fusion
+    (Fan et al., NeurIPS 2024), which re-weights the experts at every decoding step; DLF finds
+    a step's weights by a small optimisation against a larger model, here they are each
+    expert's confidence times its global weight, with nothing fitted.
+
+    Parameters
+    ----------
+    log_probs : Tensor of shape (T, ..., V)
+        The experts' log-probabilities (``log_softmax`` of their logits).
+    weights : Tensor of shape (T, 1, ..., 1)
+        Global weights that sum to 1, shaped to broadcast over ``log_probs``.
+
+    Returns
+    -------
+    Tensor of shape (T, ..., 1)
+        Non-negative weights that sum to 1 over the experts at every step.
+    """
+    raw = weights * log_probs.max(dim=-1, keepdim=True).values.exp()
+    return raw / raw.sum(0, keepdim=True)
+
+
 def mix_log_probs(logits, alphas, combine="prob"):
     """Return the log-probabilities of the alpha-weighted mixture of experts.
 
@@ -89,10 +116,12 @@ def mix_log_probs(logits, alphas, combine="prob"):
         Stacked logits of the ``T`` experts over a shared vocabulary.
     alphas : array-like or Tensor of shape (T,)
         Positive expert weights (normalised here).
-    combine : {"prob", "logit"}, default="prob"
+    combine : {"prob", "logit", "confidence"}, default="prob"
         ``"prob"``: ``log(sum_t a_t softmax(logits_t))``, computed as
         ``logsumexp_t(log a_t + log_softmax(logits_t))``.
         ``"logit"``: ``log_softmax(sum_t a_t logits_t)``.
+        ``"confidence"``: ``"prob"`` with every step's own weights
+        :func:`confidence_step_weights` in place of ``a_t``.
 
     Returns
     -------
@@ -113,7 +142,10 @@ def mix_log_probs(logits, alphas, combine="prob"):
                         min_ndim=2)
     if combine == "logit":
         return torch.log_softmax((a * logits).sum(0), dim=-1)
-    return torch.logsumexp(torch.log(a) + torch.log_softmax(logits, dim=-1), dim=0)
+    log_probs = torch.log_softmax(logits, dim=-1)
+    if combine == "confidence":
+        a = confidence_step_weights(log_probs, a)
+    return torch.logsumexp(torch.log(a) + log_probs, dim=0)
 
 
 def mix_token_log_probs(log_probs, alphas):
@@ -159,9 +191,9 @@ def staged_mixtures(scores, alphas, *, stages=None, combine="prob", token=False)
         Positive expert weights; stage ``s`` normalises its first ``s``.
     stages : iterable of int, default=None
         Numbers of experts, each in ``[1, T]``; default ``1, ..., T``.
-    combine : {"prob", "logit"}, default="prob"
+    combine : {"prob", "logit", "confidence"}, default="prob"
         As in :func:`mix_log_probs`. With ``token=True`` only ``"prob"`` is defined (the
-        logit mixture needs every token's logit).
+        logit and confidence mixtures need every token's logit).
     token : bool, default=False
         Mix token log-probabilities with :func:`mix_token_log_probs` instead of logits with
         :func:`mix_log_probs`.
@@ -200,7 +232,9 @@ def greedy_tokens(logits, weights, combine="prob"):
     """Return the argmax of the mixture without forming its log-probabilities.
 
     ``"prob"``: ``argmax sum_t w_t softmax(l_t)`` (one expert: ``argmax l``); ``"logit"``:
-    ``argmax sum_t w_t l_t`` (``log_softmax`` does not move the argmax).
+    ``argmax sum_t w_t l_t`` (``log_softmax`` does not move the argmax); ``"confidence"``:
+    ``argmax sum_t w_t c_t softmax(l_t)`` with ``c_t = max_v softmax(l_t)(v)`` (the step's
+    normaliser does not move the argmax).
 
     Parameters
     ----------
@@ -209,7 +243,7 @@ def greedy_tokens(logits, weights, combine="prob"):
     weights : Tensor of shape (T,)
         Expert weights that already sum to 1, on the logits' device and in their dtype, e.g.
         ``normalize_alphas(alphas).to(logits)`` (formed once by a decoding loop, not per step).
-    combine : {"prob", "logit"}, default="prob"
+    combine : {"prob", "logit", "confidence"}, default="prob"
 
     Returns
     -------
@@ -221,7 +255,10 @@ def greedy_tokens(logits, weights, combine="prob"):
         return logits[0].argmax(-1)
     if combine == "logit":
         return torch.tensordot(weights, logits, dims=1).argmax(-1)
-    return torch.tensordot(weights, torch.softmax(logits, dim=-1), dims=1).argmax(-1)
+    probs = torch.softmax(logits, dim=-1)
+    if combine == "confidence":
+        probs = probs * probs.max(dim=-1, keepdim=True).values
+    return torch.tensordot(weights, probs, dims=1).argmax(-1)
 
 
 def sample_tokens(logits, alphas, combine="prob", *, temperature=1.0, generator=None):
@@ -233,7 +270,7 @@ def sample_tokens(logits, alphas, combine="prob", *, temperature=1.0, generator=
         The ``T`` experts' next-token logits for ``N`` rows.
     alphas : array-like or Tensor of shape (T,)
         Positive expert weights (normalised here).
-    combine : {"prob", "logit"}, default="prob"
+    combine : {"prob", "logit", "confidence"}, default="prob"
         As in :func:`mix_log_probs`.
     temperature : float, default=1.0
         Draws from ``softmax(log p / temperature)``; must be > 0.

@@ -354,3 +354,143 @@ def fit_mixture_weights(likelihoods, *, n_iter=500, tol=1e-12):
         if done:
             break
     return w
+
+
+def confidence_weights(proba, alphas):
+    """Per-question expert weights from each expert's own confidence, times its alpha.
+
+    ``w_t(x) = alpha_t c_t(x) / sum_s alpha_s c_s(x)`` with ``c_t(x) = max_k p_t(k | x)``, the
+    probability expert ``t`` gives its own answer (``combine="confidence"``). No training.
+
+    Parameters
+    ----------
+    proba : array-like of shape (T, n, K)
+        Each expert's class probabilities.
+    alphas : array-like of shape (T,)
+        Non-negative global weights of the experts, not all zero.
+
+    Returns
+    -------
+    ndarray of shape (n, T)
+        Non-negative weights; every row sums to 1 (a row where every weighted confidence is
+        zero gets ``alphas`` normalised).
+
+    Raises
+    ------
+    ValueError
+        If ``proba`` is not a finite non-negative (T, n, K) array with one row per alpha.
+    """
+    proba, alphas = _check_votes_alphas(proba, alphas, 3)
+    if not np.all(np.isfinite(proba)) or np.any(proba < 0):
+        raise ValueError("proba must hold finite, non-negative probabilities.")
+    raw = alphas[:, None] * proba.max(axis=2)  # (T, n)
+    total = raw.sum(axis=0, keepdims=True)
+    fallback = np.broadcast_to((alphas / alphas.sum())[:, None], raw.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(total > 0, raw / total, fallback)
+    return np.ascontiguousarray(w.T)
+
+
+def mix_per_question(proba, weights):
+    """Return ``sum_t w_t(x) p_t(x)``: the mixture of experts under per-question weights.
+
+    Parameters
+    ----------
+    proba : array-like of shape (T, n, K)
+        Each expert's class probabilities.
+    weights : array-like of shape (n, T)
+        Per-question expert weights, each row summing to 1 (:func:`confidence_weights`, or a
+        router's output).
+
+    Returns
+    -------
+    ndarray of shape (n, K)
+        Rows sum to 1 when the experts' rows do. The sum over experts runs in one fixed order,
+        elementwise, so the result does not depend on the machine's BLAS.
+
+    Raises
+    ------
+    ValueError
+        If the shapes do not match.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    if proba.ndim != 3 or weights.shape != (proba.shape[1], proba.shape[0]):
+        raise ValueError(
+            f"weights must have shape (n, T) = {(proba.shape[1], proba.shape[0])} for proba "
+            f"of shape {proba.shape}; got {weights.shape}."
+        )
+    out = np.zeros(proba.shape[1:])
+    for t in range(proba.shape[0]):
+        out = out + weights[:, t:t + 1] * proba[t]
+    return out
+
+
+def router_features(proba):
+    """The gate's features of ``combine="router"``: every expert's log-odds of each class.
+
+    Parameters
+    ----------
+    proba : array-like of shape (T, n, K)
+        Each expert's class probabilities.
+
+    Returns
+    -------
+    ndarray of shape (n, T * K)
+        ``log p_t(k | x)`` clipped at ``log 1e-6``, centred per expert and question (the
+        log-odds against the geometric mean of the classes), experts side by side.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    logp = np.log(np.clip(proba, 1e-6, None))
+    logp = logp - logp.mean(axis=2, keepdims=True)
+    return np.ascontiguousarray(np.transpose(logp, (1, 0, 2)).reshape(proba.shape[1], -1))
+
+
+def router_targets(likelihoods):
+    """The gate's training targets: for every held-out item, the expert that gave its gold
+    label the highest probability (the first of tied experts).
+
+    Parameters
+    ----------
+    likelihoods : array-like of shape (T, m)
+        ``L[t, i]``, the probability expert ``t`` gives the gold label of item ``i``.
+
+    Returns
+    -------
+    ndarray of shape (m,), int64
+        Expert indices in ``[0, T)``.
+    """
+    L = np.asarray(likelihoods, dtype=np.float64)
+    if L.ndim != 2 or L.size == 0:
+        raise ValueError(f"likelihoods must be a non-empty 2-D array (T, m); got shape {L.shape}.")
+    return np.argmax(L, axis=0).astype(np.int64)
+
+
+def gate_weights(gate, features, n_experts, n_first=None):
+    """Per-question expert weights from a fitted gate (``combine="router"``).
+
+    Parameters
+    ----------
+    gate : fitted classifier
+        Trained on :func:`router_features` to predict :func:`router_targets`; its
+        ``classes_`` are expert indices. Experts it never saw as a target get weight 0.
+    features : ndarray of shape (n, n_features)
+        :func:`router_features` of the questions.
+    n_experts : int
+        ``T``.
+    n_first : int, default=None
+        Keep the first ``n_first`` experts only (a staged prediction) and renormalise; a row
+        left with no weight becomes uniform over them.
+
+    Returns
+    -------
+    ndarray of shape (n, n_first or T)
+        Non-negative; every row sums to 1.
+    """
+    k = n_experts if n_first is None else int(n_first)
+    w = np.zeros((features.shape[0], n_experts))
+    w[:, np.asarray(gate.classes_, dtype=np.int64)] = gate.predict_proba(features)
+    w = w[:, :k]
+    total = w.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, w / np.where(total > 0, total, 1.0), 1.0 / k)

@@ -19,7 +19,9 @@
   first round, a stop later), ``stop_reason == "perfect"`` keeps it and stops;
 - ``history_``, logging and the progress bar; the fitted arrays, cut to the kept rounds;
 - ``combine="learned"``: a held-out part of the training data, and mixture weights fitted on
-  it (:func:`skw2s.core.weights.fit_mixture_weights`) after boosting.
+  it (:func:`skw2s.core.weights.fit_mixture_weights`) after boosting;
+- ``combine="router"``: the same held-out part, and a gate fitted on it after boosting
+  (``_fit_gate``) that gives every question its own expert weights.
 
 **Where a new boosting variant goes.** A subclass of :class:`BaseClassifierEnsemble` or
 :class:`BaseGeneratorEnsemble` (which add the data checks, the draws and the predictions of
@@ -56,7 +58,7 @@ from .._infra.validation import (
     spawn_seed,
     validate_params,
 )
-from ..core.weights import fit_mixture_weights
+from ..core.weights import fit_mixture_weights, router_features, router_targets
 from ..exceptions import DivergenceError
 
 logger = logging.getLogger(__name__)
@@ -108,6 +110,34 @@ def _check_round(entry, prototype, weights):
     if not isinstance(entry["info"], dict):
         raise ValueError("info is not a dict")
     float(entry["fit_seconds"])
+def fit_router_gate(proba, gold):
+    """The gate of ``combine="router"``, fitted on held-out rows.
+
+    Parameters
+    ----------
+    proba : ndarray of shape (T, m, K)
+        Each learner's probabilities of the ``K`` classes (or choices) of the held-out rows.
+    gold : ndarray of shape (m,), int
+        The gold class (or choice) of each row.
+
+    Returns
+    -------
+    gate : LogisticRegression or DummyClassifier
+        A logistic regression from :func:`skw2s.core.weights.router_features` to the learner that
+        gave each gold label the highest probability (:func:`skw2s.core.weights.router_targets`);
+        its ``classes_`` are learner indices. When every row points at one learner (one
+        learner, or one that is always best) it is a ``DummyClassifier`` that always trusts
+        that learner.
+    """
+    from sklearn.dummy import DummyClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    features = router_features(proba)
+    targets = router_targets(proba[:, np.arange(proba.shape[1]), np.asarray(gold)])
+    gate = (LogisticRegression(max_iter=1000) if len(np.unique(targets)) > 1
+            else DummyClassifier(strategy="prior"))
+    return gate.fit(features, targets)
+
 
 class BaseWeakEnsemble(BaseEstimator):
     """Base of the weak-side ensembles: one ``fit`` loop; subclasses write the hooks.
@@ -131,7 +161,9 @@ class BaseWeakEnsemble(BaseEstimator):
     - ``_round_record(entry, data, context)``: extra ``history_`` fields of a round;
     - ``_finish(data, context, weights)``: extra fitted attributes;
     - ``_likelihoods(learners, data)``: the probability of each held-out gold label under
-      each learner, for ``combine="learned"``.
+      each learner, for ``combine="learned"`` and ``"router"``;
+    - ``_fit_gate(learners, data)``: the fitted gate of ``combine="router"``
+      (:func:`fit_router_gate` on the learners' probabilities of the held-out rows).
     """
 
     _memory_exclude = frozenset({"estimator", "n_estimators", "memory", "verbose"})
@@ -178,6 +210,15 @@ class BaseWeakEnsemble(BaseEstimator):
     def _learned(self):
         return getattr(self, "combine", None) == "learned"
 
+    def _holds_out(self):
+        """Whether the combination is fitted on held-out rows (``"learned"``, ``"router"``)."""
+        return getattr(self, "combine", None) in ("learned", "router")
+
+    def _per_question(self):
+        """Whether every question gets its own expert weights (``"confidence"``,
+        ``"router"``)."""
+        return getattr(self, "combine", None) in ("confidence", "router")
+
     # -- fit ----------------------------------------------------------------------------
     def fit(self, X, y, sample_weight=None):
         """Boost at most ``n_estimators`` learners on the training data.
@@ -210,7 +251,7 @@ class BaseWeakEnsemble(BaseEstimator):
         data = self._check_data(X, y, sample_weight)
         seed = resolve_seed(self.random_state)
         holdout = None
-        if self._learned():
+        if self._holds_out():
             data, holdout = self._split_holdout(data, seed)
         store = get_store(self.memory)
         context = self._prepare(data, prototype, store)
@@ -262,8 +303,10 @@ class BaseWeakEnsemble(BaseEstimator):
         self.stop_reason_ = stop_reason
         self.history_ = history
         self._finish(data, context, weights)
-        if holdout is not None:
+        if holdout is not None and self._learned():
             self.combination_weights_ = fit_mixture_weights(self._likelihoods(kept, holdout))
+        elif holdout is not None:
+            self.gate_ = self._fit_gate(kept, holdout)
         logger.info(
             "%s: %d learner(s) kept of %d round(s) run; stop reason: %s",
             type(self).__name__, len(kept), len(history), stop_reason,
@@ -280,12 +323,13 @@ class BaseWeakEnsemble(BaseEstimator):
         return self.estimator_weights_[:k]
 
     def _split_holdout(self, data, seed):
-        """``(training part, held-out part)`` of the data for ``combine="learned"``."""
+        """``(training part, held-out part)`` of the data for ``combine="learned"`` or
+        ``"router"``."""
         n_hold = int(round(self.validation_fraction * data.n))
         if n_hold < 1 or n_hold >= data.n:
             raise ValueError(
                 f"validation_fraction={self.validation_fraction} of {data.n} training rows "
-                "leaves no held-out row (or nothing to train on) for combine='learned'."
+                f"leaves no held-out row (or nothing to train on) for combine={self.combine!r}."
             )
         order = np.random.default_rng([seed, 2**31 - 1]).permutation(data.n)
         hold, train = np.sort(order[:n_hold]), np.sort(order[n_hold:])

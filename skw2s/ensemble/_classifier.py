@@ -29,7 +29,7 @@ from .._infra.validation import (
     check_text_input,
     take_rows,
 )
-from ._base import PARAMETER_HINT, BaseWeakEnsemble
+from ._base import PARAMETER_HINT, BaseWeakEnsemble, fit_router_gate
 
 __all__ = ["BaseClassifierEnsemble"]
 
@@ -54,13 +54,16 @@ class BaseClassifierEnsemble(ClassifierMixin, BaseWeakEnsemble):
 
     ``w_t`` is ``estimator_weights_``, or ``combination_weights_`` with ``combine="learned"``,
     where :meth:`predict` is the argmax of :meth:`predict_proba` (the probability mixture the
-    weights were fitted for) and :meth:`decision_function` its log-odds.
+    weights were fitted for) and :meth:`decision_function` its log-odds. With
+    ``combine="confidence"`` or ``"router"`` every question ``x`` has its own weights
+    ``w_t(x)`` (:meth:`question_weights`), and :meth:`predict` and :meth:`decision_function`
+    read the mixture ``sum_t w_t(x) p_t(x)`` the same way.
     """
 
     _parameter_constraints = {
         **BaseWeakEnsemble._base_constraints,
         "estimator": [HasMethods(("fit", "predict", "predict_proba")), NONE],
-        "combine": [StrOptions(("vote", "learned"))],
+        "combine": [StrOptions(("vote", "learned", "confidence", "router"))],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     }
 
@@ -152,6 +155,47 @@ class BaseClassifierEnsemble(ClassifierMixin, BaseWeakEnsemble):
     def _round_record(self, entry, data, context):
         return {"train_accuracy": float(1.0 - np.mean(entry["incorrect"]))}
 
+    def _fit_gate(self, learners, data):
+        return fit_router_gate(self._proba_of(learners, data.X), data.y_enc)
+
+    def _question_weights_of(self, proba, n_first=None):
+        """Per-question weights ``(n, t)`` of the first ``t`` learners, from all learners'
+        stacked probabilities ``proba`` (T, n, 2)."""
+        t = proba.shape[0] if n_first is None else n_first
+        if self.combine == "confidence":
+            return _weights.confidence_weights(proba[:t], self.estimator_weights_[:t])
+        features = _weights.router_features(proba)
+        return _weights.gate_weights(self.gate_, features, proba.shape[0], t)
+
+    def question_weights(self, X):
+        """Every question's weights over the learners (``combine="confidence"`` or
+        ``"router"``).
+
+        Parameters
+        ----------
+        X : sequence of str or one-column DataFrame of shape (n_samples,)
+            The texts.
+
+        Returns
+        -------
+        weights : ndarray of shape (n_samples, n_learners)
+            Non-negative; every row sums to 1. ``"confidence"``: ``alpha_t c_t(x)``
+            normalised, with ``c_t(x)`` the probability learner ``t`` gives its own answer.
+            ``"router"``: the gate's probabilities that each learner is the one to trust.
+
+        Raises
+        ------
+        ValueError
+            With another ``combine``, whose weights do not depend on the question.
+        """
+        if not self._per_question():
+            raise ValueError(
+                f'question_weights needs combine="confidence" or "router"; this ensemble has '
+                f"combine={self.combine!r}, whose weights are the same for every question."
+            )
+        X = self._prepare_X(X)
+        return self._question_weights_of(self._proba_of(self.estimators_, X))
+
     def _likelihoods(self, learners, data):
         proba = self._proba_of(learners, data.X)
         return np.clip(proba[:, np.arange(data.n), data.y_enc], 1e-12, None)
@@ -211,7 +255,7 @@ class BaseClassifierEnsemble(ClassifierMixin, BaseWeakEnsemble):
 
     def _staged_scores(self, X):
         """Yield the decision function of each prefix of the learners."""
-        if self._learned():
+        if self._learned() or self._per_question():
             for proba in self._staged_proba(X):
                 with np.errstate(divide="ignore"):
                     yield np.log(proba[:, 1]) - np.log(proba[:, 0])
@@ -220,6 +264,10 @@ class BaseClassifierEnsemble(ClassifierMixin, BaseWeakEnsemble):
 
     def _staged_proba(self, X):
         proba = self._proba_of(self.estimators_, X)
+        if self._per_question():
+            for t in range(1, len(self.estimators_) + 1):
+                yield _weights.mix_per_question(proba[:t], self._question_weights_of(proba, t))
+            return
         if self._learned():
             for t in range(1, len(self.estimators_) + 1):
                 yield _weights.soft_pseudo_labels(proba[:t], self._mixture_weights(t))
@@ -377,7 +425,13 @@ class BaseClassifierEnsemble(ClassifierMixin, BaseWeakEnsemble):
         votes = self._votes(X)
         proba = self._proba_of(self.estimators_, X)
         members = [self.classes_.take((v > 0).astype(int)) for v in votes]
-        if self._learned():
+        if self._per_question():
+            staged_proba = [
+                _weights.mix_per_question(proba[:t], self._question_weights_of(proba, t))
+                for t in range(1, len(self.estimators_) + 1)
+            ]
+            scores = [np.log(p[:, 1]) - np.log(p[:, 0]) for p in staged_proba]
+        elif self._learned():
             staged_proba = [_weights.soft_pseudo_labels(proba[:t], self._mixture_weights(t))
                             for t in range(1, len(self.estimators_) + 1)]
             scores = [np.log(p[:, 1]) - np.log(p[:, 0]) for p in staged_proba]

@@ -22,7 +22,8 @@ from ..hf.serialization import state_once
 from ..core.token_weights import initial_token_weights, sample_token_counts, split_by_lengths
 from .._infra.validation import NONE, HasMethods, Interval, StrOptions, take_rows
 from ..hf.decoding import check_shared_vocabulary
-from ._base import ROUNDS_NAMESPACE, BaseWeakEnsemble
+from ..core import weights as _weights
+from ._base import ROUNDS_NAMESPACE, BaseWeakEnsemble, fit_router_gate
 
 __all__ = ["BaseGeneratorEnsemble"]
 
@@ -43,7 +44,7 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
     _parameter_constraints = {
         **BaseWeakEnsemble._base_constraints,
         "estimator": [HasMethods(LEARNER_PROTOCOL), NONE],
-        "combine": [StrOptions(("prob", "logit", "learned"))],
+        "combine": [StrOptions(("prob", "logit", "learned", "confidence", "router"))],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     }
     _uses_pretrained_error = False
@@ -152,8 +153,82 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
     def _mixture_parts(self, n_experts=None):
         k = len(self.estimators_) if n_experts is None else n_experts
         experts = [e.as_expert() for e in self.estimators_[:k]]
-        combine = "prob" if self.combine == "learned" else self.combine
+        combine = "prob" if self.combine in ("learned", "router") else self.combine
         return experts, self._mixture_weights(k), combine
+
+    # -- combine="router": per-question weights over the experts' own choice scores ----
+    def _member_choice_proba(self, learners, inputs):
+        """``(T, n, C)``: each expert's own probabilities of the choices (0 past a row's
+        choices), from one pass in which each expert runs once."""
+        from ..hf import decoding
+
+        s = self._settings()
+        _, members = decoding.choice_nll_mixture(
+            [e.as_expert() for e in learners], np.ones(len(learners)), self.tokenizer_,
+            inputs.prompts, inputs.choices, reduction=s["choice_score"],
+            batch_size=s["batch_size"], max_length=s["max_length"], members=True,
+            verbose=self.verbose,
+        )
+        return np.stack([pad_proba(m) for m in members])
+
+    def _fit_gate(self, learners, data):
+        inputs = check_generation_input(data.X)
+        if not inputs.has_choices:
+            raise ValueError(
+                'combine="router" weighs the experts per multiple-choice question, but the '
+                "training data have no choices column. Use combine=\"confidence\" (per token) "
+                'or "learned" for free-text answers.'
+            )
+        _, gold = check_generation_target(data.y, inputs)
+        return fit_router_gate(self._member_choice_proba(learners, inputs), gold)
+
+    def _choice_nll(self, inputs, *, staged=False):
+        if self.combine != "router":
+            return super()._choice_nll(inputs, staged=staged)
+        nll, _ = self._routed_choice_nll(inputs)
+        return nll if staged else nll[-1]
+
+    def _routed_choice_nll(self, inputs):
+        """``combine="router"``: ``-log`` of ``sum_t w_t(x) p_t(choice | x)`` per stage, and the
+        experts' own choice probabilities."""
+        proba = self._member_choice_proba(self.estimators_, inputs)
+        features = _weights.router_features(proba)
+        n_experts = proba.shape[0]
+        out = []
+        for t in range(1, n_experts + 1):
+            w = _weights.gate_weights(self.gate_, features, n_experts, t)
+            mixed = _weights.mix_per_question(proba[:t], w)
+            with np.errstate(divide="ignore"):
+                out.append([-np.log(mixed[i, :len(c)]) for i, c in enumerate(inputs.choices)])
+        return out, proba
+
+    def question_weights(self, X):
+        """Every multiple-choice question's weights over the experts (``combine="router"``).
+
+        Parameters
+        ----------
+        X : DataFrame
+            Multiple-choice input (with a ``choices`` column).
+
+        Returns
+        -------
+        weights : ndarray of shape (n_samples, n_experts)
+            The gate's probabilities that each expert is the one to trust; rows sum to 1.
+
+        Raises
+        ------
+        ValueError
+            With another ``combine`` (``"confidence"`` weighs tokens, not questions).
+        """
+        check_is_fitted(self)
+        if self.combine != "router":
+            raise ValueError(
+                f'question_weights needs combine="router"; this ensemble has '
+                f"combine={self.combine!r}, whose weights do not depend on the question alone."
+            )
+        inputs = check_generation_input(X, require_choices=True)
+        proba = self._member_choice_proba(self.estimators_, inputs)
+        return _weights.gate_weights(self.gate_, _weights.router_features(proba), proba.shape[0])
 
     def _likelihoods(self, learners, data):
         """Each expert's probability of every held-out gold answer token (teacher forced)."""
@@ -342,6 +417,15 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
 
         check_is_fitted(self)
         inputs = check_generation_input(X, require_choices=True)
+
+        def argmin(nll):
+            return np.array([int(np.argmin(r)) for r in nll], dtype=np.int64)
+
+        if self.combine == "router":
+            staged, proba = self._routed_choice_nll(inputs)
+            return {"staged": [argmin(n) for n in staged],
+                    "staged_proba": [pad_proba(n) for n in staged],
+                    "members": [p.argmax(1).astype(np.int64) for p in proba]}
         experts, alphas, combine = self._mixture_parts()
         s = self._settings()
         staged, members = decoding.choice_nll_mixture(
@@ -349,10 +433,6 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
             reduction=s["choice_score"], batch_size=s["batch_size"], max_length=s["max_length"],
             staged=True, members=True, verbose=self.verbose,
         )
-
-        def argmin(nll):
-            return np.array([int(np.argmin(r)) for r in nll], dtype=np.int64)
-
         return {"staged": [argmin(n) for n in staged],
                 "staged_proba": [pad_proba(n) for n in staged],
                 "members": [argmin(n) for n in members]}

@@ -47,15 +47,22 @@ class LLMAdaBoostClassifier(BaseClassifierEnsemble):
         Either way ``eps_t`` is measured on all the training data, weighted by ``D_t``.
     learning_rate : float, default=1.0
         Shrinkage of ``alpha_t``; 1.0 is Algorithm 2 as published.
-    combine : {"vote", "learned"}, default="vote"
+    combine : {"vote", "learned", "confidence", "router"}, default="vote"
         How the learners are mixed. ``"vote"``: by ``alpha_t`` (Algorithm 2).
         ``"learned"``: by global weights fitted on a held-out ``validation_fraction`` of the
         training data after boosting (maximum likelihood of the held-out labels under the
         mixture of the learners' probabilities; RAVEN's learned weights), stored in
         ``combination_weights_``; the rounds train on the rest.
+        ``"confidence"``: per question, by ``alpha_t c_t(x)`` normalised over the learners,
+        where ``c_t(x)`` is the probability learner ``t`` gives its own answer; no training
+        (see Notes). ``"router"``: per question, by a gate fitted on the held-out
+        ``validation_fraction`` after boosting: a logistic regression from the learners'
+        log-odds to the learner that gave each held-out label the highest probability
+        (co-supervised learning's routing to the teacher most likely to be right); stored in
+        ``gate_``. :meth:`question_weights` returns the weights of either.
     validation_fraction : float, default=0.1
-        The held-out share of the training data with ``combine="learned"`` (unused
-        otherwise).
+        The held-out share of the training data with ``combine="learned"`` or ``"router"``
+        (unused otherwise).
     random_state : int, RandomState instance or None, default=None
         Seeds the ensemble. Round ``t`` draws its learner's ``random_state`` and then its
         resampling indices from ``numpy.random.default_rng([seed, t - 1])``, so a round does
@@ -82,6 +89,9 @@ class LLMAdaBoostClassifier(BaseClassifierEnsemble):
         The unfitted prototype every learner was cloned from.
     combination_weights_ : ndarray of shape (n_rounds,)
         With ``combine="learned"`` only: the learned mixture weights (they sum to 1).
+    gate_ : LogisticRegression or DummyClassifier
+        With ``combine="router"`` only: the fitted gate; its ``classes_`` are learner indices
+        (a ``DummyClassifier`` when every held-out row pointed at one learner).
     estimators_ : list of estimators
         The fitted learners, one per kept round. Its length may be below ``n_estimators``.
     estimator_weights_ : ndarray of shape (n_rounds,)
@@ -131,12 +141,24 @@ class LLMAdaBoostClassifier(BaseClassifierEnsemble):
     mode, rebuilding the rest from the model spec), so a ``pickle`` or ``joblib.dump`` holds
     no pickled tensors. The ``memory`` store uses the same pickles.
 
+    **Per-question weights.** ``combine="confidence"`` follows the idea of Dynamic Logits
+    Fusion [3]_, which re-weights the experts at every step instead of once; it differs in
+    that DLF chooses a step's weights by a small optimisation against a larger model, while
+    here each learner's weight is its own confidence times its ``alpha_t``, with nothing
+    fitted. ``combine="router"`` follows co-supervised learning [4]_, which sends each example
+    to the teacher most likely to be right; here the choice is soft (the gate's probabilities
+    weight the learners) and the gate sees only the learners' outputs.
+
     References
     ----------
     .. [1] EnsemW2S: Can an Ensemble of LLMs be Leveraged to Obtain a Stronger LLM?
        arXiv:2410.04571, Appendix F, Algorithm 2.
     .. [2] Freund and Schapire (1997). A decision-theoretic generalization of on-line
        learning and an application to boosting.
+    .. [3] Fan et al. (2024). On Giant's Shoulders: Effortless Weak to Strong by Dynamic
+       Logits Fusion. NeurIPS 2024.
+    .. [4] Liu and Alahi (2024). Co-Supervised Learning: Improving Weak-to-Strong
+       Generalization with Hierarchical Mixture of Experts. arXiv:2402.15505.
 
     Examples
     --------

@@ -55,12 +55,23 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
         one named adapter (:meth:`LLMGenerator.share_base_with`).
     n_estimators : int, default=5
         Most boosting rounds; fewer when boosting stops early.
-    combine : {"prob", "logit", "learned"}, default="prob"
+    combine : {"prob", "logit", "learned", "confidence", "router"}, default="prob"
         Mix the experts' probabilities (eq. 1) or their logits (the paper's ablation), by
         ``alpha_t``; or ``"learned"``: mix probabilities by global weights fitted on a held-out
         ``validation_fraction`` of the easy data after boosting (maximum likelihood of its gold
         answer tokens under the mixture; RAVEN's learned weights, which the EnsemW2S paper
         names as future work), stored in ``combination_weights_``; the rounds train on the rest.
+        ``"confidence"``: mix probabilities with every token step's own weights, each
+        expert's ``alpha_t`` times its confidence at that step (the probability of its own
+        most likely next token), normalised; no training. It follows Dynamic Logits Fusion's
+        per-step re-weighting (Fan et al., NeurIPS 2024) without its optimisation against a
+        larger model (:func:`skw2s._mixture.confidence_step_weights`).
+        ``"router"`` (multiple choice only): per question, the experts' own choice
+        probabilities mixed by a gate fitted on the held-out ``validation_fraction`` after
+        boosting (a logistic regression from the experts' choice log-probabilities to the
+        expert that gave the gold choice the highest probability; co-supervised learning's
+        routing, arXiv:2402.15505), stored in ``gate_``; free-text generation and token
+        errors then use the ``"prob"`` mixture by ``alpha_t``.
     window : int, default=1
         Sliding window ``L`` of the token mistakes used by ``eps_t`` and the update (see
         :func:`skw2s.core.token_weights.smooth_incorrect`); 1 is the paper's default.
@@ -68,7 +79,8 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
         Token-level weights, or the sample-level ablation (every token of a sentence shares its
         sentence's mean mistake and weight).
     validation_fraction : float, default=0.1
-        The held-out share of the easy data with ``combine="learned"`` (unused otherwise).
+        The held-out share of the easy data with ``combine="learned"`` or ``"router"`` (unused
+        otherwise).
     random_state : int, RandomState instance or None, default=None
         Seeds the ensemble. Round ``t`` draws its learner's ``random_state`` and then its
         token draw from ``numpy.random.default_rng([seed, t - 1])``.
@@ -89,6 +101,8 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
         The unfitted prototype every learner was cloned from.
     combination_weights_ : ndarray of shape (n_rounds,)
         With ``combine="learned"`` only: the learned mixture weights (they sum to 1).
+    gate_ : LogisticRegression or DummyClassifier
+        With ``combine="router"`` only: the fitted gate; its ``classes_`` are expert indices.
     estimators_ : list of LLMGenerator
         The accepted experts, in round order. In LoRA mode they share one ``model_`` (a peft
         model) and differ by ``adapter_name_``.

@@ -51,11 +51,14 @@ class UniformEnsembleClassifier(BaseClassifierEnsemble):
         Train each member on ``m`` rows drawn with replacement (bagging) instead of on all the
         rows. ``True`` pairs member 1 with round 1 of ``LLMAdaBoostClassifier(sampling=
         "resample")``; ``False`` with ``sampling="reweight"``.
-    combine : {"vote", "learned"}, default="vote"
+    combine : {"vote", "learned", "confidence", "router"}, default="vote"
         ``"vote"``: equal weights. ``"learned"``: global weights fitted on a held-out
-        ``validation_fraction`` of the data (see :class:`~skw2s.LLMAdaBoostClassifier`).
+        ``validation_fraction`` of the data. ``"confidence"``: per question, each member's
+        weight is its own confidence (all ``alpha_t`` are 1). ``"router"``: per question,
+        from a gate fitted on the held-out rows. See :class:`~skw2s.LLMAdaBoostClassifier`.
     validation_fraction : float, default=0.1
-        Held-out share of the data with ``combine="learned"`` (unused otherwise).
+        Held-out share of the data with ``combine="learned"`` or ``"router"`` (unused
+        otherwise).
     random_state : int, RandomState instance or None, default=None
         Member ``t`` draws its learner's seed (and its bootstrap rows) from
         ``numpy.random.default_rng([seed, t - 1])``.
@@ -77,6 +80,8 @@ class UniformEnsembleClassifier(BaseClassifierEnsemble):
         Each member's (unweighted) training error.
     combination_weights_ : ndarray of shape (n_estimators,)
         With ``combine="learned"`` only: the learned weights.
+    gate_ : LogisticRegression or DummyClassifier
+        With ``combine="router"`` only: the fitted gate (its ``classes_`` are member indices).
     classes_ : ndarray of shape (2,)
         The two labels, sorted.
     n_classes_ : int
@@ -136,12 +141,16 @@ class UniformEnsembleGenerator(BaseGeneratorEnsemble):
     bootstrap : bool, default=False
         Draw each member's training tokens with replacement (token-level bagging). ``True``
         pairs member 1 with round 1 of :class:`~skw2s.TokenAdaBoostGenerator`.
-    combine : {"prob", "logit", "learned"}, default="prob"
+    combine : {"prob", "logit", "learned", "confidence", "router"}, default="prob"
         Mix the experts' probabilities (eq. 1) or their logits with equal weights; or
         ``"learned"``: probabilities by global weights fitted on a held-out
-        ``validation_fraction`` of the data (see :class:`~skw2s.TokenAdaBoostGenerator`).
+        ``validation_fraction`` of the data; or ``"confidence"``: probabilities weighted at
+        every token step by each expert's own confidence there; or ``"router"`` (multiple
+        choice): per question, by a gate fitted on the held-out rows (see
+        :class:`~skw2s.TokenAdaBoostGenerator`).
     validation_fraction : float, default=0.1
-        Held-out share of the data with ``combine="learned"`` (unused otherwise).
+        Held-out share of the data with ``combine="learned"`` or ``"router"`` (unused
+        otherwise).
     random_state : int, RandomState instance or None, default=None
         Member ``t`` draws its learner's seed (and its token draw) from
         ``numpy.random.default_rng([seed, t - 1])``.
@@ -162,6 +171,8 @@ class UniformEnsembleGenerator(BaseGeneratorEnsemble):
         Each member's token error on the training answers.
     combination_weights_ : ndarray of shape (n_estimators,)
         With ``combine="learned"`` only: the learned weights.
+    gate_ : LogisticRegression or DummyClassifier
+        With ``combine="router"`` only: the fitted gate (its ``classes_`` are expert indices).
     token_weights_ : list of ndarray
         The (uniform) token weights, one array per training example.
     token_weights_flat_ : ndarray of shape (n_tokens,)

@@ -117,6 +117,15 @@ CONFIG_KEYS = (
     Key("label_fraction", "float or null", None,
         "Keep only this fraction of each weak side's most confident pseudo-labels for its "
         "students; the report gives the kept labels' accuracy."),
+    Key("gold_fraction", "float", 0.0,
+        "A labelling budget: with a value in (0, 1], the weak side ours+gold gets students "
+        "trained on ours' labels with this seeded share of the hard rows given their gold "
+        "labels; the report counts them. 0: no such side."),
+    Key("cascade", "list of mappings or null", None,
+        "Intermediate strong models, weakest first (each a mapping of learner parameters over "
+        "strong's, at least model): a weak -> intermediate(s) -> strong chain, each step "
+        "trained on the previous one's labels of the hard rows; its students are the weak "
+        "side cascade and each step is reported as model cascade_step."),
     Key("test_split", "str or null", None,
         "Score on this split of the built-in dataset (train, validation or test: e.g. test, the "
         "official test split), or of your own dataset.test_path (or dataset.path when that is "
@@ -125,8 +134,8 @@ CONFIG_KEYS = (
         "those above its threshold are the hard test, the others the easy (in-distribution) "
         "one."),
     Key("n_test", "int or null", None,
-        "With test_split or dataset.test_path: a random subset of this many test questions (drawn with data_seed); "
-        "null keeps them all."),
+        "With test_split or dataset.test_path: a random subset of this many test questions "
+        "(drawn with data_seed); null keeps them all."),
     Key("baseline", "bool", True, "Also train the student on the first weak learner's labels."),
     Key("ceiling", "bool", True, "Also train the strong model on the gold labels."),
     Key("output_dir", "str or null", None,
@@ -402,6 +411,8 @@ def _check_model_specs(config):
         sections["difficulty.estimator"] = config["difficulty"]["estimator"]
     for name, settings in (config["controls"] or {}).items():
         sections[f"controls.{name}.weak"] = settings["weak"]
+    for k, step in enumerate(config.get("cascade") or []):
+        sections[f"cascade[{k}]"] = step
     for section, params in sections.items():
         if "model" in params:
             try:
@@ -593,6 +604,18 @@ def load_config(source, overrides=()) -> dict:
     _check_keys("'boost'", config["boost"], set(ensemble_cls().get_params(deep=False)) - {"estimator"})
     _check_controls(config, learner_params)
     _check_bool("soft_labels", config["soft_labels"])
+    if not (_is_number(config["gold_fraction"]) and 0 <= config["gold_fraction"] <= 1):
+        raise ConfigError(f"'gold_fraction' must be a number in [0, 1]; "
+                          f"{_got(config['gold_fraction'])}.")
+    if config["cascade"] is not None:
+        steps = config["cascade"]
+        if not isinstance(steps, list) or not steps:
+            raise ConfigError(f"'cascade' must be a non-empty list of mappings or null; "
+                              f"{_got(steps)}.")
+        config["cascade"] = [_mapping(f"cascade[{k}]", step, null_is_empty=False)
+                             for k, step in enumerate(steps)]
+        for k, step in enumerate(config["cascade"]):
+            _check_keys(f"'cascade[{k}]'", step, learner_params)
     _check_optional("label_fraction", config["label_fraction"],
                     lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]")
     for name in ("student_losses", "baseline_losses"):

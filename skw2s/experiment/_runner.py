@@ -100,6 +100,9 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbos
         ceiling=config["ceiling"],
         soft_labels=config.get("soft_labels", False),
         label_fraction=config.get("label_fraction"),
+        gold_fraction=config.get("gold_fraction", 0.0),
+        cascade=[learner({**config["strong"], **step}) for step in config["cascade"]]
+        if config.get("cascade") else None,
         random_state=seed,
         memory=memory,
         verbose=verbose,

@@ -11,7 +11,10 @@ Each ``seed{N}.json`` holds, per test set, every model's prediction on every tes
 - :func:`comparison_table`: one row per (weak side, student loss): accuracy and, for binary
   tasks, AUROC and PGR on both, mean ± SEM over seeds;
 - :func:`disagreement_table`: how often two learners of a weak side disagree on a test
-  question (mean over pairs of learners, mean ± SEM over seeds).
+  question (mean over pairs of learners, mean ± SEM over seeds);
+- :func:`diagnostics_table`: beside each student's PGR, why an ensemble helps or not: how
+  alike its weak learners' mistakes are (Cohen's kappa on errors) and how closely the student
+  follows the weak side that labelled its data.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.metrics import mean_sem
+from ..core.metrics import agreement, mean_error_kappa, mean_sem
 from ..core.stats import paired_comparison
 
-__all__ = ["comparison_table", "disagreement_table", "load_predictions", "paired_table"]
+__all__ = ["comparison_table", "diagnostics_table", "disagreement_table", "load_predictions",
+           "paired_table"]
 
 
 def _seed_order(path):
@@ -223,6 +227,69 @@ def disagreement_table(directories):
          "disagreement": _fmt(*mean_sem(v))}
         for (run, test, side), v in values.items()
     ])
+
+
+def diagnostics_table(directories):
+    """Why an ensemble helps or not, beside each student's PGR, from the stored predictions.
+
+    Parameters
+    ----------
+    directories : list of str or path-like
+        Run directories written by ``skw2s run``.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        One row per run, test set, weak side and student loss (the single-weak baseline
+        included), mean ± SEM over seeds: ``PGR`` of the student; ``error kappa (weak)``, the
+        mean over pairs of the weak side's learners of Cohen's kappa on their errors
+        (:func:`skw2s.metrics.mean_error_kappa`; "–" with one learner); ``student-weak
+        agreement``, the share of test questions on which the student answers as the weak side
+        that labelled it (:func:`skw2s.metrics.agreement`); and ``gold labels``, how many gold
+        labels the student trained on (0 unless the pipeline's ``gold_fraction`` is set).
+        Empty when no seed file holds per-question predictions.
+    """
+    from .report import test_set_label
+
+    values = {}
+    for run, record in _records(directories):
+        pgr = {(r["test"], r["weak_side"], r["model"], r.get("loss")): r.get("pgr")
+               for r in record["report"]}
+        gold = {row["weak_side"]: row.get("n_gold") or 0 for row in record.get("labels") or []}
+        for test, p in (record.get("predictions") or {}).items():
+            y, models = np.asarray(p["y"]), {k: np.asarray(v) for k, v in p["models"].items()}
+            members = {side: [np.asarray(m) for m in preds]
+                       for side, preds in (p.get("members") or {}).items()}
+            label = test_set_label(test, record.get("config"))
+            for name, pred in models.items():
+                side, model, loss = name.split("/")
+                if model not in ("ensemble_student", "baseline_student"):
+                    continue
+                weak_name = (f"{side}/weak_ensemble/-" if model == "ensemble_student"
+                             else f"{side}/weak_single/-")
+                kappa = (mean_error_kappa(y, members.get(side, []))
+                         if model == "ensemble_student" else float("nan"))
+                shown_side = side if model == "ensemble_student" else "baseline (1 weak)"
+                key = (run, label, shown_side, loss)
+                entry = values.setdefault(key, {"pgr": [], "kappa": [], "agree": [], "gold": []})
+                entry["pgr"].append(_as_float(pgr.get((test, side, model, loss))))
+                entry["kappa"].append(kappa)
+                entry["agree"].append(agreement(pred, models[weak_name])
+                                      if weak_name in models else float("nan"))
+                entry["gold"].append(float(gold.get(side if model == "ensemble_student"
+                                                    else "baseline", 0)))
+    return pd.DataFrame([
+        {"run": run, "test": test, "weak_side": side, "loss": loss, "seeds": len(v["pgr"]),
+         "PGR": _fmt(*mean_sem(v["pgr"]), digits=2),
+         "error kappa (weak)": _fmt(*mean_sem(v["kappa"]), digits=2),
+         "student-weak agreement": _fmt(*mean_sem(v["agree"])),
+         "gold labels": f"{np.mean(v['gold']):.0f}"}
+        for (run, test, side, loss), v in values.items()
+    ])
+
+
+def _as_float(value):
+    return float("nan") if value is None else float(value)
 
 
 def _fmt(mean, sem, digits=3):

@@ -688,8 +688,9 @@ def write_report(run_dirs, out_dir):
         ``results.png``, and, when there are boosting rounds, ``rounds.md`` / ``rounds.png``,
         and, when easy test rows exist, ``id_ood.md`` go; with per-question predictions also
         ``paired.md`` / ``.csv`` (paired intervals and McNemar p-values), ``comparison.md``
-        (one row per weak side and loss) and ``disagreement.md``
-        (:mod:`skw2s.comparison`).
+        (one row per weak side and loss), ``disagreement.md`` and ``diagnostics.md`` (error
+        agreement of the weak learners and student-weak agreement beside PGR;
+        :mod:`skw2s.comparison`).
 
     Returns
     -------
@@ -723,11 +724,17 @@ def write_report(run_dirs, out_dir):
     id_ood = id_ood_table(agg)
     if len(id_ood):
         (out_dir / "id_ood.md").write_text(id_ood.to_markdown(index=False) + "\n")
-    from .comparison import comparison_table, disagreement_table, paired_table
+    from .comparison import (
+        comparison_table,
+        diagnostics_table,
+        disagreement_table,
+        paired_table,
+    )
 
     dirs = find_run_dirs(run_dirs)
     for name, table in (("paired", paired_table(dirs)), ("comparison", comparison_table(dirs)),
-                        ("disagreement", disagreement_table(dirs))):
+                        ("disagreement", disagreement_table(dirs)),
+                        ("diagnostics", diagnostics_table(dirs))):
         if len(table):
             table.to_csv(out_dir / f"{name}.csv", index=False)
             (out_dir / f"{name}.md").write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")

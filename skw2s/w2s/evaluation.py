@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.metrics import pgr_score
-from .pipeline import MAIN
+from .pipeline import CASCADE, MAIN
 
 __all__ = ["add_pgr", "evaluate"]
 
@@ -50,9 +50,13 @@ def evaluate(pipe, X, y, *, test="hard"):
         members[side] = [np.asarray(m) for m in out["members"]]
         disagreement[(side, test)] = _disagreement(members[side])
     students = [("baseline_student", MAIN, loss, 1, est) for loss, est in pipe.baselines_.items()]
+    # the sides derived from "ours" (gold labels mixed in, the cascade) count its rounds
     students += [("ensemble_student", side, loss,
-                  len((pipe.weak_ if side == MAIN else pipe.controls_[side]).estimators_), est)
+                  len(pipe.controls_.get(side, pipe.weak_).estimators_), est)
                  for (side, loss), est in pipe.students_.items()]
+    first_loss = next(iter(pipe.students_))[1]
+    students += [("cascade_step", CASCADE, first_loss, k, est)
+                 for k, est in enumerate(getattr(pipe, "cascade_steps_", []), start=1)]
     if pipe.ceiling_ is not None:
         students.append(("ceiling", MAIN, None, np.nan, pipe.ceiling_))
     for model, side, loss, rnd, est in students:
@@ -105,7 +109,7 @@ def add_pgr(report):
     ceiling = report[report.model == "ceiling"]
     if not len(ceiling):
         return report
-    students = report.model.isin(["baseline_student", "ensemble_student"])
+    students = report.model.isin(["baseline_student", "ensemble_student", "cascade_step"])
     for metric, suffix in (("accuracy", ""), ("auroc", "_auroc")):
         weak = report.loc[report.model == "weak_single", metric].iloc[0]
         top = ceiling[metric].iloc[0]

@@ -66,6 +66,13 @@ __all__ = ["WeakToStrongPipeline"]
 MAIN = "ours"
 """The ``weak_side`` name of the ``weak`` estimator in ``report_`` and ``predictions_``."""
 
+GOLD = "ours+gold"
+"""The ``weak_side`` name of the labels of ``weak`` with ``gold_fraction`` of them replaced by
+gold labels."""
+
+CASCADE = "cascade"
+"""The ``weak_side`` name of the last labeller of the ``cascade`` chain."""
+
 _MIN_TEST = 20  # fewer test questions than this give a warning: accuracies move in 5% steps
 
 
@@ -148,6 +155,23 @@ class WeakToStrongPipeline(BaseEstimator):
         Keep only this fraction of each weak side's most confident pseudo-labels (largest
         ``predict_proba``) for its students; ``pseudo_labels_`` reports the kept labels'
         accuracy against gold. None keeps all.
+    gold_fraction : float, default=0.0
+        A labelling budget: when positive, the weak side ``"ours+gold"`` is added, whose
+        labels are those of ``weak`` with a seeded ``round(gold_fraction * n)`` of the ``n``
+        hard training rows given their gold labels instead (the rows depend on the seed and
+        ``n`` only, so every fraction's rows hold the smaller fractions' rows; one-hot
+        probabilities there under ``soft_labels``; confidence 1 under ``label_fraction``). It
+        gets its students, one per loss, paired with the rest of the run; ``labels_`` states
+        how many gold labels each weak side's students saw (``n_gold``). 0 adds nothing (the
+        pipeline is unchanged), 1 gives the gold labels the ceiling trains on (EleutherAI
+        w2s's ``cost_sweep`` mixes weak and gold labels this way).
+    cascade : list of estimators or None, default=None
+        Intermediate strong models, weakest first, for a weak → intermediate(s) → strong chain
+        (Burns et al.'s bootstrapping): the first is trained on ``weak``'s labels of the hard
+        training rows (with the first student loss), its predictions on the same rows label
+        the next, and the last one's labels train the students of ``strong``, reported as the
+        weak side ``"cascade"``. Each intermediate's accuracy and PGR are reported as
+        ``model="cascade_step"`` with ``round`` its place in the chain. None: no cascade.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, the weak sides (all the same seed) and the strong models (all the
         same seed).
@@ -185,9 +209,15 @@ class WeakToStrongPipeline(BaseEstimator):
         The first weak learner's labels for the same rows.
     pseudo_label_accuracy_ : float
         Agreement of the ensemble's pseudo-labels with the gold hard labels.
+    gold_indices_ : ndarray
+        With ``gold_fraction > 0``: positions, within the hard training rows, that the
+        ``"ours+gold"`` students saw with gold labels (empty otherwise).
+    cascade_steps_ : list of estimators
+        The fitted intermediate models of ``cascade`` (empty without one).
     labels_ : pandas.DataFrame
-        One row per weak side (and ``"baseline"``): ``n_labels``, ``n_kept``, ``accuracy``
-        (all labels against gold) and ``kept_accuracy`` (the labels the students trained on).
+        One row per weak side (and ``"baseline"``): ``n_labels``, ``n_kept``, ``n_gold`` (gold
+        labels among the kept ones), ``accuracy`` (all labels against gold) and
+        ``kept_accuracy`` (the labels the students trained on).
     report_ : pandas.DataFrame
         One row per model and test set: ``weak_side``, ``model`` (``weak_single``,
         ``weak_round``, ``weak_ensemble``, ``baseline_student``, ``ensemble_student``,
@@ -234,6 +264,8 @@ class WeakToStrongPipeline(BaseEstimator):
         "ceiling": [_InstanceOf((bool, np.bool_), "a bool")],
         "soft_labels": [_InstanceOf((bool, np.bool_), "a bool")],
         "label_fraction": [Interval(Real, 0, 1, closed="right"), NONE],
+        "gold_fraction": [Interval(Real, 0, 1, closed="both")],
+        "cascade": [_InstanceOf((list, tuple), "a list of estimators"), NONE],
         "random_state": [RANDOM_STATE],
         "memory": [MEMORY],
         "verbose": VERBOSE,
@@ -254,6 +286,8 @@ class WeakToStrongPipeline(BaseEstimator):
         ceiling=True,
         soft_labels=False,
         label_fraction=None,
+        gold_fraction=0.0,
+        cascade=None,
         random_state=None,
         memory=None,
         verbose=0,
@@ -270,6 +304,8 @@ class WeakToStrongPipeline(BaseEstimator):
         self.ceiling = ceiling
         self.soft_labels = soft_labels
         self.label_fraction = label_fraction
+        self.gold_fraction = gold_fraction
+        self.cascade = cascade
         self.random_state = random_state
         self.memory = memory
         self.verbose = verbose
@@ -288,6 +324,19 @@ class WeakToStrongPipeline(BaseEstimator):
                     f"The strong estimator {type(self.strong).__name__} cannot read the labels "
                     f"of the weak side {name!r} ({type(side).__name__}): pair a classifier with a "
                     "classifier (binary labels) or a generator with a generator."
+                )
+        taken = {name for name, _ in (self.controls or [])} & {GOLD, CASCADE}
+        if taken:
+            raise ValueError(f"Control name(s) {sorted(taken)} are reserved for the weak sides of "
+                             "gold_fraction and cascade; rename the control.")
+        for k, model in enumerate(self.cascade or [], start=1):
+            if not hasattr(model, "fit") or _is_generator(model) != _is_generator(self.strong) or (
+                is_classifier(model) != is_classifier(self.strong)
+            ):
+                raise ValueError(
+                    f"Step {k} of cascade ({type(model).__name__}) must be an estimator of the "
+                    f"strong estimator's kind ({type(self.strong).__name__}): it is trained on "
+                    "labels and labels the next step."
                 )
         self._check_model_specs()
         self._check_estimator_params()
@@ -308,6 +357,7 @@ class WeakToStrongPipeline(BaseEstimator):
         from ..hf.models import check_model_spec
 
         estimators = [est for _, est in self._weak_sides()] + [self.strong]
+        estimators += list(self.cascade or [])
         if isinstance(self.splitter, DifficultySplitter) and self.splitter.estimator is not None:
             estimators.append(self.splitter.estimator)
         for est in estimators:
@@ -464,6 +514,24 @@ class WeakToStrongPipeline(BaseEstimator):
         confidence = proba.max(axis=1) if proba is not None else np.ones(len(hard))
         return {"hard": hard, "proba": proba if self.soft_labels else None, "confidence": confidence}
 
+    def _with_gold(self, labels, y_hard, seed, classes):
+        """``labels`` with a seeded ``gold_fraction`` of the rows given their gold labels."""
+        n = len(y_hard)
+        k = int(round(self.gold_fraction * n))
+        rows = np.sort(np.random.default_rng([seed, 2027]).permutation(n)[:k])
+        hard = labels["hard"].copy()
+        if k and hard.dtype != y_hard.dtype:
+            hard = hard.astype(np.result_type(hard.dtype, y_hard.dtype))
+        hard[rows] = y_hard[rows]
+        proba = labels["proba"]
+        if proba is not None:
+            proba = proba.copy()
+            cols = np.asarray(classes) if classes is not None else np.arange(proba.shape[1])
+            proba[rows] = (cols[None, :] == y_hard[rows, None]).astype(np.float64)
+        confidence = labels["confidence"].copy()
+        confidence[rows] = 1.0
+        return {"hard": hard, "proba": proba, "confidence": confidence, "gold": rows}
+
     def _kept(self, labels):
         """Rows whose labels the students train on: the most confident ``label_fraction``."""
         n = len(labels["hard"])
@@ -541,7 +609,9 @@ class WeakToStrongPipeline(BaseEstimator):
             return value
 
         sides, losses = self._weak_sides(), self._losses()
+        cascade = list(self.cascade or [])
         n_stages = 1 + 2 * len(sides) + len(sides) * len(losses)
+        n_stages += len(losses) * (bool(self.gold_fraction) + bool(cascade)) + 2 * len(cascade)
         n_stages += (1 + len(self._baseline_losses())) * bool(self.baseline) + bool(self.ceiling)
         bar = tqdm(total=n_stages, desc="w2s stages", disable=not self.verbose, leave=False)
         split_rng = np.random.RandomState(seeds["split"])
@@ -577,12 +647,22 @@ class WeakToStrongPipeline(BaseEstimator):
                 lambda: self._labels(fitted[MAIN], X_hard, first_learner=True),
                 lambda v: self._check_labels(v, len(y_hard)))
 
-        strong_parts = with_checkpoints(
-            (type(self.strong).__name__, _verbose_free(self.strong), seeds["strong"]), self.strong)
+        def model_parts(model):
+            return with_checkpoints(
+                (type(model).__name__, _verbose_free(model), seeds["strong"]), model)
 
-        def train(name, loss, lab):
+        strong_parts = model_parts(self.strong)
+        gold_rows = np.array([], dtype=int)
+        if self.gold_fraction > 0:
+            labels[GOLD] = self._with_gold(labels[MAIN], y_hard, seeds["strong"],
+                                           getattr(fitted[MAIN], "classes_", None))
+            gold_rows = labels[GOLD]["gold"]
+
+        def train(name, loss, lab, model=None):
             rows = self._kept(lab)
-            key = fingerprint("student-v2", strong_parts, loss, rows, lab["hard"][rows],
+            model = self.strong if model is None else model
+            parts = strong_parts if model is self.strong else model_parts(model)
+            key = fingerprint("student-v2", parts, loss, rows, lab["hard"][rows],
                               None if lab["proba"] is None else lab["proba"][rows], keys["split"])
 
             def compute():
@@ -593,21 +673,39 @@ class WeakToStrongPipeline(BaseEstimator):
                         "learn from one class. The weak side predicts a constant there; train it "
                         "longer, or keep more labels (label_fraction)."
                     )
-                est = self._seeded(self.strong, seeds["strong"])
+                est = self._seeded(model, seeds["strong"])
                 if "loss" in est.get_params(deep=False):
                     est.set_params(loss=loss)
                 kwargs = {} if lab["proba"] is None else {"y_proba": lab["proba"][rows]}
                 return est.fit(take_rows(X_hard, rows), lab["hard"][rows], **kwargs)
 
-            return stage(name, key, compute, lambda v: _check_fitted(v, self.strong))
+            return stage(name, key, compute, lambda v, m=model: _check_fitted(v, m)), key
 
-        self.students_, self.baselines_ = {}, {}
+        self.students_, self.baselines_, self.cascade_steps_ = {}, {}, []
         for name, _ in sides:
             for loss in losses:
-                self.students_[(name, loss)] = train(f"student[{name},{loss}]", loss, labels[name])
+                self.students_[(name, loss)] = train(f"student[{name},{loss}]", loss,
+                                                     labels[name])[0]
+        if GOLD in labels:
+            for loss in losses:
+                self.students_[(GOLD, loss)] = train(f"student[{GOLD},{loss}]", loss,
+                                                     labels[GOLD])[0]
+        if cascade:
+            lab = labels[MAIN]
+            for k, model in enumerate(cascade, start=1):
+                step, step_key = train(f"cascade[{k}]", losses[0], lab, model)
+                self.cascade_steps_.append(step)
+                lab = stage(f"labels[cascade{k}]",
+                            fingerprint(step_key, "labels", self.soft_labels, self.label_fraction),
+                            lambda s=step: self._labels(s, X_hard),
+                            lambda v: self._check_labels(v, len(y_hard)))
+            labels[CASCADE] = lab
+            for loss in losses:
+                self.students_[(CASCADE, loss)] = train(f"student[{CASCADE},{loss}]", loss,
+                                                        lab)[0]
         if self.baseline:
             for loss in self._baseline_losses():
-                self.baselines_[loss] = train(f"baseline[{loss}]", loss, labels["baseline"])
+                self.baselines_[loss] = train(f"baseline[{loss}]", loss, labels["baseline"])[0]
         ceiling = None
         if self.ceiling:
             ceiling = stage("ceiling", fingerprint("ceiling-v2", strong_parts, keys["split"]),
@@ -628,8 +726,10 @@ class WeakToStrongPipeline(BaseEstimator):
         self.pseudo_labels_ = labels[MAIN]["hard"]
         self.baseline_labels_ = labels["baseline"]["hard"] if self.baseline else None
         self.pseudo_label_accuracy_ = float(np.mean(self.pseudo_labels_ == y_hard))
+        self.gold_indices_ = gold_rows
         self.labels_ = pd.DataFrame([
             {"weak_side": name, "n_labels": len(lab["hard"]), "n_kept": len(self._kept(lab)),
+             "n_gold": int(np.isin(self._kept(lab), lab.get("gold", [])).sum()),
              "accuracy": float(np.mean(lab["hard"] == y_hard)),
              "kept_accuracy": float(np.mean(lab["hard"][self._kept(lab)] == y_hard[self._kept(lab)]))}
             for name, lab in labels.items()

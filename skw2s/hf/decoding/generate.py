@@ -159,7 +159,7 @@ def mixture_generate(
         and every expert's vocabulary size must match the others' and hold the tokenizer's
         ids (:func:`~skw2s.decoding.experts.check_vocabulary_sizes`).
     prompts : list of str
-    combine : {"prob", "logit"}, default="prob"
+    combine : {"prob", "logit", "confidence"}, default="prob"
     max_new_tokens : int, default=32
     do_sample : bool, default=False
         Sample from the mixture instead of taking its argmax.

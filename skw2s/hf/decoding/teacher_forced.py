@@ -402,7 +402,7 @@ def token_predictions_mixture(
         Positive expert weights (normalised inside).
     tokenizer, encoded
         As in :func:`token_predictions`.
-    combine : {"prob", "logit"}, default="prob"
+    combine : {"prob", "logit", "confidence"}, default="prob"
         Mix probabilities (eq. 1) or logits (the paper's ablation).
     batch_size : int, default=8
         As in :func:`token_predictions`.
@@ -574,7 +574,7 @@ def choice_nll_mixture(
         Positive expert weights (normalised inside).
     tokenizer, prompts, choices
         As in :func:`choice_nll`.
-    combine : {"prob", "logit"}, default="prob"
+    combine : {"prob", "logit", "confidence"}, default="prob"
         Mix probabilities (eq. 1) or logits (the paper's ablation).
     reduction : {"sum", "mean"}, default="sum"
         As in :func:`choice_nll`.
