@@ -43,7 +43,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, clone
 from tqdm.auto import tqdm
 
-from .._infra.cache import fingerprint, get_store, with_checkpoints
+from .._infra.cache import fingerprint, get_store
+from ..hf.models import with_checkpoints
 from .._infra.validation import (
     MEMORY,
     RANDOM_STATE,

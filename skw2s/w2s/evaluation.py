@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.metrics import pgr_score
-from .pipeline import MAIN
+from .names import MAIN
 
 __all__ = ["add_pgr", "evaluate"]
 
