@@ -16,6 +16,7 @@ from .ensemble import (
 from .estimators.generator import LLMGenerator
 from .core.metrics import make_pgr_scorer, pgr_score
 from .w2s.pipeline import WeakToStrongPipeline
+from ._infra.cache import trust_types as _trust_types
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,21 @@ __all__ = [
     "make_pgr_scorer",
     "pgr_score",
 ]
+
+# Store entries (skw2s._infra.cache) may hold these classes, by their current module paths and
+# the paths they had before the layer packages (entries written by older versions).
+_DATA_TYPES = (
+    "skw2s.data.inputs.GenerationInput",
+    "skw2s.experiment._data._GradeOf",
+    "skw2s.core.weights.BoostStep",
+    "skw2s.hf.models.ModelSpec",
+    "skw2s.hf.training.EncodedExample",
+)
+_EXPORTED = sorted(f"{obj.__module__}.{obj.__name__}" for obj in map(globals().get, __all__)
+                   if isinstance(obj, type) and obj.__module__.split(".")[0] == "skw2s")
+_trust_types(*_EXPORTED, *_DATA_TYPES,
+             *(old for name in (*_EXPORTED, *_DATA_TYPES) for old in _aliases.old_names(name)))
+del _DATA_TYPES, _EXPORTED
 
 
 def __getattr__(name):

@@ -189,7 +189,7 @@ def main(argv=None):
     )
     try:
         if args.command == "download-data":
-            from .datasets import download_datasets
+            from .data.datasets import download_datasets
 
             written = download_datasets(args.dir, args.datasets)
             folders = sorted({p.parent.name + "/" for p in written})

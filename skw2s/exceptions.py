@@ -3,11 +3,13 @@
 :class:`DivergenceError` is what a fit that diverged raises: a ``ValueError`` (so a caller that
 handles bad input handles it too, and ``skw2s run`` prints it as one line) whose message names
 the estimator, the stage of a pipeline when there is one, and the hyperparameters to lower.
+:class:`FirstLearnerError` is what boosting raises when its first weak learner is too weak to
+start.
 """
 
 from __future__ import annotations
 
-__all__ = ["DivergenceError", "diverged"]
+__all__ = ["DivergenceError", "FirstLearnerError", "diverged"]
 
 
 class DivergenceError(ValueError):
@@ -63,3 +65,20 @@ def diverged(error, name, **hyperparameters):
         f"{name} diverged: {error.detail}. Lower the step size and fit again ({given}).",
         detail=error.detail,
     )
+
+
+PARAMETER_HINT = "(estimator__n_epochs, estimator__lr)"
+
+
+class FirstLearnerError(ValueError):
+    """The first weak learner is too weak for boosting to start. The message ends with the
+    parameters to change, by their Python names (:data:`PARAMETER_HINT`); a pipeline records
+    which weak side failed in ``weak_side``, and a config run names its keys instead."""
+
+    weak_side = None
+
+    def for_config(self, section):
+        """The message with the config keys of ``section`` (``weak``, ``controls.NAME.weak``)
+        in place of the Python names."""
+        keys = f"(in the config: {section}.n_epochs, {section}.lr)"
+        return str(self).replace(PARAMETER_HINT, keys)

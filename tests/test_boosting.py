@@ -380,7 +380,7 @@ def test_memory_misses_when_a_local_checkpoint_changes_in_place(tmp_path, count_
 
 
 def test_checkpoint_fingerprints_only_for_local_directories(tiny_lm, tmp_path):
-    from skw2s._infra.cache import checkpoints
+    from skw2s.hf.models import checkpoints
     from skw2s.hf.models import checkpoint_fingerprint
 
     assert checkpoint_fingerprint("smollm2-135m[:6]") is None

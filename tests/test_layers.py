@@ -1,7 +1,12 @@
-"""The layer packages: old module paths still resolve to the moved modules."""
+"""The layer packages: the import contracts, no private name across packages, and the old
+module paths, which still resolve to the moved modules."""
 
+import ast
 import importlib
+import os
+import pathlib
 import pickle
+import subprocess
 import sys
 
 import pytest
@@ -42,3 +47,62 @@ def test_public_names_unchanged():
         "TokenAdaBoostGenerator", "UniformEnsembleClassifier", "UniformEnsembleGenerator",
         "WeakToStrongPipeline", "__version__", "make_pgr_scorer", "pgr_score",
     ]
+
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LAYERS = ("cli", "experiment", "w2s", "ensemble", "estimators", "hf", "data", "_infra", "core")
+
+
+def test_import_contracts_hold():
+    """pyproject.toml's import-linter contracts: every arrow between layer packages points
+    down, no circle inside experiment/ and w2s/, and no model library below hf/."""
+    pytest.importorskip("importlinter")
+    proc = subprocess.run(
+        [sys.executable, "-c", "from importlinter.cli import lint_imports; raise SystemExit("
+         "lint_imports(config_filename='pyproject.toml', no_cache=True))"],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+def test_every_module_lives_in_a_layer_package():
+    top = sorted(p.name for p in (ROOT / "skw2s").iterdir()
+                 if p.name != "__pycache__" and (p.is_dir() or p.suffix == ".py"))
+    assert top == sorted(["__init__.py", "__main__.py", "_aliases.py", "cli.py", "exceptions.py",
+                          "ensemble", "experiment", "w2s",
+                          "estimators", "hf", "data", "_infra", "core"])
+    for layer in LAYERS[1:]:
+        doc = importlib.import_module(f"skw2s.{layer}").__doc__
+        assert doc and doc.strip(), f"skw2s/{layer}/__init__.py says what the package is for"
+
+
+def _private_imports_across_packages():
+    found = []
+    for path in sorted((ROOT / "skw2s").rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        package = parts[:-1] if parts[-1] != "__init__" else parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                target = base + (node.module.split(".") if node.module else [])
+            else:
+                target = (node.module or "").split(".")
+            if target[0] != "skw2s":
+                continue
+            for alias in node.names:
+                full = target + [alias.name]
+                if len(parts) > 1 and len(full) > 1 and full[1] == parts[1]:
+                    continue  # inside one layer package
+                private = [p for p in full[1:] if p.startswith("_") and not p.startswith("__")
+                           and p not in ("_infra", "_aliases")]
+                if private:
+                    found.append(f"{'.'.join(parts)}:{node.lineno} imports {'.'.join(full)}")
+    return found
+
+
+def test_no_private_name_crosses_a_layer_package():
+    assert _private_imports_across_packages() == []

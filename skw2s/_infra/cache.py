@@ -90,32 +90,25 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from .._aliases import old_names
+from .states import states_once
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "Store",
-    "checkpoints",
     "fingerprint",
     "get_store",
+    "trust_types",
     "trusted_types",
-    "with_checkpoints",
 ]
 
 _MAGIC = b"skw2s-store-v2\n"
 _DIGEST_SIZE = 64  # hex digits of a SHA-256
 _SUFFIX = ".skops"
 
-# Plain skw2s data classes (frozen dataclasses of arrays, lists and numbers) that entries may
-# hold, by the name skops records. The estimator classes come from ``skw2s.__all__``.
-_SKW2S_DATA_TYPES = (
-    "skw2s.data.inputs.GenerationInput",
-    "skw2s.experiment._data._GradeOf",
-    "skw2s.core.weights.BoostStep",
-    "skw2s.hf.models.ModelSpec",
-    "skw2s.hf.training.EncodedExample",
-)
+# Types, beyond skops's defaults, that the package registers with trust_types (skw2s/__init__.py:
+# its estimator classes and plain data classes, by their current and their old module paths).
+_TRUSTED: list[str] = []
 # scikit-learn types beyond skops's defaults. Tree is checked after loading (_check_trees).
 _SKLEARN_EXTRA_TYPES = ("sklearn.tree._tree.Tree",)
 # Paths, which ``model`` and ``memory`` parameters accept: built from their string parts only.
@@ -130,31 +123,9 @@ def fingerprint(*parts) -> str:
     return joblib.hash(parts)
 
 
-def checkpoints(*estimators):
-    """Fingerprints of the local checkpoint directories the estimators' ``model`` parameters
-    name (nested estimators included), for cache keys: a checkpoint overwritten in place then
-    changes the key instead of reusing stale work. Empty when every model is an offline alias
-    or a Hub id, so that those keys stay what they were.
-    """
-    from ..hf.models import checkpoint_fingerprint
-
-    found = []
-    for est in estimators:
-        if not hasattr(est, "get_params"):
-            continue
-        for name, value in sorted(est.get_params(deep=True).items()):
-            if (name == "model" or name.endswith("__model")) and isinstance(value, (str, os.PathLike)):
-                digest = checkpoint_fingerprint(value)
-                if digest is not None:
-                    found.append((name, digest))
-    return tuple(found)
-
-
-def with_checkpoints(parts, *estimators):
-    """``parts`` with the estimators' :func:`checkpoints` appended when there are any, so keys
-    that name only aliases and Hub ids stay what they were."""
-    found = checkpoints(*estimators)
-    return (*parts, found) if found else tuple(parts)
+def trust_types(*names: str) -> None:
+    """Let store entries hold the types ``names`` (``module.Class``, as skops records them)."""
+    _TRUSTED.extend(name for name in names if name not in _TRUSTED)
 
 
 def trusted_types() -> tuple[str, ...]:
@@ -163,23 +134,15 @@ def trusted_types() -> tuple[str, ...]:
     Returns
     -------
     names : tuple of str
-        Fully qualified type names as skops records them (``module.Class``): the classes
-        exported by :mod:`skw2s` (found from the classes themselves, so they follow a class
-        that moves between modules), skw2s's plain data classes, ``sklearn.tree._tree.Tree``
+        Fully qualified type names as skops records them (``module.Class``): those registered
+        with :func:`trust_types` (``skw2s/__init__.py`` registers the classes it exports, found
+        from the classes themselves, and skw2s's plain data classes, each also by its module
+        path before the layer packages), ``sklearn.tree._tree.Tree``
         and :mod:`pathlib`'s path classes (``model`` and ``memory`` parameters may be paths).
         Never a function and never a whole module.
     """
-    import skw2s
-
-    exported = sorted(
-        f"{obj.__module__}.{obj.__name__}"
-        for obj in (getattr(skw2s, name) for name in skw2s.__all__)
-        if isinstance(obj, type) and obj.__module__.split(".")[0] == "skw2s"
-    )
     paths = tuple(f"{cls.__module__}.{cls.__name__}" for cls in _PATH_TYPES)
-    # the same classes by the module paths they had before the layer packages
-    moved = tuple(old for name in (*exported, *_SKW2S_DATA_TYPES) for old in old_names(name))
-    return (*exported, *_SKW2S_DATA_TYPES, *moved, *_SKLEARN_EXTRA_TYPES, *paths)
+    return (*_TRUSTED, *_SKLEARN_EXTRA_TYPES, *paths)
 
 
 def _warn(message, depth=0):
@@ -427,8 +390,6 @@ class Store:
     @staticmethod
     def _serialize(obj, path):
         import skops.io as sio
-
-        from ..hf.serialization import states_once
 
         try:
             with states_once():

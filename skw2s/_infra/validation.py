@@ -32,6 +32,7 @@ __all__ = [
     "MEMORY",
     "RANDOM_STATE",
     "HasMethods",
+    "InstanceOf",
     "Interval",
     "StrOptions",
     "check_binary_target",
@@ -120,7 +121,9 @@ class HasMethods:
         return f"an object implementing {joined}"
 
 
-class _InstanceOf:
+class InstanceOf:
+    """Satisfied by an instance of ``types``; ``name`` is how errors describe it."""
+
     def __init__(self, types, name):
         self.types, self.name = types, name
 
@@ -161,70 +164,10 @@ class _MemoryConstraint:
         return "a str, a path-like, a joblib.Memory or None"
 
 
-class SizeConstraint:
-    """``test_size``-like parameters: a fraction in (0, 1) or a count >= 1."""
-
-    def is_satisfied_by(self, value):
-        if isinstance(value, (bool, np.bool_)):
-            return False
-        if isinstance(value, (Real, np.floating)) and not isinstance(value, Integral):
-            return 0 < value < 1
-        return isinstance(value, (Integral, np.integer)) and value >= 1
-
-    def __str__(self):
-        return "a float in (0, 1) or an int >= 1"
-
-
-class SplitterConstraint:
-    """``"random"`` or a :class:`~skw2s.DifficultySplitter`."""
-
-    def is_satisfied_by(self, value):
-        from ..w2s.difficulty import DifficultySplitter
-
-        return (isinstance(value, str) and value == "random") or isinstance(value, DifficultySplitter)
-
-    def __str__(self):
-        return "'random' or a DifficultySplitter"
-
-
-class NamedEstimatorsConstraint:
-    """None or a list of ``(name, estimator)`` pairs with distinct names, none ``reserved``."""
-
-    def __init__(self, reserved):
-        self.reserved = reserved
-
-    def is_satisfied_by(self, value):
-        if value is None:
-            return True
-        if not isinstance(value, (list, tuple)):
-            return False
-        names = [item[0] for item in value if isinstance(item, (list, tuple)) and len(item) == 2]
-        return (len(names) == len(value) and all(isinstance(n, str) and n and n != self.reserved for n in names)
-                and len(set(names)) == len(names)
-                and all(hasattr(item[1], "fit") for item in value))
-
-    def __str__(self):
-        return (f"None or a list of (name, estimator) pairs with distinct names other than "
-                f"{self.reserved!r}")
-
-
-class NameListConstraint:
-    """None or a non-empty list of distinct strings (loss names)."""
-
-    def is_satisfied_by(self, value):
-        return value is None or (
-            isinstance(value, (list, tuple)) and len(value) > 0
-            and all(isinstance(v, str) for v in value) and len(set(value)) == len(value)
-        )
-
-    def __str__(self):
-        return "None or a non-empty list of distinct loss names"
-
-
 NONE = _NoneConstraint()
 """Constraint satisfied by ``None`` only."""
 
-PATH = _InstanceOf((str, os.PathLike), "a str or path-like")
+PATH = InstanceOf((str, os.PathLike), "a str or path-like")
 """Constraint satisfied by a ``str`` or ``os.PathLike``."""
 
 RANDOM_STATE = _RandomStateConstraint()
@@ -233,7 +176,7 @@ RANDOM_STATE = _RandomStateConstraint()
 MEMORY = _MemoryConstraint()
 """The ``memory`` parameter: None, a directory or a ``joblib.Memory``."""
 
-VERBOSE = [Interval(Integral, 0, None, closed="left"), _InstanceOf((bool,), "a bool")]
+VERBOSE = [Interval(Integral, 0, None, closed="left"), InstanceOf((bool,), "a bool")]
 """The ``verbose`` parameter: a non-negative int or a bool."""
 
 POSITIVE_INT = Interval(Integral, 1, None, closed="left")

@@ -16,7 +16,7 @@ from .weights import (
     _as_distribution,
     _check_incorrect,
     _reweight,
-    _weighted_error,
+    weighted_error as _weighted_error,
     check_sample_weight,
 )
 

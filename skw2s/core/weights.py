@@ -91,7 +91,7 @@ def _as_distribution(w):
     return new
 
 
-def _weighted_error(w, incorrect):
+def weighted_error(w, incorrect):
     """Return ``sum(w * incorrect) / sum(w)`` computed without overflow."""
     w = w / w.max()
     return float(np.clip(np.dot(w, incorrect) / w.sum(), 0.0, 1.0))
@@ -185,7 +185,7 @@ def adaboost_step(sample_weight, incorrect, *, learning_rate=1.0):
     if not (np.isfinite(learning_rate) and learning_rate > 0):
         raise ValueError(f"learning_rate must be finite and > 0, got {learning_rate}.")
     w = _as_distribution(w)
-    error = _weighted_error(w, inc)
+    error = weighted_error(w, inc)
     if error >= 0.5:
         return BoostStep(w, None, error, "error>=1/2")
     eps_c = np.clip(error, EPS, 1 - EPS)

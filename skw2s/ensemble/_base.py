@@ -46,7 +46,8 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .._infra.cache import fingerprint, get_store, with_checkpoints
+from .._infra.cache import fingerprint, get_store
+from ..hf.models import with_checkpoints
 from .._infra.validation import (
     MEMORY,
     RANDOM_STATE,
@@ -59,32 +60,15 @@ from .._infra.validation import (
     validate_params,
 )
 from ..core.weights import fit_mixture_weights, router_features, router_targets
-from ..exceptions import DivergenceError
+from ..exceptions import PARAMETER_HINT, DivergenceError, FirstLearnerError  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["BaseWeakEnsemble", "FirstLearnerError"]
 
-PARAMETER_HINT = "(estimator__n_epochs, estimator__lr)"
-
-
-class FirstLearnerError(ValueError):
-    """The first weak learner is too weak for boosting to start. The message ends with the
-    parameters to change, by their Python names (:data:`PARAMETER_HINT`); a pipeline records
-    which weak side failed in ``weak_side``, and a config run names its keys instead."""
-
-    weak_side = None
-
-    def for_config(self, section):
-        """The message with the config keys of ``section`` (``weak``, ``controls.NAME.weak``)
-        in place of the Python names."""
-        keys = f"(in the config: {section}.n_epochs, {section}.lr)"
-        return str(self).replace(PARAMETER_HINT, keys)
-
 ROUNDS_NAMESPACE = "rounds-v2"
 """Store namespace of boosting rounds (the key layout of this version; older entries are never
 read)."""
-
 
 
 def _check_round(entry, prototype, weights):

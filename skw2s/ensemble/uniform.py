@@ -18,19 +18,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._infra.validation import _InstanceOf
-from ..core.weights import BoostStep, _weighted_error
+from .._infra.validation import InstanceOf
+from ..core.weights import BoostStep, weighted_error
 from ._classifier import BaseClassifierEnsemble
 from ._generator import BaseGeneratorEnsemble
 
 __all__ = ["UniformEnsembleClassifier", "UniformEnsembleGenerator"]
 
-_BOOL = [_InstanceOf((bool, np.bool_), "a bool")]
+_BOOL = [InstanceOf((bool, np.bool_), "a bool")]
 
 
 def _uniform_step(weights, incorrect):
     """Weight 1 for every learner and ``D`` left as it is (uniform): no boosting."""
-    return BoostStep(weights, 1.0, _weighted_error(weights, np.asarray(incorrect, float)), None)
+    return BoostStep(weights, 1.0, weighted_error(weights, np.asarray(incorrect, float)), None)
 
 
 class UniformEnsembleClassifier(BaseClassifierEnsemble):

@@ -36,7 +36,7 @@ from .._infra.validation import (
     VERBOSE,
     Interval,
     StrOptions,
-    _InstanceOf,
+    InstanceOf,
     check_binary_target,
     check_sample_weight,
     check_text_input,
@@ -259,11 +259,11 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         "lora_r": [POSITIVE_INT],
         "lora_alpha": [POSITIVE_FINITE, NONE],
         "head_features": [StrOptions(("last_token", "answer_scores"))],
-        "answer_marker": [_InstanceOf((str,), "a str")],
+        "answer_marker": [InstanceOf((str,), "a str")],
         "loss": [StrOptions(("xent", "logconf", "product", "kl", "window", "entropy"))],
-        "loss_params": [_InstanceOf((dict,), "a dict"), NONE],
-        "device": [_InstanceOf((str,), "a str")],
-        "dtype": [_InstanceOf((str,), "a str")],
+        "loss_params": [InstanceOf((dict,), "a dict"), NONE],
+        "device": [InstanceOf((str,), "a str")],
+        "dtype": [InstanceOf((str,), "a str")],
         "random_state": [RANDOM_STATE],
         "verbose": VERBOSE,
     }
@@ -580,7 +580,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
 
     def _restore(self, payload):
         from ..hf.serialization import load_pretrained
-        from ..hf.models import _resolve_dtype, load_sequence_classifier, load_tokenizer, resolve_device
+        from ..hf.models import resolve_dtype, load_sequence_classifier, load_tokenizer, resolve_device
 
         fitted = self._fitted
         kind = payload["format"]
@@ -615,7 +615,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             model = load_pretrained(
                 payload["files"],
                 AutoModelForSequenceClassification.from_pretrained,
-                dtype=_resolve_dtype(fitted["dtype"], device),
+                dtype=resolve_dtype(fitted["dtype"], device),
                 use_safetensors=True,
             )
             model.to(device)

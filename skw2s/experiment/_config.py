@@ -313,7 +313,7 @@ def _check_dataset(config, raw):
         _check_optional(f"dataset.{key}", dataset.get(key), lambda v: isinstance(v, str) and v,
                         "a non-empty string")
     if dataset.get("answer_format") is not None:
-        from .._tables import ANSWER_FORMATS
+        from ..data.tables import ANSWER_FORMATS
 
         _check_choice("dataset.answer_format", dataset["answer_format"], ANSWER_FORMATS)
     sep = dataset.get("choices_sep", "|")

@@ -18,8 +18,8 @@ def _parameter_counts(spec):
     import torch
     import transformers
 
-    from .._efficiency import parameter_counts
-    from ..models import parse_model_spec, resolve_model_path
+    from ..hf.efficiency import parameter_counts
+    from ..hf.models import parse_model_spec, resolve_model_path
 
     parsed = parse_model_spec(spec)
     config = transformers.AutoConfig.from_pretrained(resolve_model_path(parsed))
@@ -33,7 +33,7 @@ def _parameter_counts(spec):
 
 
 def _tokens(spec, texts, max_length):
-    from ..models import load_tokenizer
+    from ..hf.models import load_tokenizer
 
     tokenizer = load_tokenizer(spec)
     lengths = [len(ids) for ids in tokenizer(list(texts), add_special_tokens=True)["input_ids"]]

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..ensemble._base import FirstLearnerError
+from ..exceptions import FirstLearnerError
 from ._config import _estimator_classes
 from ._data import load_task_data
 

@@ -27,6 +27,7 @@ import pandas as pd
 
 from ..core.metrics import agreement, mean_error_kappa, mean_sem
 from ..core.stats import paired_comparison
+from .runs import load_runs, run_names, test_set_label
 
 __all__ = ["comparison_table", "diagnostics_table", "disagreement_table", "load_predictions",
            "paired_table"]
@@ -40,8 +41,6 @@ def _seed_order(path):
 
 def _records(directories):
     """``(run name, record)`` of every seed file, named as :func:`skw2s.report.run_names` does."""
-    from .report import run_names
-
     loaded = []
     for directory in directories:
         for path in sorted(Path(directory).glob("seed*.json"), key=_seed_order):
@@ -71,8 +70,6 @@ def load_predictions(directories):
         runs named as :func:`skw2s.report.run_names` does (two directories' seeds are never
         pooled); seed files written before per-question predictions existed are left out.
     """
-    from .report import test_set_label
-
     out = {}
     for run, record in _records(directories):
         for test, p in (record.get("predictions") or {}).items():
@@ -172,8 +169,6 @@ def comparison_table(directories):
         ``weak_side``, ``loss``, ``seeds``, the weak side's ensemble accuracy, its student's
         accuracy, PGR and (binary tasks) AUROC and AUROC-PGR, and the gap of the run.
     """
-    from .report import load_runs
-
     runs = load_runs(directories, all_rows=True)
     if "weak_side" not in runs:
         return pd.DataFrame()
@@ -215,8 +210,6 @@ def disagreement_table(directories):
         ``weak_side``, ``seeds`` and ``disagreement`` (mean ± SEM over seeds of the mean over
         pairs of learners).
     """
-    from .report import test_set_label
-
     values = {}
     for run, record in _records(directories):
         for item in record.get("weak_disagreement") or []:
@@ -249,7 +242,7 @@ def diagnostics_table(directories):
         labels the student trained on (0 unless the pipeline's ``gold_fraction`` is set).
         Empty when no seed file holds per-question predictions.
     """
-    from .report import test_set_label
+    from .runs import test_set_label
 
     values = {}
     for run, record in _records(directories):

@@ -158,7 +158,7 @@ def resolve_device(device="auto"):
     return resolved
 
 
-def _resolve_dtype(dtype, device):
+def resolve_dtype(dtype, device):
     import torch
 
     if dtype is None or dtype == "auto":
@@ -554,7 +554,7 @@ def _load(auto_cls, spec, *, device, dtype, trust_remote_code, new_head=False, *
     parsed = check_model_spec(spec)
     path = resolve_model_path(parsed)
     resolved = resolve_device(device)
-    torch_dtype = _resolve_dtype(dtype, resolved)
+    torch_dtype = resolve_dtype(dtype, resolved)
     tokenizer = load_tokenizer(parsed, trust_remote_code=trust_remote_code)
     quiet_head = _expected_new_head() if new_head else contextlib.nullcontext()
     with quiet_transformers_progress(), quiet_head:
@@ -655,3 +655,28 @@ def load_sequence_classifier(
         num_labels=num_labels,
     )
     return model, tokenizer
+
+
+def checkpoints(*estimators):
+    """Fingerprints of the local checkpoint directories the estimators' ``model`` parameters
+    name (nested estimators included), for cache keys: a checkpoint overwritten in place then
+    changes the key instead of reusing stale work. Empty when every model is an offline alias
+    or a Hub id, so that those keys stay what they were.
+    """
+    found = []
+    for est in estimators:
+        if not hasattr(est, "get_params"):
+            continue
+        for name, value in sorted(est.get_params(deep=True).items()):
+            if (name == "model" or name.endswith("__model")) and isinstance(value, (str, os.PathLike)):
+                digest = checkpoint_fingerprint(value)
+                if digest is not None:
+                    found.append((name, digest))
+    return tuple(found)
+
+
+def with_checkpoints(parts, *estimators):
+    """``parts`` with the estimators' :func:`checkpoints` appended when there are any, so keys
+    that name only aliases and Hub ids stay what they were."""
+    found = checkpoints(*estimators)
+    return (*parts, found) if found else tuple(parts)

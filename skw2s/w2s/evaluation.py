@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.metrics import pgr_score
-from .pipeline import CASCADE, MAIN
+from .names import CASCADE, MAIN
 
 __all__ = ["add_pgr", "evaluate"]
 

@@ -36,42 +36,35 @@ from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .._infra.cache import checkpoints, fingerprint, get_store, with_checkpoints
+from .._infra.cache import fingerprint, get_store
+from ..hf.models import checkpoints, with_checkpoints
 from ..hf.efficiency import collect_training_stats
 from .._infra.validation import (
     MEMORY,
     NONE,
-    NamedEstimatorsConstraint,
-    NameListConstraint,
-    SizeConstraint,
-    SplitterConstraint,
     RANDOM_STATE,
     VERBOSE,
     HasMethods,
     Interval,
-    _InstanceOf,
+    InstanceOf,
     resolve_seed,
     spawn_seed,
     take_rows,
     validate_params,
 )
+from ._constraints import (
+    NamedEstimatorsConstraint,
+    NameListConstraint,
+    SizeConstraint,
+    SplitterConstraint,
+)
 from .difficulty import DifficultySplitter
-from ..ensemble._base import FirstLearnerError
-from ..exceptions import DivergenceError
+from ..exceptions import DivergenceError, FirstLearnerError
+from .names import CASCADE, GOLD, MAIN
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["WeakToStrongPipeline"]
-
-MAIN = "ours"
-"""The ``weak_side`` name of the ``weak`` estimator in ``report_`` and ``predictions_``."""
-
-GOLD = "ours+gold"
-"""The ``weak_side`` name of the labels of ``weak`` with ``gold_fraction`` of them replaced by
-gold labels."""
-
-CASCADE = "cascade"
-"""The ``weak_side`` name of the last labeller of the ``cascade`` chain."""
 
 _MIN_TEST = 20  # fewer test questions than this give a warning: accuracies move in 5% steps
 
@@ -260,12 +253,12 @@ class WeakToStrongPipeline(BaseEstimator):
         "splitter": [SplitterConstraint()],
         "test_size": [SizeConstraint()],
         "id_test_size": [SizeConstraint(), NONE],
-        "baseline": [_InstanceOf((bool, np.bool_), "a bool")],
-        "ceiling": [_InstanceOf((bool, np.bool_), "a bool")],
-        "soft_labels": [_InstanceOf((bool, np.bool_), "a bool")],
+        "baseline": [InstanceOf((bool, np.bool_), "a bool")],
+        "ceiling": [InstanceOf((bool, np.bool_), "a bool")],
+        "soft_labels": [InstanceOf((bool, np.bool_), "a bool")],
         "label_fraction": [Interval(Real, 0, 1, closed="right"), NONE],
         "gold_fraction": [Interval(Real, 0, 1, closed="both")],
-        "cascade": [_InstanceOf((list, tuple), "a list of estimators"), NONE],
+        "cascade": [InstanceOf((list, tuple), "a list of estimators"), NONE],
         "random_state": [RANDOM_STATE],
         "memory": [MEMORY],
         "verbose": VERBOSE,
