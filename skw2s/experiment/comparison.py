@@ -246,7 +246,9 @@ def diagnostics_table(directories):
 
     values = {}
     for run, record in _records(directories):
-        pgr = {(r["test"], r["weak_side"], r["model"], r.get("loss")): r.get("pgr")
+        if not record.get("predictions"):
+            continue  # a seed file without per-question predictions has nothing to compare
+        pgr = {(r["test"], r.get("weak_side"), r["model"], r.get("loss")): r.get("pgr")
                for r in record["report"]}
         gold = {row["weak_side"]: row.get("n_gold") or 0 for row in record.get("labels") or []}
         for test, p in (record.get("predictions") or {}).items():
