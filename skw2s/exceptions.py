@@ -72,7 +72,7 @@ PARAMETER_HINT = "(estimator__n_epochs, estimator__lr)"
 
 class FirstLearnerError(ValueError):
     """The first weak learner is too weak for boosting to start. The message ends with the
-    parameters to change, by their Python names (:data:`PARAMETER_HINT`); a pipeline records
+    parameters to change, by their Python names (``PARAMETER_HINT``); a pipeline records
     which weak side failed in ``weak_side``, and a config run names its keys instead."""
 
     weak_side = None
