@@ -253,6 +253,8 @@ def diagnostics_table(directories):
 
     values = {}
     for run, record in _records(directories):
+        if not record.get("predictions"):
+            continue  # a seed file without per-question answers has nothing to diagnose
         pgr = {(r["test"], r["weak_side"], r["model"], r.get("loss")): r.get("pgr")
                for r in record["report"]}
         gold = {row["weak_side"]: row.get("n_gold") or 0 for row in record.get("labels") or []}
