@@ -16,7 +16,8 @@ Usage::
 ``paired.md``) and rewrites the blocks of ``benchmarks/RESULTS.md`` between the markers
 ``<!-- paired-*:begin -->`` / ``<!-- paired-*:end -->``: the paired intervals (bootstrap and t
 on the per-seed differences) and McNemar p-values, one row per weak side and loss, the weak
-learners' disagreement, the compute each cell took and would need, and one row per seed; and
+learners' disagreement, the compute each cell took and would need, one row per seed, and the
+cost and results by training path (also ``report/cost_by_path.md``); and
 the ``<!-- methods-*:begin -->`` blocks from the runs under ``benchmarks/results/methods/``
 (the standard w2s methods, ``benchmarks/methods/*.yaml``). Nothing in those blocks is typed
 by hand. The prose between ``<!-- paired-findings:begin -->`` and
@@ -188,6 +189,77 @@ def compute_block(dirs, table):
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
+def training_path(record):
+    """``"fast"`` for a seed trained on the fast paths of issue 26, else ``"plain"``.
+
+    Answer-only logits, length-grouped batches and choice training that reads each prompt once
+    came with the per-stage training records (``useful_flops``, ``train_seconds``), so a seed
+    file that has them was trained on those paths; the seed files name no path themselves.
+    """
+    return "fast" if "useful_flops" in record else "plain"
+
+
+def cost_block(dirs):
+    """Cost and results by training path, for every cell with seeds on both paths.
+
+    One row per cell and path: each seed's measured CPU seconds, the mean CPU and wall hours per
+    seed and their ratio to the plain path's, the students' hard-test accuracy (mean ± SEM over
+    seeds) with ours − baseline, and each seed's training efficiency where its file records it
+    (useful FLOPs / (training seconds x the matmul rate timed in that run, also shown)). The fast row adds the change in ours − baseline against
+    the plain seeds, with a Welch 95% t interval over the two groups' per-seed differences:
+    whether the cheaper training moved the result beyond seed-to-seed noise.
+    """
+    import pandas as pd
+    from scipy.stats import ttest_ind
+
+    def sem(x):
+        return np.std(x, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
+
+    rows = []
+    for d in dirs:
+        groups = {}
+        for path in sorted(d.glob("seed*.json"), key=lambda p: int(p.stem[4:])):
+            record = json.loads(path.read_text())
+            p = record["predictions"]["hard"]
+            y, models = np.asarray(p["y"]), p["models"]
+            loss = next(n.split("/")[2] for n in models if n.startswith("ours/ensemble_student/"))
+            ours = np.mean(np.asarray(models[f"ours/ensemble_student/{loss}"]) == y)
+            base = np.mean(np.asarray(models[f"ours/baseline_student/{loss}"]) == y)
+            groups.setdefault(training_path(record), []).append(
+                (record.get("cpu_seconds"), record["seconds"], ours, base,
+                 record.get("efficiency"), record.get("matmul_flops_per_second")))
+        if len(groups) < 2 or any(c is None for g in groups.values() for c, *_ in g):
+            continue  # one path only, or a seed without measured CPU time: nothing to compare
+        plain = np.array(groups["plain"], dtype=float)
+        for name in ("plain", "fast"):
+            g = np.array(groups[name], dtype=float)
+            cpu, wall, ours, base, efficiency, rate = g.T
+            diff = 100 * (ours - base)
+            row = {"cell": d.name, "training path": name, "seeds": str(len(g)),
+                   "CPU seconds per seed": ", ".join(f"{c:.0f}" for c in cpu),
+                   "CPU hours per seed": f"{cpu.mean() / 3600:.2f}",
+                   "CPU vs plain": f"{cpu.mean() / plain[:, 0].mean():.2f}",
+                   "wall hours per seed": f"{wall.mean() / 3600:.2f}",
+                   "wall vs plain": f"{wall.mean() / plain[:, 1].mean():.2f}",
+                   "ours (students)": f"{ours.mean():.3f} ± {sem(ours):.3f}",
+                   "baseline (students)": f"{base.mean():.3f} ± {sem(base):.3f}",
+                   "ours − baseline (points)": f"{_pct(diff.mean() / 100)} ± {sem(diff):.1f}",
+                   "training efficiency per seed (matmul rate)": "–" if np.isnan(efficiency).all()
+                   else ", ".join(f"{e:.2f}" for e in efficiency)
+                   + f" ({', '.join(sorted({f'{r / 1e9:.0f}' for r in rate}))} GFLOP/s)",
+                   "change vs plain, Welch 95% CI": "–"}
+            if name == "fast":
+                before = 100 * (plain[:, 2] - plain[:, 3])
+                ci = ttest_ind(diff, before, equal_var=False).confidence_interval(0.95)
+                row["change vs plain, Welch 95% CI"] = (
+                    f"{_pct((diff.mean() - before.mean()) / 100)} "
+                    f"{_interval(ci.low / 100, ci.high / 100)}")
+            rows.append(row)
+    if not rows:
+        return "(no cell has seeds on both training paths)"
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
 def _accuracies(answers, y):
     return ", ".join(f"{np.mean(np.asarray(a) == y):.3f}" for a in answers) or "–"
 
@@ -266,7 +338,9 @@ def report(markdown=MARKDOWN, results=RESULTS, methods=METHODS):
         "paired-disagreement": _md(disagreement_table(dirs)),
         "paired-compute": compute_block(dirs, table),
         "paired-seeds": seeds_block(dirs),
+        "paired-cost": cost_block(dirs),
     }
+    (results / "report" / "cost_by_path.md").write_text(blocks["paired-cost"] + "\n")
     method_dirs = _dirs(methods, sorted(p.name for p in methods.iterdir())) if methods.is_dir() else []
     if method_dirs:
         method_table = paired_table(method_dirs)

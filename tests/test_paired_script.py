@@ -177,3 +177,43 @@ def test_the_committed_tables_are_what_the_report_writes_today(tmp_path, load_be
     markdown.write_text(RESULTS_MD.read_text())
     load_benchmark("paired").report(markdown=markdown, results=results, methods=methods)
     assert _generated_blocks(markdown.read_text()) == _generated_blocks(RESULTS_MD.read_text())
+
+
+def test_cost_by_training_path_compares_the_plain_and_fast_seeds(tmp_path, load_benchmark):
+    """Seeds whose files record training work (the fast paths) against those that do not."""
+    paired = load_benchmark("paired")
+    source = PAIRED.parent / "arc-easy-easy-hard"
+    wanted = [source / f"seed{s}.json" for s in (0, 1, 4, 5)]
+    if not all(path.exists() for path in wanted):
+        pytest.skip("the committed ARC-Easy easy-hard seeds are not in this checkout")
+    cell = tmp_path / source.name
+    cell.mkdir()
+    for path in wanted[:2]:
+        shutil.copy(path, cell)
+    assert paired.cost_block([cell]).startswith("(no cell")  # one path: nothing to compare
+    for path in wanted[2:]:
+        shutil.copy(path, cell)
+    records = [json.loads(path.read_text()) for path in wanted]
+    assert [paired.training_path(r) for r in records] == ["plain", "plain", "fast", "fast"]
+
+    lines = paired.cost_block([cell]).splitlines()
+    header = [c.strip() for c in lines[0].split("|")]
+    rows = [dict(zip(header, (c.strip() for c in line.split("|")))) for line in lines[2:]]
+    assert [r["training path"] for r in rows] == ["plain", "fast"]
+    cpu = [r["cpu_seconds"] for r in records]
+    assert rows[1]["CPU seconds per seed"] == f"{cpu[2]:.0f}, {cpu[3]:.0f}"
+    assert rows[0]["CPU vs plain"] == "1.00"
+    assert _shown(rows[1]["CPU vs plain"], np.mean(cpu[2:]) / np.mean(cpu[:2]), digits=2)
+
+    def diff(r):
+        p = r["predictions"]["hard"]
+        y, models = np.asarray(p["y"]), p["models"]
+        return 100 * (np.mean(np.asarray(models["ours/ensemble_student/sft"]) == y)
+                      - np.mean(np.asarray(models["ours/baseline_student/sft"]) == y))
+
+    before, after = [diff(r) for r in records[:2]], [diff(r) for r in records[2:]]
+    change, low, high = re.fullmatch(r"(\S+) \[(\S+), (\S+)\]",
+                                     rows[1]["change vs plain, Welch 95% CI"]).groups()
+    assert _shown(change, np.mean(after) - np.mean(before))
+    assert float(low) < np.mean(after) - np.mean(before) < float(high)
+    assert rows[0]["change vs plain, Welch 95% CI"] == "–"
