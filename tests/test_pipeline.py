@@ -267,3 +267,24 @@ def test_resume_after_kill(tmp_path):
     )
     assert fresh.returncode == 0
     assert json.loads((tmp_path / "fresh.json").read_text())["report"] == result["report"]
+
+
+def test_scikit_learn_students_with_a_loss_parameter_are_accepted():
+    # The early parameter check validates skw2s estimators only: scikit-learn's own keep
+    # constraints in their own format (it raised AttributeError on SGDClassifier's loss).
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression, SGDClassifier
+    from sklearn.tree import DecisionTreeClassifier
+
+    from skw2s import LLMAdaBoostClassifier
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(120, 4)
+    y = (X[:, 0] > 0).astype(int)
+    for strong in (SGDClassifier(loss="log_loss", random_state=0), LogisticRegression()):
+        weak = LLMAdaBoostClassifier(DecisionTreeClassifier(max_depth=1), n_estimators=2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pipe = WeakToStrongPipeline(weak, strong, random_state=0).fit(X, y)
+        assert "ceiling" in set(pipe.report_.model)

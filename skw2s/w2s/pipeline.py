@@ -378,7 +378,7 @@ class WeakToStrongPipeline(BaseEstimator):
                         validate_params(part)
                     except ValueError as exc:
                         raise ValueError(f"{label}: {exc}") from None
-        if "loss" in self.strong.get_params(deep=False):
+        if ours(self.strong) and "loss" in self.strong.get_params(deep=False):
             for loss in dict.fromkeys([*self._losses(), *self._baseline_losses()]):
                 try:
                     student = clone(self.strong).set_params(loss=loss)
