@@ -329,7 +329,7 @@ class Store:
     @classmethod
     def _clean_stale_temporaries(cls, directory):
         """Remove, once per directory and process, the temporary files of writes that were
-        killed half-way (``.KEY-XXXXXXXXXXXX.tmp`` older than :data:`STALE_TMP_SECONDS`; a
+        killed half-way (``.KEY-<12 random characters>.tmp`` older than :data:`STALE_TMP_SECONDS`; a
         write in progress elsewhere keeps its file's mtime fresh)."""
         import time
 
