@@ -17,7 +17,8 @@ Usage::
 ``<!-- paired-*:begin -->`` / ``<!-- paired-*:end -->``: the paired intervals (bootstrap and t
 on the per-seed differences) and McNemar p-values, one row per weak side and loss, the weak
 learners' disagreement, the compute each cell took and would need, one row per seed, and the
-cost and results by training path (also ``report/cost_by_path.md``); and
+cost and results by training path (also ``report/cost_by_path.md``), how closely a cell that
+reruns another's design (``REPLICATES``) repeats its answers at the same seeds; and
 the ``<!-- methods-*:begin -->`` blocks from the runs under ``benchmarks/results/methods/``
 (the standard w2s methods, ``benchmarks/methods/*.yaml``). Nothing in those blocks is typed
 by hand. The prose between ``<!-- paired-findings:begin -->`` and
@@ -45,6 +46,10 @@ METHODS = HERE / "results" / "methods"  # the standard w2s methods side by side 
 MARKDOWN = HERE / "RESULTS.md"
 CELLS = ["sciq-binary-random", "sciq-binary-easy-hard", "arc-easy-random", "arc-easy-easy-hard",
          "sciq-binary-reweight"]
+REPLICATES = [("sciq-binary-random", "sciq-binary-reweight")]
+"""Cells that share a design and seed numbers: the second reruns the first's weak sides and
+students (it adds a weak side), so the same seed should give the same answers when the code
+and versions have not changed in between."""
 TARGET = 0.015  # the wider 95% interval of ours - baseline: at most 1.5 points on each side
 
 logger = logging.getLogger("paired")
@@ -311,6 +316,63 @@ def seeds_block(dirs):
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
+def replication_block(results, pairs=REPLICATES):
+    """Whether a cell that reruns another's design gives the same answers at the same seed.
+
+    One row per model the two cells share: over the seeds both ran, the fraction of test
+    questions on which the two runs answer the same (mean, lowest and highest seed), each run's
+    accuracy (mean ± SEM over those seeds), and the training paths and transformers versions the
+    seed files record. Identical runs agree on every question; a change of code or versions in
+    between shows up as agreement below 1.
+    """
+    import pandas as pd
+
+    rows = []
+    for first, second in pairs:
+        seeds = sorted({int(p.stem[4:]) for p in (results / first).glob("seed*.json")}
+                       & {int(p.stem[4:]) for p in (results / second).glob("seed*.json")})
+        if not seeds:
+            continue
+        records = [(json.loads((results / first / f"seed{s}.json").read_text()),
+                    json.loads((results / second / f"seed{s}.json").read_text())) for s in seeds]
+        a0, b0 = (r["predictions"]["hard"]["models"] for r in records[0])
+        for model in [m for m in a0 if m in b0]:
+            agree, acc_a, acc_b = [], [], []
+            for a, b in records:
+                pa, pb = a["predictions"]["hard"], b["predictions"]["hard"]
+                if pa["ids"] != pb["ids"]:
+                    raise ValueError(f"{first} and {second} scored different test questions at "
+                                     f"seed {a['seed']}: they are not reruns of one design")
+                y = np.asarray(pa["y"])
+                xa, xb = np.asarray(pa["models"][model]), np.asarray(pb["models"][model])
+                agree.append(np.mean(xa == xb))
+                acc_a.append(np.mean(xa == y))
+                acc_b.append(np.mean(xb == y))
+
+            def mean_sem(x):
+                sem = np.std(x, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
+                return f"{np.mean(x):.3f} ± {sem:.3f}"
+
+            def versions(i):
+                return ", ".join(sorted({r[i]["versions"].get("transformers", "?")
+                                         for r in records}))
+
+            def paths(i):
+                return ", ".join(sorted({training_path(r[i]) for r in records}))
+
+            rows.append({
+                "cells": f"{first} / {second}", "model": model, "seeds": str(len(seeds)),
+                "same answers (mean, lowest-highest)":
+                    f"{np.mean(agree):.3f} ({min(agree):.3f}-{max(agree):.3f})",
+                "accuracy, first cell / second cell": f"{mean_sem(acc_a)} / {mean_sem(acc_b)}",
+                "training paths": f"{paths(0)} / {paths(1)}",
+                "transformers": f"{versions(0)} / {versions(1)}",
+            })
+    if not rows:
+        return "(no cells share seeds)"
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
 def _replace_block(text, name, block):
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     if begin not in text or end not in text:
@@ -339,6 +401,7 @@ def report(markdown=MARKDOWN, results=RESULTS, methods=METHODS):
         "paired-compute": compute_block(dirs, table),
         "paired-seeds": seeds_block(dirs),
         "paired-cost": cost_block(dirs),
+        "paired-replication": replication_block(results),
     }
     (results / "report" / "cost_by_path.md").write_text(blocks["paired-cost"] + "\n")
     method_dirs = _dirs(methods, sorted(p.name for p in methods.iterdir())) if methods.is_dir() else []

@@ -217,3 +217,46 @@ def test_cost_by_training_path_compares_the_plain_and_fast_seeds(tmp_path, load_
     assert _shown(change, np.mean(after) - np.mean(before))
     assert float(low) < np.mean(after) - np.mean(before) < float(high)
     assert rows[0]["change vs plain, Welch 95% CI"] == "–"
+
+
+def test_a_rerun_of_the_same_design_is_compared_answer_by_answer(tmp_path, load_benchmark):
+    """The rerun table: a copy agrees on every question; a changed answer lowers agreement."""
+    paired = load_benchmark("paired")
+    source = PAIRED.parent / "sciq-binary-random"
+    if not (source / "seed0.json").exists():
+        pytest.skip("the committed SciQ random seeds are not in this checkout")
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    record = json.loads((source / "seed0.json").read_text())
+    (first / "seed0.json").write_text(json.dumps(record))
+    assert paired.replication_block(tmp_path, [("first", "second")]) == "(no cells share seeds)"
+
+    hard = record["predictions"]["hard"]
+    y = np.asarray(hard["y"])
+    model = "ours/weak_single/-"
+    answers = np.asarray(hard["models"][model])
+    changed = answers.copy()
+    changed[:10] = 1 - changed[:10]  # binary answers: ten questions answered the other way
+    hard["models"][model] = changed.tolist()
+    record["versions"]["transformers"] = "9.9.9"
+    (second / "seed0.json").write_text(json.dumps(record))
+
+    lines = paired.replication_block(tmp_path, [("first", "second")]).splitlines()
+    header = [c.strip() for c in lines[0].split("|")]
+    rows = {r["model"]: r for r in (dict(zip(header, (c.strip() for c in line.split("|"))))
+                                    for line in lines[2:])}
+    assert set(rows) == set(hard["models"])
+    assert rows["ours/ceiling/-"]["same answers (mean, lowest-highest)"] == (
+        "1.000 (1.000-1.000)")
+    agree = 1 - 10 / len(y)
+    assert rows[model]["same answers (mean, lowest-highest)"] == (
+        f"{agree:.3f} ({agree:.3f}-{agree:.3f})")
+    assert rows[model]["accuracy, first cell / second cell"] == (
+        f"{np.mean(answers == y):.3f} ± nan / {np.mean(changed == y):.3f} ± nan")
+    assert rows[model]["transformers"].endswith("/ 9.9.9")
+
+    hard["ids"] = list(reversed(hard["ids"]))
+    (second / "seed0.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match="scored different test questions at seed 0"):
+        paired.replication_block(tmp_path, [("first", "second")])
