@@ -316,6 +316,11 @@ def seeds_block(dirs):
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
+def _mean_sem(x):
+    sem = np.std(x, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
+    return f"{np.mean(x):.3f} ± {sem:.3f}"
+
+
 def replication_block(results, pairs=REPLICATES):
     """Whether a cell that reruns another's design gives the same answers at the same seed.
 
@@ -349,24 +354,16 @@ def replication_block(results, pairs=REPLICATES):
                 acc_a.append(np.mean(xa == y))
                 acc_b.append(np.mean(xb == y))
 
-            def mean_sem(x):
-                sem = np.std(x, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
-                return f"{np.mean(x):.3f} ± {sem:.3f}"
-
-            def versions(i):
-                return ", ".join(sorted({r[i]["versions"].get("transformers", "?")
-                                         for r in records}))
-
-            def paths(i):
-                return ", ".join(sorted({training_path(r[i]) for r in records}))
-
             rows.append({
                 "cells": f"{first} / {second}", "model": model, "seeds": str(len(seeds)),
                 "same answers (mean, lowest-highest)":
                     f"{np.mean(agree):.3f} ({min(agree):.3f}-{max(agree):.3f})",
-                "accuracy, first cell / second cell": f"{mean_sem(acc_a)} / {mean_sem(acc_b)}",
-                "training paths": f"{paths(0)} / {paths(1)}",
-                "transformers": f"{versions(0)} / {versions(1)}",
+                "accuracy, first cell / second cell": f"{_mean_sem(acc_a)} / {_mean_sem(acc_b)}",
+                "training paths": " / ".join(
+                    ", ".join(sorted({training_path(r[i]) for r in records})) for i in (0, 1)),
+                "transformers": " / ".join(
+                    ", ".join(sorted({r[i]["versions"].get("transformers", "?") for r in records}))
+                    for i in (0, 1)),
             })
     if not rows:
         return "(no cells share seeds)"
