@@ -136,9 +136,11 @@ def test_fitted_attributes_are_documented(lora_boost):
     doc = doc.split("See Also")[0]
     documented = set(re.findall(r"^    (\w+_) :", doc, flags=re.M))
     fitted = {k for k in vars(lora_boost) if k.endswith("_") and not k.startswith("_")}
-    # combination_weights_ exists with combine="learned" only (the fixture mixes by alpha)
-    assert lora_boost.combine != "learned" and not hasattr(lora_boost, "combination_weights_")
-    assert fitted == documented - {"combination_weights_"}
+    # combination_weights_ exists with combine="learned" only, gate_ with combine="router"
+    # only (the fixture mixes by alpha)
+    assert lora_boost.combine not in ("learned", "router")
+    assert not hasattr(lora_boost, "combination_weights_") and not hasattr(lora_boost, "gate_")
+    assert fitted == documented - {"combination_weights_", "gate_"}
 
 
 # -- Algorithm 1, checked by hand ------------------------------------------------------------
