@@ -181,8 +181,8 @@ def test_fit_docstring_attributes(tiny_lm):
     for est in (clf.fit(TEXTS, LABELS), boost.fit(TEXTS, LABELS)):
         documented = _documented_attributes(type(est))
         assert _fitted_attributes(est) <= documented
-        # not set for text input, or only with combine="learned"
-        conditional = {"n_features_in_", "feature_names_in_", "combination_weights_"}
+        # not set for text input, or only with combine="learned" or "router"
+        conditional = {"n_features_in_", "feature_names_in_", "combination_weights_", "gate_"}
         assert documented - _fitted_attributes(est) <= conditional
     clear_cache()
 
