@@ -120,6 +120,11 @@ class HasMethods:
         joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
         return f"an object implementing {joined}"
 
+    def explain(self, value):
+        """What ``value`` lacks: the missing methods, named."""
+        missing = [repr(m) for m in self.methods if not callable(getattr(value, m, None))]
+        return f"it has no method {', '.join(missing)}" if missing else ""
+
 
 class InstanceOf:
     """Satisfied by an instance of ``types``; ``name`` is how errors describe it."""
@@ -217,8 +222,11 @@ def validate_params(estimator, constraints=None):
             continue
         texts = [str(c) for c in options]
         joined = texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + " or " + texts[-1]
+        reasons = [c.explain(value) for c in options if hasattr(c, "explain")]
+        reason = "; ".join(r for r in reasons if r)
         raise ValueError(
-            f"The {name!r} parameter of {owner} must be {joined}. Got {value!r} instead."
+            f"The {name!r} parameter of {owner} must be {joined}. Got {value!r} instead"
+            + (f": {reason}." if reason else ".")
         )
 
 

@@ -9,8 +9,8 @@
   ``(seed, t, D_t)`` only;
 - the ``memory`` store: a round is stored under a key of its learner's class and parameters,
   the training data, how the learner sees the weights, the seed, ``t`` and its input weights
-  ``D_t`` (the class's ``_memory_exclude`` lists the ensemble parameters that never change a
-  round). The finished consecutive rounds of an earlier fit therefore load instead of
+  ``D_t`` (of the ensemble's own parameters only how its learner sees the weights is in the
+  key). The finished consecutive rounds of an earlier fit therefore load instead of
   training, ``n_estimators=5`` after ``3`` trains two rounds, and ensembles that share a round
   share its entry: round 1 of :class:`~skw2s.LLMAdaBoostClassifier` is member 1 of
   :class:`~skw2s.UniformEnsembleClassifier` when both draw their data the same way;
@@ -22,6 +22,12 @@
   it (:func:`skw2s.core.weights.fit_mixture_weights`) after boosting;
 - ``combine="router"``: the same held-out part, and a gate fitted on it after boosting
   (``_fit_gate``) that gives every question its own expert weights.
+
+The hooks are declared on :class:`BaseWeakEnsemble` (abstract ones raise
+``NotImplementedError``, the others have a documented default); what they pass around is a
+:class:`FitData` and a :class:`FitContext`. What the loop needs from a learner, its *learner
+protocol*, is checked in ``fit`` before any training (:meth:`BaseWeakEnsemble._check_protocol`)
+and stated in ``docs/design.md``.
 
 **Where a new boosting variant goes.** A subclass of :class:`BaseClassifierEnsemble` or
 :class:`BaseGeneratorEnsemble` (which add the data checks, the draws and the predictions of
@@ -38,8 +44,9 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from numbers import Integral
-from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
@@ -64,11 +71,54 @@ from ..exceptions import PARAMETER_HINT, DivergenceError, FirstLearnerError  # n
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["BaseWeakEnsemble", "FirstLearnerError"]
+__all__ = ["BaseWeakEnsemble", "FirstLearnerError", "FitContext", "FitData"]
 
 ROUNDS_NAMESPACE = "rounds-v2"
 """Store namespace of boosting rounds (the key layout of this version; older entries are never
 read)."""
+
+
+@dataclass
+class FitData:
+    """The validated training data of one fit (what ``_check_data`` and ``_subset`` return).
+
+    Attributes
+    ----------
+    X : sequence of str, DataFrame or ndarray
+        The inputs, in the learner's format.
+    y : ndarray or sequence
+        The targets as the learner is fitted on them (classifiers: labels; generators: choice
+        indices or answer strings).
+    n : int
+        The number of rows.
+    fingerprint : str
+        A fingerprint of the data, part of every round's store key.
+    y_enc : ndarray of shape (n,) or None
+        Classifier ensembles only: the labels as 0 / 1 (1 is ``classes_[1]``).
+    sample_weight : ndarray of shape (n,) or None
+        Classifier ensembles only: the checked ``sample_weight`` (None: uniform).
+    classes : ndarray of shape (2,) or None
+        Classifier ensembles only, from ``_check_data``: the two sorted labels, which
+        ``_set_target_attributes`` stores as ``classes_``.
+    """
+
+    X: Any
+    y: Any
+    n: int
+    fingerprint: str
+    y_enc: Any = None
+    sample_weight: Any = None
+    classes: Any = None
+
+
+@dataclass
+class FitContext:
+    """What the steps of one fit need besides the data (what ``_prepare`` returns).
+
+    The base loop reads no field of it; each kind of ensemble subclasses it with its own
+    fields (:class:`skw2s.ensemble._classifier.ClassifierContext`,
+    :class:`skw2s.ensemble._generator.GeneratorContext`).
+    """
 
 
 def _check_round(entry, prototype, weights):
@@ -126,33 +176,52 @@ def fit_router_gate(proba, gold):
 class BaseWeakEnsemble(BaseEstimator):
     """Base of the weak-side ensembles: one ``fit`` loop; subclasses write the hooks.
 
-    Hooks (``data`` is what ``_check_data`` returns, ``context`` what ``_prepare`` returns):
+    Every hook the loop calls is declared here, in the order ``fit`` calls it. ``data`` is
+    the :class:`FitData` that ``_check_data`` returns, ``context`` the :class:`FitContext`
+    that ``_prepare`` returns. Abstract hooks raise ``NotImplementedError``;
+    :class:`~skw2s.ensemble._classifier.BaseClassifierEnsemble` and
+    :class:`~skw2s.ensemble._generator.BaseGeneratorEnsemble` write all of them but ``_boost``
+    and ``_resampling``, which each variant writes.
 
-    - ``_prototype()``: the learner (``estimator``, or the default when it is None), and
-      ``_check_learner(prototype)``: a clear error when it cannot serve the settings;
-    - ``_check_data(X, y, sample_weight)``: validated data, a ``SimpleNamespace`` with at
-      least ``X``, ``y`` and ``n``;
-    - ``_prepare(data, prototype, store)``: anything the steps need before round 1 (the
-      pre-trained error, lengths ...); returns ``context``;
-    - ``_initial_weights(data, context)``: ``D_1``;
-    - ``_draw(weights, data, context, rng)``: how round ``t``'s learner sees ``D_t``;
-      returns ``(fit_kwargs, info)``;
-    - ``_fit_learner(learner, data, fit_kwargs, context)`` and ``_mistakes(learner, data)``: train it,
-      and its mistakes on the training data, in [0, 1];
-    - ``_boost(t, weights, incorrect, context)``: the weight step, a
+    - ``_prototype()`` (abstract): the learner (``estimator``, or the default when it is
+      None);
+    - ``_check_protocol(prototype)``: the learner protocol (``_learner_methods``,
+      ``_learner_params``), checked before anything is trained; ``_check_learner(prototype)``:
+      a clear error when the learner cannot serve the settings (default: none);
+    - ``_check_data(X, y, sample_weight)`` (abstract): the validated :class:`FitData`, with no
+      side effect on the ensemble but the input-feature attributes (``n_features_in_``);
+      ``_set_target_attributes(data)``: the fitted attributes that describe the targets
+      (default: none; classifiers set ``classes_``);
+    - ``_subset(data, rows)`` (abstract): the rows of the data, for the held-out part of
+      ``combine="learned"`` and ``"router"``;
+    - ``_prepare(data, prototype, store)``: what the steps need before round 1 (the
+      pre-trained error, lengths ...); returns ``context`` (default: an empty
+      :class:`FitContext`);
+    - ``_initial_weights(data, context)`` (abstract): ``D_1``;
+    - ``_resampling()`` (abstract): whether a learner trains on a weighted draw of the data
+      (True) or sees the weights, or all the data (False); part of every round's key;
+    - ``_draw(weights, data, context, rng)`` (abstract): how round ``t``'s learner sees
+      ``D_t``; returns ``(fit_kwargs, info)``;
+    - ``_fit_learner(learner, data, fit_kwargs, context)`` (abstract): train it; then
+      ``_check_fitted_learner(learner)`` checks ``_learner_fitted_attributes``;
+    - ``_mistakes(learner, data)`` (abstract): its mistakes on the training data, in [0, 1];
+    - ``_boost(t, weights, incorrect, context)`` (abstract): the weight step, a
       :class:`skw2s.core.weights.BoostStep`;
-    - ``_accept(learner, t, kept, context)``: a kept learner, before it joins ``estimators_``;
-    - ``_round_record(entry, data, context)``: extra ``history_`` fields of a round;
-    - ``_finish(data, context, weights)``: extra fitted attributes;
-    - ``_likelihoods(learners, data)``: the probability of each held-out gold label under
-      each learner, for ``combine="learned"`` and ``"router"``;
-    - ``_fit_gate(learners, data)``: the fitted gate of ``combine="router"``
+    - ``_round_record(entry, data, context)``: extra ``history_`` fields of a round
+      (default: none);
+    - ``_first_round_error(step, context)``: the message of the error a rejected first round
+      raises (default: a generic one);
+    - ``_accept(learner, t, kept, context)``: a kept learner, before it joins ``estimators_``
+      (default: the learner as it is);
+    - ``_finish(data, context, weights)``: extra fitted attributes (default: none);
+    - ``_likelihoods(learners, data)`` (abstract): the probability of each held-out gold label
+      under each learner, for ``combine="learned"``;
+    - ``_fit_gate(learners, data)`` (abstract): the fitted gate of ``combine="router"``
       (:func:`fit_router_gate` on the learners' probabilities of the held-out rows).
-    """
 
-    _memory_exclude = frozenset({"estimator", "n_estimators", "memory", "verbose"})
-    """Ensemble parameters that never change a trained round (not in the round key). The key
-    holds the learner and the draw instead (see ``_draw_key``)."""
+    ``_likelihoods`` and ``_fit_gate`` are called only when the ensemble has a ``combine``
+    parameter that holds rows out (``_holds_out``).
+    """
 
     _base_constraints = {
         "n_estimators": [Interval(Integral, 1, None, closed="left")],
@@ -161,35 +230,145 @@ class BaseWeakEnsemble(BaseEstimator):
         "verbose": VERBOSE,
     }
 
-    # -- hooks with defaults ------------------------------------------------------------
+    _learner_methods = ("fit",)
+    """The public methods the loop and the ensemble's inference call on a learner."""
+
+    _learner_params = ()
+    """The parameters (``get_params(deep=False)`` keys) the ensemble reads or sets on a
+    learner; ``random_state`` is set when the learner has it, and is not required."""
+
+    _learner_fitted_attributes = ()
+    """The fitted attributes the ensemble reads on a trained learner."""
+
+    # -- the hooks, in the order fit calls them -----------------------------------------
+    def _prototype(self):
+        """The unfitted learner every round clones: ``estimator``, or the default learner."""
+        raise NotImplementedError
+
+    def _check_protocol(self, prototype):
+        """Raise ``TypeError`` naming what the learner lacks of the protocol.
+
+        Checks the methods (``_learner_methods``), scikit-learn's ``get_params`` and
+        ``set_params`` (every round clones the learner) and the parameters
+        (``_learner_params``). The fitted attributes are checked on each trained learner
+        (:meth:`_check_fitted_learner`).
+        """
+        name = type(prototype).__name__
+        missing = [m for m in ("get_params", "set_params", *self._learner_methods)
+                   if not callable(getattr(prototype, m, None))]
+        if missing:
+            raise TypeError(
+                f"{type(self).__name__} cannot use {name} as its learner: it has no method "
+                f"{', '.join(missing)}. A learner needs {', '.join(self._learner_methods)} and "
+                "scikit-learn's get_params / set_params (see 'The learner protocol' in "
+                "docs/design.md)."
+            )
+        params = prototype.get_params(deep=False)
+        missing = [p for p in self._learner_params if p not in params]
+        if missing:
+            raise TypeError(
+                f"{type(self).__name__} cannot use {name} as its learner: it has no parameter "
+                f"{', '.join(missing)} (get_params). A learner needs the parameters "
+                f"{', '.join(self._learner_params)} (see 'The learner protocol' in "
+                "docs/design.md)."
+            )
+
     def _check_learner(self, prototype):
         """Raise ``ValueError`` when the learner cannot serve this ensemble's settings."""
 
-    def _prepare(self, data, prototype, store):
-        return SimpleNamespace()
+    def _check_data(self, X, y, sample_weight):
+        """The validated training data, a :class:`FitData`. It sets no fitted attribute but
+        the input-feature ones (``n_features_in_``, ``feature_names_in_``)."""
+        raise NotImplementedError
 
-    def _accept(self, learner, t, kept, context):
-        return learner
+    def _set_target_attributes(self, data):
+        """Set the fitted attributes that describe the targets (classifiers: ``classes_``);
+        by default none."""
+
+    def _subset(self, data, rows):
+        """The :class:`FitData` of the given rows (indices into ``data``)."""
+        raise NotImplementedError
+
+    def _prepare(self, data, prototype, store):
+        """The :class:`FitContext` of this fit: what the steps need before round 1. By default
+        an empty one."""
+        return FitContext()
+
+    def _initial_weights(self, data, context):
+        """``D_1``: the weights of round 1, non-negative, summing to 1."""
+        raise NotImplementedError
+
+    def _resampling(self):
+        """True when a learner trains on a weighted draw of the data, False when it sees the
+        weights (or, for the uniform controls, all the data)."""
+        raise NotImplementedError
+
+    def _draw(self, weights, data, context, rng):
+        """How round ``t``'s learner sees ``D_t``: ``(fit_kwargs, info)``, where
+        ``fit_kwargs`` go to ``_fit_learner`` and ``info`` (a dict) to the round's entry. Draws
+        from ``rng`` only (after the learner's ``random_state``)."""
+        raise NotImplementedError
+
+    def _fit_learner(self, learner, data, fit_kwargs, context):
+        """Train ``learner`` (a fresh clone) on the data as ``fit_kwargs`` say; return it."""
+        raise NotImplementedError
+
+    def _check_fitted_learner(self, learner):
+        """Raise ``TypeError`` naming the fitted attributes (``_learner_fitted_attributes``) a
+        trained learner lacks."""
+        missing = [a for a in self._learner_fitted_attributes if not hasattr(learner, a)]
+        if missing:
+            raise TypeError(
+                f"{type(self).__name__} needs the fitted attribute(s) {', '.join(missing)} of "
+                f"its learner, which {type(learner).__name__}.fit did not set (see 'The "
+                "learner protocol' in docs/design.md)."
+            )
+
+    def _mistakes(self, learner, data):
+        """The trained learner's mistakes on all the training data: one value in [0, 1] per
+        weight of ``D_t``."""
+        raise NotImplementedError
+
+    def _boost(self, t, weights, incorrect, context):
+        """The weight step of round ``t``: a :class:`skw2s.core.weights.BoostStep` from
+        ``D_t`` and the round's mistakes."""
+        raise NotImplementedError
 
     def _round_record(self, entry, data, context):
+        """Extra ``history_`` fields of a round (a dict); by default none."""
         return {}
 
-    def _finish(self, data, context, weights):
-        pass
-
-    def _draw_key(self):
-        """How a learner sees ``D_t``, for round keys. Every concrete ensemble defines
-        ``_resampling()``: True when a learner trains on a weighted draw of the data, False
-        when it sees the weights (or, for the uniform controls, all the data)."""
-        return "resample" if self._resampling() else "weights"
-
     def _first_round_error(self, step, context):
+        """The message of the :class:`FirstLearnerError` a rejected first round raises."""
         return (
             f"The first weak learner of {type(self).__name__} has a weighted error of "
             f"{step.error:.4f} ({step.stop_reason}): it is no better than the rule allows, and "
             "the ensemble cannot be fit. Train the learner longer or with another learning rate "
             f"{PARAMETER_HINT}."
         )
+
+    def _accept(self, learner, t, kept, context):
+        """The learner of kept round ``t`` as it joins ``estimators_`` (``kept``: the learners
+        kept before it); by default the learner itself."""
+        return learner
+
+    def _finish(self, data, context, weights):
+        """Set extra fitted attributes after the last round (``weights``: the final ``D``);
+        by default none."""
+
+    def _likelihoods(self, learners, data):
+        """``(T, m)``: each learner's probability of each held-out gold label or token, for
+        ``combine="learned"``."""
+        raise NotImplementedError
+
+    def _fit_gate(self, learners, data):
+        """The fitted gate of ``combine="router"`` on the held-out data."""
+        raise NotImplementedError
+
+    # -- helpers of the loop ------------------------------------------------------------
+    def _draw_key(self):
+        """How a learner sees ``D_t``, for round keys (from ``_resampling()``)."""
+        return "resample" if self._resampling() else "weights"
 
     def _learned(self):
         return getattr(self, "combine", None) == "learned"
@@ -230,9 +409,12 @@ class BaseWeakEnsemble(BaseEstimator):
         """
         validate_params(self)
         reset_fitted_attributes(self)
-        prototype = clone(self._prototype())
+        prototype = self._prototype()
+        self._check_protocol(prototype)
+        prototype = clone(prototype)
         self._check_learner(prototype)
         data = self._check_data(X, y, sample_weight)
+        self._set_target_attributes(data)
         seed = resolve_seed(self.random_state)
         holdout = None
         if self._holds_out():
@@ -351,6 +533,7 @@ class BaseWeakEnsemble(BaseEstimator):
         start = time.perf_counter()
         learner = self._fit_learner(learner, data, fit_kwargs, context)
         fit_seconds = time.perf_counter() - start
+        self._check_fitted_learner(learner)
         incorrect = np.asarray(self._mistakes(learner, data), dtype=np.float64)
         entry = {"learner": learner, "incorrect": incorrect, "fit_seconds": fit_seconds,
                  "info": info}

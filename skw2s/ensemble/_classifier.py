@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from numbers import Real
-from types import SimpleNamespace
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.base import ClassifierMixin
@@ -29,11 +29,27 @@ from .._infra.validation import (
     check_text_input,
     take_rows,
 )
-from ._base import PARAMETER_HINT, BaseWeakEnsemble, fit_router_gate
+from ._base import PARAMETER_HINT, BaseWeakEnsemble, FitContext, FitData, fit_router_gate
 
-__all__ = ["BaseClassifierEnsemble"]
+__all__ = ["BaseClassifierEnsemble", "ClassifierContext"]
 
 _MAX_REDRAWS = 20
+
+LEARNER_METHODS = ("fit", "predict", "predict_proba")
+"""The public methods a classifier ensemble calls on its learner (see ``docs/design.md``)."""
+
+
+@dataclass
+class ClassifierContext(FitContext):
+    """The context of a classifier ensemble's fit.
+
+    Attributes
+    ----------
+    takes_weights : bool
+        Whether the learner's ``fit`` accepts ``sample_weight``.
+    """
+
+    takes_weights: bool
 
 
 def _n_samples(X):
@@ -62,10 +78,12 @@ class BaseClassifierEnsemble(ClassifierMixin, BaseWeakEnsemble):
 
     _parameter_constraints = {
         **BaseWeakEnsemble._base_constraints,
-        "estimator": [HasMethods(("fit", "predict", "predict_proba")), NONE],
+        "estimator": [HasMethods(LEARNER_METHODS), NONE],
         "combine": [StrOptions(("vote", "learned", "confidence", "router"))],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     }
+    _learner_methods = LEARNER_METHODS
+    _learner_fitted_attributes = ("classes_",)
 
     def _prototype(self):
         from ..estimators.classifier import LLMClassifier
@@ -98,19 +116,21 @@ class BaseClassifierEnsemble(ClassifierMixin, BaseWeakEnsemble):
         n = _n_samples(X)
         classes, y_enc = check_binary_target(y, n, estimator=self)
         weights = check_sample_weight(sample_weight, n)
-        self.classes_ = classes
-        self.n_classes_ = 2
-        return SimpleNamespace(
+        return FitData(
             X=X, y=classes[y_enc], y_enc=y_enc, n=n, sample_weight=weights,
-            fingerprint=fingerprint(X, classes[y_enc], weights),
+            fingerprint=fingerprint(X, classes[y_enc], weights), classes=classes,
         )
+
+    def _set_target_attributes(self, data):
+        self.classes_ = data.classes
+        self.n_classes_ = 2
 
     def _subset(self, data, rows):
         X, y = take_rows(data.X, rows), data.y[rows]
         weights = None if data.sample_weight is None else data.sample_weight[rows]
-        return SimpleNamespace(
+        return FitData(
             X=X, y=y, y_enc=data.y_enc[rows], n=len(rows), sample_weight=weights,
-            fingerprint=fingerprint(X, y, weights),
+            fingerprint=fingerprint(X, y, weights), classes=data.classes,
         )
 
     def _check_learner(self, prototype):
@@ -124,7 +144,7 @@ class BaseClassifierEnsemble(ClassifierMixin, BaseWeakEnsemble):
             )
 
     def _prepare(self, data, prototype, store):
-        return SimpleNamespace(takes_weights=has_fit_parameter(prototype, "sample_weight"))
+        return ClassifierContext(takes_weights=has_fit_parameter(prototype, "sample_weight"))
 
     def _passes_weights(self):
         """Whether a learner that sees the weights must accept ``sample_weight``."""

@@ -8,8 +8,9 @@ the subclasses (:class:`~skw2s.TokenAdaBoostGenerator`,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from numbers import Real
-from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 from sklearn.base import clone
@@ -23,12 +24,42 @@ from ..core.token_weights import initial_token_weights, sample_token_counts, spl
 from .._infra.validation import NONE, HasMethods, Interval, StrOptions, take_rows
 from ..hf.decoding import check_shared_vocabulary
 from ..core import weights as _weights
-from ._base import ROUNDS_NAMESPACE, BaseWeakEnsemble, fit_router_gate
+from ._base import ROUNDS_NAMESPACE, BaseWeakEnsemble, FitContext, FitData, fit_router_gate
 
-__all__ = ["BaseGeneratorEnsemble"]
+__all__ = ["BaseGeneratorEnsemble", "GeneratorContext"]
 
 LEARNER_PROTOCOL = ("fit", "token_mistakes", "answer_lengths", "as_expert")
-"""The public methods a generator ensemble calls on its learner (see :class:`~skw2s.LLMGenerator`)."""
+"""The public methods a generator ensemble calls on its learner (see :class:`~skw2s.LLMGenerator`
+and ``docs/design.md``)."""
+
+LEARNER_PARAMS = ("n_epochs", "batch_size", "max_length", "max_new_tokens", "choice_score")
+"""The learner parameters a generator ensemble reads or sets: ``n_epochs`` (set to 0 for the
+zero-shot reference) and the inference settings (:meth:`BaseGeneratorEnsemble._settings`)."""
+
+
+@dataclass
+class GeneratorContext(FitContext):
+    """The context of a generator ensemble's fit.
+
+    Attributes
+    ----------
+    lengths : ndarray of shape (n_samples,)
+        Every training answer's length in tokens (EOS included).
+    tokenizer : tokenizer
+        The zero-shot reference learner's ``tokenizer_``; every round's learner must share
+        its vocabulary.
+    pretrained_incorrect : ndarray of shape (n_tokens,) or None
+        The zero-shot reference's token mistakes, when the ensemble uses them
+        (``_uses_pretrained_error``); else None.
+    eps_pre : float or None
+        :class:`~skw2s.TokenAdaBoostGenerator` only: the pre-trained model's ``D_1``-weighted
+        (smoothed) token error; else None.
+    """
+
+    lengths: Any
+    tokenizer: Any
+    pretrained_incorrect: Any = None
+    eps_pre: Any = None
 
 
 class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
@@ -48,6 +79,9 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     }
     _uses_pretrained_error = False
+    _learner_methods = LEARNER_PROTOCOL
+    _learner_params = LEARNER_PARAMS
+    _learner_fitted_attributes = ("tokenizer_",)
 
     def _prototype(self):
         from ..estimators.generator import LLMGenerator
@@ -70,7 +104,7 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
             )
         inputs = check_generation_input(X)
         answers, _ = check_generation_target(y, inputs)
-        return SimpleNamespace(
+        return FitData(
             X=X, y=y, n=len(inputs), fingerprint=fingerprint(list(inputs.prompts), list(answers))
         )
 
@@ -78,15 +112,15 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
         X, y = take_rows(data.X, rows), take_rows(np.asarray(data.y, dtype=object), rows)
         inputs = check_generation_input(X)
         answers, _ = check_generation_target(y, inputs)
-        return SimpleNamespace(
+        return FitData(
             X=X, y=y, n=len(rows), fingerprint=fingerprint(list(inputs.prompts), list(answers))
         )
 
     def _prepare(self, data, prototype, store):
         zero = clone(prototype).set_params(n_epochs=0).fit(data.X, data.y)
-        context = SimpleNamespace(
+        self._check_fitted_learner(zero)
+        context = GeneratorContext(
             lengths=zero.answer_lengths(data.X, data.y), tokenizer=zero.tokenizer_,
-            pretrained_incorrect=None,
         )
         if self._uses_pretrained_error:
             params = {k: v for k, v in prototype.get_params(deep=True).items()

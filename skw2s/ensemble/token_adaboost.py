@@ -17,7 +17,7 @@ from ..core.token_weights import (
     weighted_error,
 )
 from .._infra.validation import Interval, StrOptions
-from ._base import PARAMETER_HINT, BaseWeakEnsemble
+from ._base import PARAMETER_HINT
 from ._generator import BaseGeneratorEnsemble
 
 __all__ = ["TokenAdaBoostGenerator"]
@@ -224,7 +224,7 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
         super()._finish(data, context, weights)
         self.pretrained_error_ = float(context.eps_pre)
 
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Boost weak experts on the easy data ``(X, y)``.
 
         Parameters
@@ -233,6 +233,9 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
             Prompts, with optional choices (see :mod:`skw2s.data.inputs`).
         y : array-like of shape (n_samples,)
             Choice indices (with choices) or answer strings.
+        sample_weight : None, default=None
+            Must be None: the ensemble weights answer tokens, starting uniform. The parameter
+            is there so that every ensemble's ``fit`` has one signature.
 
         Returns
         -------
@@ -245,4 +248,4 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
             On invalid parameters or input, or when the first expert's token error is not
             below ``eps_pre``.
         """
-        return BaseWeakEnsemble.fit(self, X, y)
+        return super().fit(X, y, sample_weight=sample_weight)

@@ -128,7 +128,10 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
     :class:`~skw2s.UniformEnsembleGenerator`) use only public methods of their learner, so any
     estimator that offers them can be one: ``fit(X, y, token_weight=...)``,
     :meth:`token_mistakes`, :meth:`answer_lengths`, :meth:`as_expert`, the ``tokenizer_``
-    attribute, ``n_epochs=0`` for a zero-shot fit, and optionally :meth:`share_base_with`.
+    attribute, the parameters ``n_epochs`` (0 for a zero-shot fit), ``batch_size``,
+    ``max_length``, ``max_new_tokens`` and ``choice_score``, and optionally
+    :meth:`share_base_with`. The protocol in full is "The learner protocol" in
+    ``docs/design.md``; the ensembles check it in ``fit`` before any training.
 
     Examples
     --------
