@@ -2,8 +2,7 @@
 
 An estimator turns its ``random_state`` into one int seed with :func:`resolve_seed`; every
 further random draw of a fit comes from that seed through one of the derivations below,
-each with its own named salt, so that two derivations of one seed never give the same
-stream:
+each with its own named salt:
 
 =========================  =====================================================================
 derivation                 stream
@@ -24,7 +23,14 @@ derivation                 stream
 
 The salts are the constants of this module; they, and the legacy ``RandomState`` streams,
 are as they were before the derivations were named, so the fixed-seed outputs
-(``benchmarks/fixed_seed_outputs.py``) did not change.
+(``benchmarks/fixed_seed_outputs.py``) did not change. Within one estimator no two of its
+streams share their entropy: an ensemble's rounds ``[seed, t - 1]``, its hold-out
+``[seed, 2**31 - 1]`` and its learners' batch orders (three words) are apart, and so are the
+pipeline's stage, split and gold streams and the splitter's tie streams. Across estimators
+the legacy salts do meet round indices (``[seed, THRESHOLD_TIE_SALT]`` is round 2's entropy,
+``[seed, STAGE_SALT]`` round 2027's), but only for estimators that happen to get the same
+int seed, and they use the streams for unrelated draws; a new derivation takes a salt of
+its own: a word above ``HOLDOUT_SALT``, or a third word.
 
 What ``None`` means
 -------------------
