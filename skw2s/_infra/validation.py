@@ -13,6 +13,9 @@ wording where a scikit-learn message exists, so that errors read the same across
   messages (``"The 'n_estimators' parameter of X must be an int in the range [1, inf). Got 0
   instead."``).
 
+``resolve_seed``, ``round_rng``, ``spawn_seed`` and ``batch_order_rng`` are re-exported from
+:mod:`skw2s.core.random`, where every seed derivation lives.
+
 Numpy, pandas and scikit-learn only: this module never imports torch.
 """
 
@@ -23,10 +26,11 @@ from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
-from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils import column_or_1d
 from sklearn.utils.multiclass import type_of_target
 
 from ..core import weights as _weights
+from ..core.random import MAX_SEED, batch_order_rng, resolve_seed, round_rng, spawn_seed
 
 __all__ = [
     "MEMORY",
@@ -153,7 +157,7 @@ class _RandomStateConstraint:
     def is_satisfied_by(self, value):
         if value is None or isinstance(value, np.random.RandomState):
             return True
-        return Interval(Integral, 0, 2**32 - 1, closed="both").is_satisfied_by(value)
+        return Interval(Integral, 0, MAX_SEED, closed="both").is_satisfied_by(value)
 
     def __str__(self):
         return "an int in the range [0, 4294967295], an instance of 'numpy.random.mtrand.RandomState' or None"
@@ -228,65 +232,6 @@ def validate_params(estimator, constraints=None):
             f"The {name!r} parameter of {owner} must be {joined}. Got {value!r} instead"
             + (f": {reason}." if reason else ".")
         )
-
-
-_SEED_HIGH = np.iinfo(np.int32).max
-
-
-def resolve_seed(random_state):
-    """Turn a ``random_state`` parameter into an int seed: the one seed rule of skw2s.
-
-    An int is returned as it is; None or a ``RandomState`` draw one from
-    :func:`sklearn.utils.check_random_state` (so None is not reproducible, as in scikit-learn).
-    Every estimator turns its ``random_state`` into a seed with this function, and derives
-    every further seed from that one with :func:`spawn_seed` / :func:`round_rng`.
-
-    Raises
-    ------
-    ValueError
-        For anything ``check_random_state`` does not accept.
-    """
-    if isinstance(random_state, (Integral, np.integer)) and not isinstance(random_state, bool):
-        if not 0 <= int(random_state) <= 2**32 - 1:
-            raise ValueError(f"random_state must be in [0, 4294967295]; got {random_state!r}.")
-        return int(random_state)
-    try:
-        rng = check_random_state(random_state)
-    except ValueError:
-        raise ValueError(
-            f"random_state must be an int in the range [0, 4294967295], an instance of "
-            f"'numpy.random.mtrand.RandomState' or None. Got {random_state!r} instead."
-        ) from None
-    return int(rng.randint(_SEED_HIGH))
-
-
-def round_rng(seed, t):
-    """The generator of boosting round ``t`` (1-based): ``numpy.random.default_rng([seed, t - 1])``.
-
-    A round's draws (its learner's seed, then its resampling) depend on ``(seed, t)`` only, not
-    on ``n_estimators`` or on other rounds, so every ensemble that runs round ``t`` from the
-    same weights trains the same learner.
-    """
-    return np.random.default_rng([int(seed), int(t) - 1])
-
-
-_BATCH_ORDER_SALT = 7301
-"""Salt of :func:`batch_order_rng`: its draws never coincide with a round's (:func:`round_rng`)."""
-
-
-def batch_order_rng(seed, epoch):
-    """The generator of a training run's batch order in ``epoch`` (0-based):
-    ``numpy.random.default_rng([seed, epoch, _BATCH_ORDER_SALT])``.
-
-    The length-grouped batches of :mod:`skw2s.training` draw their order from it, so the same
-    seed gives the same batches in every process, and every epoch its own order.
-    """
-    return np.random.default_rng([int(seed), int(epoch), _BATCH_ORDER_SALT])
-
-
-def spawn_seed(rng):
-    """An int seed for a child estimator, drawn from a numpy ``Generator``."""
-    return int(rng.integers(_SEED_HIGH))
 
 
 def reset_fitted_attributes(estimator, private=()):

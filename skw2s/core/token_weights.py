@@ -10,6 +10,7 @@ import warnings
 
 import numpy as np
 
+from .random import check_random_state
 from .weights import (
     EPS,
     BoostStep,
@@ -198,17 +199,6 @@ def token_boost_step(D, incorrect, eps_pre):
     return BoostStep(new, alpha, error, "perfect" if error == 0 else None)
 
 
-def _check_random_state(random_state):
-    """Return a numpy Generator or RandomState like sklearn's ``check_random_state``."""
-    if random_state is None:
-        return np.random.mtrand._rand
-    if isinstance(random_state, (np.random.Generator, np.random.RandomState)):
-        return random_state
-    if isinstance(random_state, numbers.Integral):
-        return np.random.RandomState(int(random_state))
-    raise ValueError(f"{random_state!r} cannot be used to seed a random generator.")
-
-
 def sample_token_counts(D, n_draws, random_state=None):
     """Draw tokens with replacement with probabilities ``D``.
 
@@ -234,7 +224,7 @@ def sample_token_counts(D, n_draws, random_state=None):
     p = check_sample_weight(D, D.shape[0])
     p /= p.max()
     p /= p.sum()
-    rng = _check_random_state(random_state)
+    rng = check_random_state(random_state, allow_generator=True)
     return rng.multinomial(int(n_draws), p).astype(np.int64)
 
 

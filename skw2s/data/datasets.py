@@ -42,8 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.utils import check_random_state
 
+from ..core.random import check_random_state
 from . import tables as _tables
 from .files import read_jsonl
 from .hub import hub_frame as _hub_frame

@@ -66,6 +66,7 @@ from .._infra.validation import (
     spawn_seed,
     validate_params,
 )
+from ..core.random import holdout_rng
 from ..core.weights import fit_mixture_weights, router_features, router_targets
 from ..exceptions import PARAMETER_HINT, DivergenceError, FirstLearnerError  # noqa: F401
 
@@ -497,7 +498,7 @@ class BaseWeakEnsemble(BaseEstimator):
                 f"validation_fraction={self.validation_fraction} of {data.n} training rows "
                 f"leaves no held-out row (or nothing to train on) for combine={self.combine!r}."
             )
-        order = np.random.default_rng([seed, 2**31 - 1]).permutation(data.n)
+        order = holdout_rng(seed).permutation(data.n)
         hold, train = np.sort(order[:n_hold]), np.sort(order[n_hold:])
         return self._subset(data, train), self._subset(data, hold)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.random import check_random_state
+
 __all__ = ["load_task_data"]
 
 
 def _subset(df, n, seed):
-    from sklearn.utils import check_random_state
-
     if n is not None and n < len(df):
         rows = np.sort(check_random_state(seed).choice(len(df), n, replace=False))
         df = df.iloc[rows].reset_index(drop=True)

@@ -34,7 +34,7 @@ Where the work goes:
   function): each epoch, the rows are shuffled, cut into pools of up to 50 batches (at most a
   quarter of the data, so that batches still mix), sorted by length inside a pool and cut into
   batches, and the batches are shuffled. The order comes from
-  :func:`skw2s._infra.validation.batch_order_rng` (seed and epoch), so a seed gives the same batches
+  :func:`skw2s.core.random.batch_order_rng` (seed and epoch), so a seed gives the same batches
   in every process. ``False`` is the Trainer's random sampler.
 
 Every run's counts (tokens, padding, projected rows, useful FLOPs: see
@@ -58,6 +58,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.random import batch_order_rng, torch_seed
 from ..exceptions import DivergenceError
 
 logger = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ class LengthGroupedSampler:
     batch_size : int
         Rows per batch.
     seed : int
-        With the epoch, the seed of :func:`skw2s._infra.validation.batch_order_rng`.
+        With the epoch, the seed of :func:`skw2s.core.random.batch_order_rng`.
     """
 
     def __init__(self, lengths, batch_size, seed):
@@ -220,8 +221,6 @@ class LengthGroupedSampler:
         self.epoch = int(epoch)
 
     def __iter__(self):
-        from .._infra.validation import batch_order_rng
-
         rng = batch_order_rng(self.seed, self.epoch)
         self.epoch += 1  # a caller that never sets the epoch still gets a new order each time
         return iter(length_grouped_order(self.lengths, self.batch_size, rng).tolist())
@@ -519,7 +518,7 @@ def _weighted_trainer_class():
 def _training_args(*, lr, n_epochs, batch_size, random_state, device, verbose, output_dir):
     from transformers import TrainingArguments
 
-    seed = 0 if random_state is None else int(random_state)
+    seed = torch_seed(random_state)
     return TrainingArguments(
         output_dir=output_dir,
         learning_rate=lr,
@@ -645,7 +644,7 @@ def seeded_torch(seed, device=None):
     if device is not None and torch.device(device).type == "cuda":
         devices = [torch.device(device).index or 0]
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(int(seed))
+        torch.manual_seed(torch_seed(seed))
         yield
 
 
@@ -924,7 +923,7 @@ def train_head(model, features, labels, sample_weight=None, *, lr=1e-2, n_epochs
     y = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=head.weight.device)
     w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
     w = torch.as_tensor(w / w.sum(), dtype=torch.float32, device=head.weight.device)
-    generator = torch.Generator().manual_seed(0 if random_state is None else int(random_state))
+    generator = torch.Generator().manual_seed(torch_seed(random_state))
     with torch.no_grad():
         init = torch.randn(head.weight.shape, generator=generator) * 0.01
         head.weight.copy_(init.to(head.weight))

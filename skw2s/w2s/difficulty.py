@@ -16,7 +16,6 @@ import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.model_selection import KFold
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._infra.cache import fingerprint
@@ -29,6 +28,7 @@ from .._infra.validation import (
     take_rows,
     validate_params,
 )
+from ..core.random import fold_rng, threshold_tie_rng, tie_order_rng
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
         else:
             if y is None or len(y) != n:
                 raise ValueError("Cross-validated difficulty needs labels y, one per row of X.")
-            folds = KFold(self.n_splits, shuffle=True, random_state=self.random_state)
+            folds = KFold(self.n_splits, shuffle=True, random_state=fold_rng(self.random_state))
             logger.info("Rating difficulty of %d examples with %d folds", n, self.n_splits)
             results = Parallel(n_jobs=self.n_jobs)(
                 delayed(_fold_error)(self.estimator, X, y, train, test)
@@ -208,7 +208,7 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
                 difficulty[test] = err
             self.estimators_ = [model for _, _, model in results]
         self.difficulty_ = difficulty
-        rng = check_random_state(self.random_state)
+        rng = tie_order_rng(self.random_state)
         order = np.lexsort((rng.permutation(n), difficulty))  # ties broken at random
         n_easy = int(round(self.easy_fraction * n))
         self.easy_mask_ = np.zeros(n, dtype=bool)
@@ -314,7 +314,7 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
         ties = np.flatnonzero(values == self.threshold_)
         if len(ties) and self.tie_hard_fraction_ > 0.0:
             seed = resolve_seed(self.random_state if random_state is None else random_state)
-            rng = np.random.default_rng([seed, 1])
+            rng = threshold_tie_rng(seed)
             mask[ties] = rng.random(len(ties)) < self.tie_hard_fraction_
         return mask
 

@@ -48,10 +48,10 @@ from .._infra.validation import (
     Interval,
     InstanceOf,
     resolve_seed,
-    spawn_seed,
     take_rows,
     validate_params,
 )
+from ..core.random import gold_rng, split_rng, stage_seeds
 from ._constraints import (
     NamedEstimatorsConstraint,
     NameListConstraint,
@@ -511,7 +511,7 @@ class WeakToStrongPipeline(BaseEstimator):
         """``labels`` with a seeded ``gold_fraction`` of the rows given their gold labels."""
         n = len(y_hard)
         k = int(round(self.gold_fraction * n))
-        rows = np.sort(np.random.default_rng([seed, 2027]).permutation(n)[:k])
+        rows = np.sort(gold_rng(seed).permutation(n)[:k])
         hard = labels["hard"].copy()
         if k and hard.dtype != y_hard.dtype:
             hard = hard.astype(np.result_type(hard.dtype, y_hard.dtype))
@@ -562,9 +562,7 @@ class WeakToStrongPipeline(BaseEstimator):
         y_test = None if y_test is None else np.asarray(y_test)
         store = get_store(self.memory)
         seed = resolve_seed(self.random_state)
-        seed_rng = np.random.default_rng([seed, 2026])
-        seeds = {"split": spawn_seed(seed_rng), "weak": spawn_seed(seed_rng),
-                 "strong": spawn_seed(seed_rng)}
+        seeds = stage_seeds(seed)
         keys = {"split": fingerprint(
             type(self).__name__, "split-v2", self.splitter, self.test_size, self.id_test_size,
             seed, X, y, X_test, y_test,
@@ -607,8 +605,8 @@ class WeakToStrongPipeline(BaseEstimator):
         n_stages += len(losses) * (bool(self.gold_fraction) + bool(cascade)) + 2 * len(cascade)
         n_stages += (1 + len(self._baseline_losses())) * bool(self.baseline) + bool(self.ceiling)
         bar = tqdm(total=n_stages, desc="w2s stages", disable=not self.verbose, leave=False)
-        split_rng = np.random.RandomState(seeds["split"])
-        parts = stage("split", keys["split"], lambda: self._split(X, y, X_test, y_test, split_rng),
+        parts = stage("split", keys["split"],
+                      lambda: self._split(X, y, X_test, y_test, split_rng(seeds["split"])),
                       lambda p: self._check_split(p, len(X), X_test))
         X_easy, y_easy = take_rows(X, parts["easy"]), y[parts["easy"]]
         X_hard, y_hard = take_rows(X, parts["hard_train"]), y[parts["hard_train"]]

@@ -20,10 +20,9 @@ from __future__ import annotations
 import numbers
 import warnings
 
-import numpy as np
-from sklearn.utils import check_random_state
 from tqdm.auto import tqdm
 
+from ...core.random import decoding_seed
 from ..distributed import map_batches
 from ._batching import _batches, _check_positive_int, _pad_rows
 from .experts import (
@@ -245,8 +244,7 @@ def mixture_generate(
         pad_id = min(eos) if eos else 0
     generator = None
     if do_sample:
-        seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(decoding_seed(random_state))
     groups = _make_groups(models, batch_adapters)
     alphas_t = torch.as_tensor(a)
     # the greedy choice's weights, formed once on the experts' device
