@@ -267,3 +267,99 @@ def test_resume_after_kill(tmp_path):
     )
     assert fresh.returncode == 0
     assert json.loads((tmp_path / "fresh.json").read_text())["report"] == result["report"]
+
+
+# -- stages: their store keys and refitting ----------------------------------------------------
+def _recorded_keys(monkeypatch):
+    """The keys ``fit`` asks the store for, in stage order (a list filled while it runs)."""
+    from skw2s._infra import cache
+
+    keys, load = [], cache.Store.load
+    monkeypatch.setattr(cache.Store, "load",
+                        lambda self, ns, key, **kw: keys.append(key) or load(self, ns, key, **kw))
+    return keys
+
+
+def _old_recipes(pipe, X, y):
+    """The stage keys as the inline recipes of fit wrote them before the stages had names
+    (random split, no local checkpoints): the stored entries of older runs still hit if
+    the stages' keys equal these."""
+    from skw2s._infra.cache import fingerprint
+    from skw2s._infra.validation import resolve_seed, spawn_seed
+
+    def free(est):
+        return sorted((k, v) for k, v in est.get_params(deep=True).items()
+                      if k != "verbose" and not k.endswith("__verbose")
+                      and not hasattr(v, "get_params"))
+
+    seed = resolve_seed(pipe.random_state)
+    rng = np.random.default_rng([seed, 2026])
+    seeds = {"split": spawn_seed(rng), "weak": spawn_seed(rng), "strong": spawn_seed(rng)}
+    split = fingerprint("WeakToStrongPipeline", "split-v2", pipe.splitter, pipe.test_size,
+                        pipe.id_test_size, seed, X, y, None, None)
+    keys = {"split": split}
+    for name, est in [("ours", pipe.weak), *(pipe.controls or [])]:
+        keys[f"weak[{name}]"] = fingerprint(split, "weak", seeds["weak"], type(est).__name__,
+                                            free(est))
+        keys[f"labels[{name}]"] = fingerprint(keys[f"weak[{name}]"], "labels", pipe.soft_labels,
+                                              pipe.label_fraction)
+    keys["labels[baseline]"] = fingerprint(split, "baseline-labels",
+                                           fingerprint(seeds["weak"], free(pipe.weak)),
+                                           pipe.soft_labels, pipe.label_fraction)
+    parts = (type(pipe.strong).__name__, free(pipe.strong), seeds["strong"])
+    hy = y[pipe.hard_train_indices_]  # the fitted pipeline's rows
+    for name, labels in [("ours", pipe.pseudo_labels_), ("baseline", pipe.baseline_labels_)]:
+        keys[f"student[{name}]"] = fingerprint("student-v2", parts, "xent", np.arange(len(hy)),
+                                               labels, None, split)
+    keys["ceiling"] = fingerprint("ceiling-v2", parts, split)
+    return keys
+
+
+def test_stage_keys_are_those_of_the_inline_recipes(tmp_path, monkeypatch):
+    X, y = _data(160)
+    keys = _recorded_keys(monkeypatch)
+    controls = [("uniform", AdaBoostClassifier(DecisionTreeClassifier(max_depth=1),
+                                                n_estimators=2))]
+    pipe = _pipe(memory=str(tmp_path), controls=controls).fit(X, y)
+    stages = [h["stage"] for h in pipe.history_]
+    got = dict(zip(stages, keys))
+    old = _old_recipes(pipe, X, y)
+    assert got["student[ours,xent]"] == old.pop("student[ours]")
+    assert got["baseline[xent]"] == old.pop("student[baseline]")
+    assert {stage: got[stage] for stage in old} == old
+
+
+def test_the_stage_key_table_names_every_versioned_recipe():
+    from skw2s.w2s.stages import STAGE_KEYS, stage_key
+
+    assert {"split", "weak", "labels", "baseline-labels", "student", "ceiling"} <= set(STAGE_KEYS)
+    assert stage_key("labels", labeller="k", soft_labels=False, label_fraction=None) == \
+        stage_key("labels", labeller="k", soft_labels=False, label_fraction=None)
+    assert stage_key("labels", labeller="k", soft_labels=True, label_fraction=None) != \
+        stage_key("labels", labeller="k", soft_labels=False, label_fraction=None)
+
+
+def test_refit_resets_the_fitted_state():
+    from sklearn.exceptions import NotFittedError
+
+    X, y = _data(160)
+    controls = [("uniform", AdaBoostClassifier(DecisionTreeClassifier(max_depth=1),
+                                                n_estimators=2))]
+    pipe = _pipe(controls=controls, cascade=[LogisticRegression(C=0.5)]).fit(X, y)
+    assert ("uniform", "xent") in pipe.students_ and len(pipe.cascade_steps_) == 1
+    pipe.leftover_ = "from the first fit"
+    pipe.set_params(controls=None, cascade=None, baseline=False).fit(X, y)
+    assert set(pipe.students_) == {("ours", "xent")}
+    assert pipe.cascade_steps_ == [] and pipe.controls_ == {} and pipe.baselines_ == {}
+    assert not hasattr(pipe, "leftover_")
+    assert set(pipe.labels_.weak_side) == {"ours"}
+    assert set(pipe.report_.weak_side) == {"ours"}
+    # a refit that fails in a stage leaves the pipeline unfitted, not half of each fit
+    pipe.set_params(strong=LogisticRegression(C=-1.0))
+    with pytest.raises(ValueError, match="C"):
+        pipe.fit(X, y)
+    assert [h["stage"] for h in pipe.history_] == ["split", "weak[ours]", "labels[ours]"]
+    for attr in ("students_", "report_", "weak_", "cascade_steps_", "labels_"):
+        assert not hasattr(pipe, attr)
+    with pytest.raises(NotFittedError):
+        pipe.predict(X)
