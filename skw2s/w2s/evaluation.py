@@ -18,6 +18,7 @@ from .names import (
     WEAK_ENSEMBLE,
     WEAK_ROUND,
     WEAK_SINGLE,
+    prediction_name,
 )
 
 __all__ = ["add_pgr", "evaluate"]
@@ -34,7 +35,7 @@ def evaluate(pipe, X, y, *, test="hard"):
     rows, preds, scores, disagreement, members = [], {}, {}, {}, {}
 
     def add(side, model, loss, rnd, pred, score=None, token_error=np.nan):
-        name = f"{side}/{model}/{loss or '-'}"
+        name = prediction_name(side, model, loss)
         preds[name] = np.asarray(pred)
         auroc = np.nan
         if binary and score is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 __all__ = [
     "BASELINE", "BASELINE_STUDENT", "CASCADE", "CASCADE_STEP", "CEILING", "ENSEMBLE_STUDENT",
     "GOLD", "MAIN", "MODEL_ORDER", "STUDENT_MODELS", "WEAK_ENSEMBLE", "WEAK_ROUND", "WEAK_SINGLE",
+    "prediction_name",
 ]
 
 # -- weak sides (the ``weak_side`` column) ---------------------------------------------------
@@ -50,3 +51,9 @@ STUDENT_MODELS = (BASELINE_STUDENT, ENSEMBLE_STUDENT, CASCADE_STEP)
 
 MODEL_ORDER = (WEAK_SINGLE, WEAK_ENSEMBLE, BASELINE_STUDENT, ENSEMBLE_STUDENT, CEILING)
 """The ``model`` names of ``report_`` rows, in the order tables show them."""
+
+
+def prediction_name(side, model, loss=None):
+    """The key of a model's labels in ``predictions_[test]["models"]``:
+    ``"{weak_side}/{model}/{loss}"``, ``-`` for no loss."""
+    return f"{side}/{model}/{loss or '-'}"
