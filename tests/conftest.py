@@ -110,7 +110,8 @@ def tiny_experts(tiny_lm, tmp_path_factory):
     from skw2s.hf.models import load_causal_lm
     from skw2s.hf.testing import tiny_causal_lm
 
-    paths = [tiny_lm] + [tiny_causal_lm(tmp_path_factory.mktemp(f"expert{s}"), seed=s) for s in (1, 2)]
+    paths = [tiny_lm] + [tiny_causal_lm(tmp_path_factory.mktemp(f"expert{s}"), seed=s)
+                         for s in (1, 2)]
     loaded = [load_causal_lm(p, device="cpu") for p in paths]
     return [m for m, _ in loaded], loaded[0][1]
 

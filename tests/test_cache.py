@@ -240,7 +240,8 @@ def test_states_once_snapshots_each_object_once_inside_the_block():
 def test_saving_an_ensemble_snapshots_each_learner_once(tiny_lm, tmp_path, monkeypatch):
     weak = LLMGenerator(tiny_lm, mode="lora", lr=2e-2, n_epochs=1, batch_size=8, lora_r=4,
                         device="cpu", max_new_tokens=4)
-    boost = skw2s.UniformEnsembleGenerator(weak, n_estimators=2, random_state=0).fit(PROMPTS, ANSWERS)
+    boost = skw2s.UniformEnsembleGenerator(weak, n_estimators=2, random_state=0)
+    boost.fit(PROMPTS, ANSWERS)
     calls = []
     payload = LLMGenerator.model_payload
     monkeypatch.setattr(LLMGenerator, "model_payload",

@@ -51,7 +51,8 @@ def test_trusted_types_are_named_classes_and_cover_the_estimators():
     assert not [n for n in names if n.startswith(("os.", "builtins.", "posix.", "subprocess."))]
 
 
-def test_save_skips_untrusted_types_with_one_warning_per_type(tmp_path, store_entries, store_warnings):
+def test_save_skips_untrusted_types_with_one_warning_per_type(tmp_path, store_entries,
+                                                              store_warnings):
     store = Store(tmp_path)
     name = f"{Opaque.__module__}.Opaque"
     with warnings.catch_warnings(record=True) as record:
@@ -242,7 +243,8 @@ def test_tree_with_fewer_features_than_its_estimator_is_rejected(tmp_path):
 
 
 # -- end to end: skw2s run --force on a tampered cache -------------------------------------------
-def test_run_force_on_a_tampered_cache_runs_nothing_and_finishes(tiny_lm, tmp_path, data_dir, store_warnings):
+def test_run_force_on_a_tampered_cache_runs_nothing_and_finishes(tiny_lm, tmp_path, data_dir,
+                                                                 store_warnings):
     config = {
         "name": "tiny-binary", "task": "binary", "dataset": "sciq", "n_examples": 48,
         "test_size": 0.34, "seeds": [0],

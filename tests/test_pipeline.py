@@ -44,7 +44,8 @@ def test_protocol_and_report():
     assert list(report.columns) == ["weak_side", "model", "loss", "test", "n_test", "round",
                                     "accuracy", "auroc", "token_error", "pgr", "gap",
                                     "pgr_auroc", "gap_auroc"]
-    assert set(report.test) == {"hard"} and report.token_error.isna().all()  # classifiers: no tokens
+    assert set(report.test) == {"hard"}
+    assert report.token_error.isna().all()  # classifiers: no tokens
     assert len(pipe.id_test_indices_) == 0
     models = report.model.tolist()
     assert models.count("weak_round") == len(pipe.weak_.estimators_)
@@ -73,7 +74,8 @@ def test_in_distribution_test_rows_come_from_the_easy_side():
     X, y = _data(200)
     splitter = DifficultySplitter(LogisticRegression(), n_splits=3, random_state=0)
     pipe = _pipe(splitter=splitter, id_test_size=0.2).fit(X, y)
-    parts = [pipe.easy_indices_, pipe.id_test_indices_, pipe.hard_train_indices_, pipe.test_indices_]
+    parts = [pipe.easy_indices_, pipe.id_test_indices_, pipe.hard_train_indices_,
+             pipe.test_indices_]
     assert sum(map(len, parts)) == len(X) == len(set(np.concatenate(parts)))
     assert len(pipe.id_test_indices_) == 20 and len(pipe.easy_indices_) == 80
     d = pipe.splitter_.difficulty_
@@ -100,7 +102,8 @@ def test_stages_are_shared_across_runs_that_differ_in_one_part(tmp_path):
     assert cached == {"split": True, "weak[ours]": False, "labels[ours]": False,
                       "labels[baseline]": False, "student[ours,xent]": False,
                       "baseline[xent]": False, "ceiling": True}
-    other_strong = _pipe(memory=str(tmp_path)).set_params(strong=LogisticRegression(C=0.1)).fit(X, y)
+    other_strong = _pipe(memory=str(tmp_path)).set_params(strong=LogisticRegression(C=0.1))
+    other_strong.fit(X, y)
     cached = {h["stage"]: h["cached"] for h in other_strong.history_}
     assert cached == {"split": True, "weak[ours]": True, "labels[ours]": True,
                       "labels[baseline]": True, "student[ours,xent]": False,
@@ -112,7 +115,8 @@ def test_difficulty_split_puts_easy_rows_on_weak_side():
     splitter = DifficultySplitter(LogisticRegression(), n_splits=3, random_state=0)
     pipe = _pipe(splitter=splitter).fit(X, y)
     d = pipe.splitter_.difficulty_
-    assert d[pipe.easy_indices_].max() <= d[np.concatenate([pipe.hard_train_indices_, pipe.test_indices_])].min()
+    hard = np.concatenate([pipe.hard_train_indices_, pipe.test_indices_])
+    assert d[pipe.easy_indices_].max() <= d[hard].min()
 
 
 def _grade_column(X):
@@ -244,7 +248,8 @@ KILL_SCRIPT = textwrap.dedent(
     pipe = WeakToStrongPipeline(
         weak=AdaBoostClassifier(DecisionTreeClassifier(max_depth=1), n_estimators=3),
         strong=DyingLogisticRegression(), random_state=0, memory=sys.argv[1]).fit(X, y)
-    json.dump({"report": pipe.report_.to_dict("list"), "history": pipe.history_}, open(sys.argv[2], "w"))
+    json.dump({"report": pipe.report_.to_dict("list"), "history": pipe.history_},
+              open(sys.argv[2], "w"))
     """
 )
 

@@ -121,7 +121,8 @@ def comparisons(models):
     pairs += [(f"ensemble − {side} ensemble (weak)", ensemble, prediction_name(side, WEAK_ENSEMBLE))
               for side in sides]
     pairs += [(f"{a} ensemble − {b} ensemble (weak)", prediction_name(a, WEAK_ENSEMBLE),
-               prediction_name(b, WEAK_ENSEMBLE)) for i, a in enumerate(sides) for b in sides[i + 1:]]
+               prediction_name(b, WEAK_ENSEMBLE))
+              for i, a in enumerate(sides) for b in sides[i + 1:]]
     return [(label, a, b) for label, a, b in pairs if a in models and b in models]
 
 

@@ -424,7 +424,8 @@ class WeakToStrongPipeline(BaseEstimator):
             splitter = clone(self.splitter).fit(X, y)
             easy, hard = splitter.split()
         if len(easy) == 0 or len(hard) == 0:
-            raise ValueError(f"The split left the {'easy' if len(easy) == 0 else 'hard'} side empty.")
+            side = "easy" if len(easy) == 0 else "hard"
+            raise ValueError(f"The split left the {side} side empty.")
         parts = {"splitter": splitter, "easy": easy, "hard_train": hard,
                  "test": np.array([], dtype=int), "id_test": np.array([], dtype=int)}
         if X_test is not None:
@@ -505,7 +506,8 @@ class WeakToStrongPipeline(BaseEstimator):
         if hasattr(est, "predict_proba") and (self.soft_labels or self.label_fraction is not None):
             proba = np.asarray(est.predict_proba(X), dtype=np.float64)
         confidence = proba.max(axis=1) if proba is not None else np.ones(len(hard))
-        return {"hard": hard, "proba": proba if self.soft_labels else None, "confidence": confidence}
+        return {"hard": hard, "proba": proba if self.soft_labels else None,
+                "confidence": confidence}
 
     def _with_gold(self, labels, y_hard, seed, classes):
         """``labels`` with a seeded ``gold_fraction`` of the rows given their gold labels."""
