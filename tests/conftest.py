@@ -1,4 +1,5 @@
-"""Shared fixtures: seeds, tiny random-weight models, the offline data directory."""
+"""Shared fixtures: seeds, tiny random-weight models (and LoRA adapters on one), the offline data
+directory, the store's test helpers."""
 
 from __future__ import annotations
 
@@ -60,6 +61,28 @@ def fresh_feature_cache():
     clear_cache()
 
 
+@pytest.fixture
+def fresh_warning_memory(monkeypatch):
+    """Each test sees the store's once-per-type save warnings afresh."""
+    from skw2s._infra import cache
+
+    monkeypatch.setattr(cache, "_warned_types", set())
+
+
+@pytest.fixture(scope="session")
+def store_entries():
+    """A function: the files under a store directory, sorted."""
+    return lambda root: sorted(p for p in Path(root).rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="session")
+def store_warnings():
+    """A function: the messages of the store's warnings (RuntimeWarning) among recorded
+    warnings."""
+    return lambda record: [str(w.message) for w in record
+                           if issubclass(w.category, RuntimeWarning)]
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     random.seed(0)
@@ -87,7 +110,8 @@ def tiny_experts(tiny_lm, tmp_path_factory):
     from skw2s.hf.models import load_causal_lm
     from skw2s.hf.testing import tiny_causal_lm
 
-    paths = [tiny_lm] + [tiny_causal_lm(tmp_path_factory.mktemp(f"expert{s}"), seed=s) for s in (1, 2)]
+    paths = [tiny_lm] + [tiny_causal_lm(tmp_path_factory.mktemp(f"expert{s}"), seed=s)
+                         for s in (1, 2)]
     loaded = [load_causal_lm(p, device="cpu") for p in paths]
     return [m for m, _ in loaded], loaded[0][1]
 
@@ -98,6 +122,32 @@ def tiny_lm_other_vocab(tmp_path_factory) -> str:
     from skw2s.hf.testing import tiny_causal_lm
 
     return tiny_causal_lm(tmp_path_factory.mktemp("tiny-lm-other"), vocab_size=300, seed=1)
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_lm):
+    """One tiny base with three LoRA adapters of different ranks and targets (non-zero B):
+    ``(peft model, [AdapterExpert per adapter], tokenizer)``."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from skw2s.hf.decoding import AdapterExpert
+    from skw2s.hf.models import load_causal_lm
+
+    base, tok = load_causal_lm(tiny_lm, device="cpu")
+    configs = {
+        "round1": LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+        "round2": LoraConfig(r=2, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"],
+                             init_lora_weights=False),
+        "round3": LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False,
+                             use_rslora=True),
+    }
+    torch.manual_seed(0)
+    model = get_peft_model(base, configs["round1"], adapter_name="round1")
+    for name in ("round2", "round3"):
+        model.add_adapter(name, configs[name])
+    model.eval()
+    return model, [AdapterExpert(model, n) for n in configs], tok
 
 
 def _find_data_dir():

@@ -44,18 +44,7 @@ PROMPTS = ["Question: sky colour?\nAnswer:", "Question: grass colour?\nAnswer:"]
 ANSWERS = [" blue", " green"] * 2
 
 
-@pytest.fixture(autouse=True)
-def _fresh_warning_memory(monkeypatch):
-    """Each test sees the once-per-type save warnings afresh."""
-    monkeypatch.setattr(_cache, "_warned_types", set())
-
-
-def _entries(root):
-    return sorted(p for p in root.rglob("*") if p.is_file())
-
-
-def _store_warnings(record):
-    return [str(w.message) for w in record if issubclass(w.category, RuntimeWarning)]
+pytestmark = pytest.mark.usefixtures("fresh_warning_memory")
 
 
 # -- format ------------------------------------------------------------------------------------
@@ -251,7 +240,8 @@ def test_states_once_snapshots_each_object_once_inside_the_block():
 def test_saving_an_ensemble_snapshots_each_learner_once(tiny_lm, tmp_path, monkeypatch):
     weak = LLMGenerator(tiny_lm, mode="lora", lr=2e-2, n_epochs=1, batch_size=8, lora_r=4,
                         device="cpu", max_new_tokens=4)
-    boost = skw2s.UniformEnsembleGenerator(weak, n_estimators=2, random_state=0).fit(PROMPTS, ANSWERS)
+    boost = skw2s.UniformEnsembleGenerator(weak, n_estimators=2, random_state=0)
+    boost.fit(PROMPTS, ANSWERS)
     calls = []
     payload = LLMGenerator.model_payload
     monkeypatch.setattr(LLMGenerator, "model_payload",
@@ -319,7 +309,7 @@ def _permission_error(*args, **kwargs):
 
 
 @needs_chmod
-def test_read_only_directory_warns_and_goes_on(tmp_path):
+def test_read_only_directory_warns_and_goes_on(tmp_path, store_warnings):
     store = Store(tmp_path / "cache")
     store.save("ns", "old", {"w": 1})
     for path in (tmp_path / "cache", tmp_path / "cache" / "ns"):
@@ -328,7 +318,7 @@ def test_read_only_directory_warns_and_goes_on(tmp_path):
         with pytest.warns(RuntimeWarning, match="Permission denied") as record:
             assert store.save("ns", "new", {"w": 2}) is None
             assert store.save("other", "new", {"w": 2}) is None  # mkdir fails too
-        message = _store_warnings(record)[0]
+        message = store_warnings(record)[0]
         assert str(tmp_path / "cache" / "ns" / "new.skops") in message
         assert "Make the directory writable" in message
         assert store.load("ns", "old") == {"w": 1}  # reading still works
@@ -338,12 +328,12 @@ def test_read_only_directory_warns_and_goes_on(tmp_path):
             path.chmod(0o700)
 
 
-def test_failed_replace_warns_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+def test_failed_replace_warns_and_leaves_no_temporary_file(tmp_path, monkeypatch, store_entries):
     store = Store(tmp_path)
     monkeypatch.setattr(os, "replace", _permission_error)
     with pytest.warns(RuntimeWarning, match=r"Could not write cache entry .*Permission denied"):
         assert store.save("ns", "key", {"w": 1}) is None
-    assert _entries(tmp_path) == []
+    assert store_entries(tmp_path) == []
 
 
 def test_location_that_is_a_file_warns_and_goes_on(tmp_path):
@@ -358,7 +348,7 @@ def test_location_that_is_a_file_warns_and_goes_on(tmp_path):
 @pytest.mark.parametrize("how", [
     pytest.param("chmod", marks=needs_chmod), "simulated",
 ])
-def test_corrupted_entry_that_cannot_be_removed(tmp_path, monkeypatch, how):
+def test_corrupted_entry_that_cannot_be_removed(tmp_path, monkeypatch, how, store_warnings):
     store = Store(tmp_path)
     path = store.save("ns", "key", {"w": 1})
     path.write_bytes(b"garbage")
@@ -370,7 +360,7 @@ def test_corrupted_entry_that_cannot_be_removed(tmp_path, monkeypatch, how):
         for _ in range(2):  # rejected again, never raised
             with pytest.warns(RuntimeWarning) as record:
                 assert store.load("ns", "key") is None
-            messages = _store_warnings(record)
+            messages = store_warnings(record)
             assert "checksum mismatch" in messages[0]
             assert f"Could not remove rejected cache entry {path}" in messages[1]
             assert "Permission denied" in messages[1] and "delete it by hand" in messages[1]

@@ -28,18 +28,7 @@ from skw2s._infra.cache import Store, trusted_types
 from skw2s.cli import main
 
 
-@pytest.fixture(autouse=True)
-def _fresh_warning_memory(monkeypatch):
-    """Each test sees the once-per-type save warnings afresh."""
-    monkeypatch.setattr(_cache, "_warned_types", set())
-
-
-def _entries(root):
-    return sorted(p for p in root.rglob("*") if p.is_file())
-
-
-def _store_warnings(record):
-    return [str(w.message) for w in record if issubclass(w.category, RuntimeWarning)]
+pytestmark = pytest.mark.usefixtures("fresh_warning_memory")
 
 
 # -- trust -------------------------------------------------------------------------------------
@@ -62,22 +51,23 @@ def test_trusted_types_are_named_classes_and_cover_the_estimators():
     assert not [n for n in names if n.startswith(("os.", "builtins.", "posix.", "subprocess."))]
 
 
-def test_save_skips_untrusted_types_with_one_warning_per_type(tmp_path):
+def test_save_skips_untrusted_types_with_one_warning_per_type(tmp_path, store_entries,
+                                                              store_warnings):
     store = Store(tmp_path)
     name = f"{Opaque.__module__}.Opaque"
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         assert store.save("ns", "a", {"learner": Opaque()}) is None
         assert store.save("ns", "b", [Opaque()]) is None  # same type: no second warning
-    messages = _store_warnings(record)
+    messages = store_warnings(record)
     assert len(messages) == 1
     assert name in messages[0] and "recomputed on the next run" in messages[0]
-    assert _entries(tmp_path) == []
+    assert store_entries(tmp_path) == []
     with pytest.warns(RuntimeWarning, match="getcwd"):  # a function is never stored
         assert store.save("ns", "c", {"callback": os.getcwd}) is None
     with pytest.warns(RuntimeWarning, match="generator"):  # skops cannot describe it
         assert store.save("ns", "d", (x for x in range(3))) is None
-    assert _entries(tmp_path) == []
+    assert store_entries(tmp_path) == []
 
 
 def _tuple_node(*items):
@@ -124,7 +114,7 @@ def _malicious_archives(marker):
 @pytest.mark.parametrize(
     "case", ["os.system call", "builtins.eval call", "os.system function", "builtins.eval type"]
 )
-def test_malicious_skops_entry_is_rejected_and_runs_nothing(tmp_path, case):
+def test_malicious_skops_entry_is_rejected_and_runs_nothing(tmp_path, case, store_warnings):
     marker = tmp_path / "pwned"
     payload, name = _malicious_archives(marker)[case]
     store = Store(tmp_path / "cache")
@@ -132,7 +122,7 @@ def test_malicious_skops_entry_is_rejected_and_runs_nothing(tmp_path, case):
     path.write_bytes(_cache._frame(payload))  # a valid checksum: tampering, not an accident
     with pytest.warns(RuntimeWarning) as record:
         assert store.load("pipeline", "key") is None
-    message = " ".join(_store_warnings(record))
+    message = " ".join(store_warnings(record))
     assert name in message and str(path) in message and "does not trust" in message
     assert "Nothing in it was built or run" in message
     assert not marker.exists()
@@ -253,7 +243,8 @@ def test_tree_with_fewer_features_than_its_estimator_is_rejected(tmp_path):
 
 
 # -- end to end: skw2s run --force on a tampered cache -------------------------------------------
-def test_run_force_on_a_tampered_cache_runs_nothing_and_finishes(tiny_lm, tmp_path, data_dir):
+def test_run_force_on_a_tampered_cache_runs_nothing_and_finishes(tiny_lm, tmp_path, data_dir,
+                                                                 store_warnings):
     config = {
         "name": "tiny-binary", "task": "binary", "dataset": "sciq", "n_examples": 48,
         "test_size": 0.34, "seeds": [0],
@@ -287,7 +278,7 @@ def test_run_force_on_a_tampered_cache_runs_nothing_and_finishes(tiny_lm, tmp_pa
         )
     with pytest.warns(RuntimeWarning) as record:
         assert main([*argv, "--force"]) == 0
-    rejected = [m for m in _store_warnings(record) if "os.system" in m]
+    rejected = [m for m in store_warnings(record) if "os.system" in m]
     assert len(rejected) == 8 and all("Nothing in it was built or run" in m for m in rejected)
     assert {str(p) for p in [*stages, rounds[0]]} == {
         m.split("Ignoring cache entry ")[1].split(": it holds")[0] for m in rejected

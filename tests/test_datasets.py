@@ -1,10 +1,8 @@
 """Tests for skw2s.data.datasets, on the real offline copies in shared/data."""
 
 import json
-import os
 import re
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -33,23 +31,6 @@ COUNTS = {
     "arc_easy": {"train": 2251, "validation": 570, "test": 2376},
 }
 COLUMNS = ["id", "question", "choices", "answer", "support"]
-
-
-def _candidate_dirs():
-    env = os.environ.get("SKW2S_DATA_DIR")
-    if env:
-        yield Path(env)
-    here = Path(__file__).resolve()
-    # <repo>/../shared/data, i.e. shared/ beside the clone (/work/main -> /work/shared/data)
-    yield here.parents[2] / "shared" / "data"
-
-
-@pytest.fixture(scope="session")
-def data_dir():
-    for path in _candidate_dirs():
-        if (path / "sciq" / "train.jsonl").is_file():
-            return path
-    pytest.skip("offline QA data not found; set SKW2S_DATA_DIR to shared/data")
 
 
 @pytest.fixture(autouse=True)

@@ -106,3 +106,36 @@ def _private_imports_across_packages():
 
 def test_no_private_name_crosses_a_layer_package():
     assert _private_imports_across_packages() == []
+
+
+def _design_tree():
+    text = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    blocks = text.split("```")
+    return blocks[1], blocks[3]
+
+
+def test_design_doc_opens_with_the_tree_of_every_package_and_module():
+    tree, _ = _design_tree()
+    assert tree.lstrip("\n").startswith("skw2s/")
+    missing = []
+    for path in sorted((ROOT / "skw2s").rglob("*")):
+        rel = path.relative_to(ROOT / "skw2s")
+        if "__pycache__" in rel.parts or rel.name == "__init__.py":
+            continue
+        if path.is_dir():
+            if f"{rel.name}/" not in tree:
+                missing.append(f"{rel}/")
+        elif path.suffix == ".py" and rel.name not in tree:
+            missing.append(str(rel))
+    assert missing == [], "docs/design.md's tree does not list these"
+
+
+def test_design_doc_arrows_follow_the_layers_contract():
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    layers = next(c for c in config["tool"]["importlinter"]["contracts"]
+                  if c["id"] == "layers")["layers"]
+    _, arrows = _design_tree()
+    assert arrows.strip() == " -> ".join(name.removeprefix("skw2s.") for name in layers)
+    assert tuple(name.removeprefix("skw2s.") for name in layers) == LAYERS

@@ -44,7 +44,8 @@ def test_protocol_and_report():
     assert list(report.columns) == ["weak_side", "model", "loss", "test", "n_test", "round",
                                     "accuracy", "auroc", "token_error", "pgr", "gap",
                                     "pgr_auroc", "gap_auroc"]
-    assert set(report.test) == {"hard"} and report.token_error.isna().all()  # classifiers: no tokens
+    assert set(report.test) == {"hard"}
+    assert report.token_error.isna().all()  # classifiers: no tokens
     assert len(pipe.id_test_indices_) == 0
     models = report.model.tolist()
     assert models.count("weak_round") == len(pipe.weak_.estimators_)
@@ -73,7 +74,8 @@ def test_in_distribution_test_rows_come_from_the_easy_side():
     X, y = _data(200)
     splitter = DifficultySplitter(LogisticRegression(), n_splits=3, random_state=0)
     pipe = _pipe(splitter=splitter, id_test_size=0.2).fit(X, y)
-    parts = [pipe.easy_indices_, pipe.id_test_indices_, pipe.hard_train_indices_, pipe.test_indices_]
+    parts = [pipe.easy_indices_, pipe.id_test_indices_, pipe.hard_train_indices_,
+             pipe.test_indices_]
     assert sum(map(len, parts)) == len(X) == len(set(np.concatenate(parts)))
     assert len(pipe.id_test_indices_) == 20 and len(pipe.easy_indices_) == 80
     d = pipe.splitter_.difficulty_
@@ -100,7 +102,8 @@ def test_stages_are_shared_across_runs_that_differ_in_one_part(tmp_path):
     assert cached == {"split": True, "weak[ours]": False, "labels[ours]": False,
                       "labels[baseline]": False, "student[ours,xent]": False,
                       "baseline[xent]": False, "ceiling": True}
-    other_strong = _pipe(memory=str(tmp_path)).set_params(strong=LogisticRegression(C=0.1)).fit(X, y)
+    other_strong = _pipe(memory=str(tmp_path)).set_params(strong=LogisticRegression(C=0.1))
+    other_strong.fit(X, y)
     cached = {h["stage"]: h["cached"] for h in other_strong.history_}
     assert cached == {"split": True, "weak[ours]": True, "labels[ours]": True,
                       "labels[baseline]": True, "student[ours,xent]": False,
@@ -112,7 +115,8 @@ def test_difficulty_split_puts_easy_rows_on_weak_side():
     splitter = DifficultySplitter(LogisticRegression(), n_splits=3, random_state=0)
     pipe = _pipe(splitter=splitter).fit(X, y)
     d = pipe.splitter_.difficulty_
-    assert d[pipe.easy_indices_].max() <= d[np.concatenate([pipe.hard_train_indices_, pipe.test_indices_])].min()
+    hard = np.concatenate([pipe.hard_train_indices_, pipe.test_indices_])
+    assert d[pipe.easy_indices_].max() <= d[hard].min()
 
 
 def _grade_column(X):
@@ -244,7 +248,8 @@ KILL_SCRIPT = textwrap.dedent(
     pipe = WeakToStrongPipeline(
         weak=AdaBoostClassifier(DecisionTreeClassifier(max_depth=1), n_estimators=3),
         strong=DyingLogisticRegression(), random_state=0, memory=sys.argv[1]).fit(X, y)
-    json.dump({"report": pipe.report_.to_dict("list"), "history": pipe.history_}, open(sys.argv[2], "w"))
+    json.dump({"report": pipe.report_.to_dict("list"), "history": pipe.history_},
+              open(sys.argv[2], "w"))
     """
 )
 
@@ -288,3 +293,99 @@ def test_scikit_learn_students_with_a_loss_parameter_are_accepted():
             warnings.simplefilter("ignore")
             pipe = WeakToStrongPipeline(weak, strong, random_state=0).fit(X, y)
         assert "ceiling" in set(pipe.report_.model)
+
+
+# -- stages: their store keys and refitting ----------------------------------------------------
+def _recorded_keys(monkeypatch):
+    """The keys ``fit`` asks the store for, in stage order (a list filled while it runs)."""
+    from skw2s._infra import cache
+
+    keys, load = [], cache.Store.load
+    monkeypatch.setattr(cache.Store, "load",
+                        lambda self, ns, key, **kw: keys.append(key) or load(self, ns, key, **kw))
+    return keys
+
+
+def _old_recipes(pipe, X, y):
+    """The stage keys as the inline recipes of fit wrote them before the stages had names
+    (random split, no local checkpoints): the stored entries of older runs still hit if
+    the stages' keys equal these."""
+    from skw2s._infra.cache import fingerprint
+    from skw2s._infra.validation import resolve_seed, spawn_seed
+
+    def free(est):
+        return sorted((k, v) for k, v in est.get_params(deep=True).items()
+                      if k != "verbose" and not k.endswith("__verbose")
+                      and not hasattr(v, "get_params"))
+
+    seed = resolve_seed(pipe.random_state)
+    rng = np.random.default_rng([seed, 2026])
+    seeds = {"split": spawn_seed(rng), "weak": spawn_seed(rng), "strong": spawn_seed(rng)}
+    split = fingerprint("WeakToStrongPipeline", "split-v2", pipe.splitter, pipe.test_size,
+                        pipe.id_test_size, seed, X, y, None, None)
+    keys = {"split": split}
+    for name, est in [("ours", pipe.weak), *(pipe.controls or [])]:
+        keys[f"weak[{name}]"] = fingerprint(split, "weak", seeds["weak"], type(est).__name__,
+                                            free(est))
+        keys[f"labels[{name}]"] = fingerprint(keys[f"weak[{name}]"], "labels", pipe.soft_labels,
+                                              pipe.label_fraction)
+    keys["labels[baseline]"] = fingerprint(split, "baseline-labels",
+                                           fingerprint(seeds["weak"], free(pipe.weak)),
+                                           pipe.soft_labels, pipe.label_fraction)
+    parts = (type(pipe.strong).__name__, free(pipe.strong), seeds["strong"])
+    hy = y[pipe.hard_train_indices_]  # the fitted pipeline's rows
+    for name, labels in [("ours", pipe.pseudo_labels_), ("baseline", pipe.baseline_labels_)]:
+        keys[f"student[{name}]"] = fingerprint("student-v2", parts, "xent", np.arange(len(hy)),
+                                               labels, None, split)
+    keys["ceiling"] = fingerprint("ceiling-v2", parts, split)
+    return keys
+
+
+def test_stage_keys_are_those_of_the_inline_recipes(tmp_path, monkeypatch):
+    X, y = _data(160)
+    keys = _recorded_keys(monkeypatch)
+    controls = [("uniform", AdaBoostClassifier(DecisionTreeClassifier(max_depth=1),
+                                                n_estimators=2))]
+    pipe = _pipe(memory=str(tmp_path), controls=controls).fit(X, y)
+    stages = [h["stage"] for h in pipe.history_]
+    got = dict(zip(stages, keys))
+    old = _old_recipes(pipe, X, y)
+    assert got["student[ours,xent]"] == old.pop("student[ours]")
+    assert got["baseline[xent]"] == old.pop("student[baseline]")
+    assert {stage: got[stage] for stage in old} == old
+
+
+def test_the_stage_key_table_names_every_versioned_recipe():
+    from skw2s.w2s.stages import STAGE_KEYS, stage_key
+
+    assert {"split", "weak", "labels", "baseline-labels", "student", "ceiling"} <= set(STAGE_KEYS)
+    assert stage_key("labels", labeller="k", soft_labels=False, label_fraction=None) == \
+        stage_key("labels", labeller="k", soft_labels=False, label_fraction=None)
+    assert stage_key("labels", labeller="k", soft_labels=True, label_fraction=None) != \
+        stage_key("labels", labeller="k", soft_labels=False, label_fraction=None)
+
+
+def test_refit_resets_the_fitted_state():
+    from sklearn.exceptions import NotFittedError
+
+    X, y = _data(160)
+    controls = [("uniform", AdaBoostClassifier(DecisionTreeClassifier(max_depth=1),
+                                                n_estimators=2))]
+    pipe = _pipe(controls=controls, cascade=[LogisticRegression(C=0.5)]).fit(X, y)
+    assert ("uniform", "xent") in pipe.students_ and len(pipe.cascade_steps_) == 1
+    pipe.leftover_ = "from the first fit"
+    pipe.set_params(controls=None, cascade=None, baseline=False).fit(X, y)
+    assert set(pipe.students_) == {("ours", "xent")}
+    assert pipe.cascade_steps_ == [] and pipe.controls_ == {} and pipe.baselines_ == {}
+    assert not hasattr(pipe, "leftover_")
+    assert set(pipe.labels_.weak_side) == {"ours"}
+    assert set(pipe.report_.weak_side) == {"ours"}
+    # a refit that fails in a stage leaves the pipeline unfitted, not half of each fit
+    pipe.set_params(strong=LogisticRegression(C=-1.0))
+    with pytest.raises(ValueError, match="C"):
+        pipe.fit(X, y)
+    assert [h["stage"] for h in pipe.history_] == ["split", "weak[ours]", "labels[ours]"]
+    for attr in ("students_", "report_", "weak_", "cascade_steps_", "labels_"):
+        assert not hasattr(pipe, attr)
+    with pytest.raises(NotFittedError):
+        pipe.predict(X)

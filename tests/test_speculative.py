@@ -42,21 +42,6 @@ def _lora_model(path, configs, *, scale=1.0, seed=0):
 
 
 @pytest.fixture(scope="module")
-def adapters(tiny_lm):
-    """One base with three LoRA adapters of different ranks and targets (non-zero B)."""
-    from peft import LoraConfig
-
-    configs = {
-        "round1": LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
-        "round2": LoraConfig(r=2, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"],
-                             init_lora_weights=False),
-        "round3": LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False,
-                             use_rslora=True),
-    }
-    return _lora_model(tiny_lm, configs)
-
-
-@pytest.fixture(scope="module")
 def near_copies(tiny_lm):
     """Four small LoRA adapters on one base (small B): experts that mostly agree, as boosting
     rounds of one base do."""

@@ -39,29 +39,6 @@ CHOICES = [
 ANSWERS = [" carbon dioxide", " blue", " yes it is", " one hundred degrees", " A"]
 
 
-@pytest.fixture(scope="module")
-def adapters(tiny_lm):
-    """One base with three LoRA adapters of different ranks and targets (non-zero B)."""
-    from peft import LoraConfig, get_peft_model
-
-    from skw2s.hf.decoding import AdapterExpert
-
-    base, tok = load_causal_lm(tiny_lm, device="cpu")
-    configs = {
-        "round1": LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
-        "round2": LoraConfig(r=2, lora_alpha=8, target_modules=["q_proj", "v_proj", "o_proj"],
-                             init_lora_weights=False),
-        "round3": LoraConfig(r=4, target_modules=["q_proj"], init_lora_weights=False,
-                             use_rslora=True),
-    }
-    torch.manual_seed(0)
-    model = get_peft_model(base, configs["round1"], adapter_name="round1")
-    for name in ("round2", "round3"):
-        model.add_adapter(name, configs[name])
-    model.eval()
-    return model, [AdapterExpert(model, n) for n in configs], tok
-
-
 def _flat(rows):
     return np.concatenate(rows)
 

@@ -14,6 +14,8 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..w2s.names import MAIN
+
 __all__ = [
     "CONFIG_KEYS", "ConfigError", "DEMO_CONFIG", "REQUIRED", "apply_overrides",
     "config_keys_markdown", "config_keys_text", "load_config",
@@ -389,7 +391,7 @@ def _check_controls(config, learner_params):
     controls = _mapping("controls", controls, null_is_empty=False)
     checked = {}
     for name, settings in controls.items():
-        if not isinstance(name, str) or not name or name == "ours":
+        if not isinstance(name, str) or not name or name == MAIN:
             raise ConfigError(f"'controls' names must be non-empty strings other than 'ours'; got {name!r}.")
         settings = dict(_mapping(f"controls.{name}", settings, null_is_empty=False))
         kind = settings.pop("ensemble", None)

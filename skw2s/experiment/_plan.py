@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..w2s.names import MAIN
 from ._data import load_task_data
 
 __all__ = ["estimate_training_flops", "plan_text"]
@@ -115,7 +116,7 @@ def estimate_training_flops(config, data):
         return rows * (body_passes * tokens * per_token + epochs * loss_rows * per_row)
 
     flops = {}
-    sides = {"ours": (config["weak"], config["boost"])}
+    sides = {MAIN: (config["weak"], config["boost"])}
     for name, settings in (config.get("controls") or {}).items():
         sides[name] = ({**config["weak"], **settings["weak"]}, settings)
     for name, (params, ensemble) in sides.items():
@@ -144,7 +145,7 @@ def estimate_training_flops(config, data):
 
 def _stages(config):
     """The pipeline stages one seed fits, as (name, what trains there)."""
-    sides = ["ours"] + list(config.get("controls") or {})
+    sides = [MAIN] + list(config.get("controls") or {})
     from ._config import _estimator_classes
 
     default = _estimator_classes(config["task"])[0]().get_params()["loss"]
@@ -152,7 +153,7 @@ def _stages(config):
     baseline_losses = config.get("baseline_losses") or losses
     stages = [("split", "easy_hard rating" if config["split_kind"] == "easy_hard" else "none")]
     for side in sides:
-        n = (config["boost"] if side == "ours" else config["controls"][side]).get("n_estimators")
+        n = (config["boost"] if side == MAIN else config["controls"][side]).get("n_estimators")
         stages.append((f"weak[{side}]", f"up to {n or 'the default number of'} weak learners"))
         stages.append((f"labels[{side}]", "none"))
     if config["baseline"]:

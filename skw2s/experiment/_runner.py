@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..exceptions import FirstLearnerError
+from ..w2s.names import MAIN
 from ._config import _estimator_classes
 from ._data import load_task_data
 
@@ -176,8 +177,8 @@ def _run_seed(config, pipe, data, seed, target):
     try:
         pipe.fit(X, y, X_test=data.get("X_test"), y_test=data.get("y_test"))
     except FirstLearnerError as exc:  # name the config keys, not the Python parameters
-        side = exc.weak_side or "ours"
-        section = "weak" if side == "ours" else f"controls.{side}.weak"
+        side = exc.weak_side or MAIN
+        section = "weak" if side == MAIN else f"controls.{side}.weak"
         raise ValueError(exc.for_config(section)) from exc
     weak = pipe.weak_
     record = {

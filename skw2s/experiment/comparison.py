@@ -27,6 +27,14 @@ import pandas as pd
 
 from ..core.metrics import agreement, mean_error_kappa, mean_sem
 from ..core.stats import paired_comparison
+from ..w2s.names import (
+    BASELINE_STUDENT,
+    ENSEMBLE_STUDENT,
+    MAIN,
+    WEAK_ENSEMBLE,
+    WEAK_SINGLE,
+    prediction_name,
+)
 from .runs import load_runs, run_names, test_set_label
 
 __all__ = ["comparison_table", "diagnostics_table", "disagreement_table", "load_predictions",
@@ -84,7 +92,7 @@ def load_predictions(directories):
 def _first_loss(models):
     for name in models:
         side, model, loss = name.split("/")
-        if side == "ours" and model == "ensemble_student":
+        if side == MAIN and model == ENSEMBLE_STUDENT:
             return loss
     return None
 
@@ -92,24 +100,29 @@ def _first_loss(models):
 def comparisons(models):
     """The default comparisons ``(label, a, b)`` that the names in ``models`` allow."""
     loss = _first_loss(models)
-    sides = sorted({n.split("/")[0] for n in models} - {"ours"})
-    ours = f"ours/ensemble_student/{loss}"
-    pairs = [("ours − baseline (students)", ours, f"ours/baseline_student/{loss}")]
-    pairs += [(f"ours − {side} (students)", ours, f"{side}/ensemble_student/{loss}") for side in sides]
+    sides = sorted({n.split("/")[0] for n in models} - {MAIN})
+    def student(side):
+        return prediction_name(side, ENSEMBLE_STUDENT, loss)
+
+    ours, baseline = student(MAIN), prediction_name(MAIN, BASELINE_STUDENT, loss)
+    ensemble, single = prediction_name(MAIN, WEAK_ENSEMBLE), prediction_name(MAIN, WEAK_SINGLE)
+    pairs = [(f"{MAIN} − baseline (students)", ours, baseline)]
+    pairs += [(f"{MAIN} − {side} (students)", ours, student(side)) for side in sides]
     # does having several weak models help, whatever their weights: each control against one
-    pairs += [(f"{side} − baseline (students)", f"{side}/ensemble_student/{loss}",
-               f"ours/baseline_student/{loss}") for side in sides]
-    pairs += [(f"ours − baseline with {other} (students)", ours, n)
+    pairs += [(f"{side} − baseline (students)", student(side), baseline) for side in sides]
+    pairs += [(f"{MAIN} − baseline with {other} (students)", ours, n)
               for n in models for other in [n.split("/")[2]]
-              if n.startswith("ours/baseline_student/") and "logconf" in other and other != loss]
+              if n.startswith(f"{MAIN}/{BASELINE_STUDENT}/")
+              and "logconf" in other and other != loss]
     # two controls against each other (a reweighting AdaBoost against bagging, say)
-    pairs += [(f"{a} − {b} (students)", f"{a}/ensemble_student/{loss}",
-               f"{b}/ensemble_student/{loss}") for i, a in enumerate(sides) for b in sides[i + 1:]]
-    pairs += [("ensemble − single (weak)", "ours/weak_ensemble/-", "ours/weak_single/-")]
-    pairs += [(f"ensemble − {side} ensemble (weak)", "ours/weak_ensemble/-", f"{side}/weak_ensemble/-")
+    pairs += [(f"{a} − {b} (students)", student(a), student(b))
+              for i, a in enumerate(sides) for b in sides[i + 1:]]
+    pairs += [("ensemble − single (weak)", ensemble, single)]
+    pairs += [(f"ensemble − {side} ensemble (weak)", ensemble, prediction_name(side, WEAK_ENSEMBLE))
               for side in sides]
-    pairs += [(f"{a} ensemble − {b} ensemble (weak)", f"{a}/weak_ensemble/-",
-               f"{b}/weak_ensemble/-") for i, a in enumerate(sides) for b in sides[i + 1:]]
+    pairs += [(f"{a} ensemble − {b} ensemble (weak)", prediction_name(a, WEAK_ENSEMBLE),
+               prediction_name(b, WEAK_ENSEMBLE))
+              for i, a in enumerate(sides) for b in sides[i + 1:]]
     return [(label, a, b) for label, a, b in pairs if a in models and b in models]
 
 
@@ -173,14 +186,14 @@ def comparison_table(directories):
     if "weak_side" not in runs:
         return pd.DataFrame()
     rows = []
-    students = runs[runs.model == "ensemble_student"]
-    baselines = runs[runs.model == "baseline_student"].assign(weak_side="baseline (1 weak)")
+    students = runs[runs.model == ENSEMBLE_STUDENT]
+    baselines = runs[runs.model == BASELINE_STUDENT].assign(weak_side="baseline (1 weak)")
     for (run, test, side, loss), group in pd.concat([students, baselines]).groupby(
             ["run", "test", "weak_side", "loss"], sort=False, dropna=False):
-        ensemble = runs[(runs.run == run) & (runs.test == test) & (runs.model == "weak_ensemble")
+        ensemble = runs[(runs.run == run) & (runs.test == test) & (runs.model == WEAK_ENSEMBLE)
                         & (runs.weak_side == side)]
         if side == "baseline (1 weak)":
-            ensemble = runs[(runs.run == run) & (runs.test == test) & (runs.model == "weak_single")]
+            ensemble = runs[(runs.run == run) & (runs.test == test) & (runs.model == WEAK_SINGLE)]
         row = {"run": run, "test": group.test_set.iloc[0], "weak_side": side, "loss": loss,
                "seeds": group.seed.nunique(),
                "weak accuracy": _fmt(*mean_sem(ensemble.accuracy)),
@@ -258,20 +271,20 @@ def diagnostics_table(directories):
             label = test_set_label(test, record.get("config"))
             for name, pred in models.items():
                 side, model, loss = name.split("/")
-                if model not in ("ensemble_student", "baseline_student"):
+                if model not in (ENSEMBLE_STUDENT, BASELINE_STUDENT):
                     continue
-                weak_name = (f"{side}/weak_ensemble/-" if model == "ensemble_student"
-                             else f"{side}/weak_single/-")
+                weak_name = prediction_name(
+                    side, WEAK_ENSEMBLE if model == ENSEMBLE_STUDENT else WEAK_SINGLE)
                 kappa = (mean_error_kappa(y, members.get(side, []))
-                         if model == "ensemble_student" else float("nan"))
-                shown_side = side if model == "ensemble_student" else "baseline (1 weak)"
+                         if model == ENSEMBLE_STUDENT else float("nan"))
+                shown_side = side if model == ENSEMBLE_STUDENT else "baseline (1 weak)"
                 key = (run, label, shown_side, loss)
                 entry = values.setdefault(key, {"pgr": [], "kappa": [], "agree": [], "gold": []})
                 entry["pgr"].append(_as_float(pgr.get((test, side, model, loss))))
                 entry["kappa"].append(kappa)
                 entry["agree"].append(agreement(pred, models[weak_name])
                                       if weak_name in models else float("nan"))
-                entry["gold"].append(float(gold.get(side if model == "ensemble_student"
+                entry["gold"].append(float(gold.get(side if model == ENSEMBLE_STUDENT
                                                     else "baseline", 0)))
     return pd.DataFrame([
         {"run": run, "test": test, "weak_side": side, "loss": loss, "seeds": len(v["pgr"]),

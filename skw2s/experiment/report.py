@@ -28,6 +28,15 @@ import numpy as np
 import pandas as pd
 
 from ..core.metrics import mean_sem
+from ..w2s.names import (
+    BASELINE_STUDENT,
+    CEILING,
+    ENSEMBLE_STUDENT,
+    MAIN,
+    WEAK_ENSEMBLE,
+    WEAK_ROUND,
+    WEAK_SINGLE,
+)
 from ..w2s.names import MODEL_ORDER as _MODEL_ORDER
 from .runs import (  # noqa: F401 - public here as before
     CHANCE_OPTIONS,
@@ -48,11 +57,11 @@ __all__ = [
 
 MODEL_ORDER = list(_MODEL_ORDER)
 MODEL_LABELS = {
-    "weak_single": "weak (1 learner)",
-    "weak_ensemble": "weak ensemble",
-    "baseline_student": "student ← 1 weak",
-    "ensemble_student": "student ← ensemble (ours)",
-    "ceiling": "ceiling (gold)",
+    WEAK_SINGLE: "weak (1 learner)",
+    WEAK_ENSEMBLE: "weak ensemble",
+    BASELINE_STUDENT: "student ← 1 weak",
+    ENSEMBLE_STUDENT: "student ← ensemble (ours)",
+    CEILING: "ceiling (gold)",
 }
 
 
@@ -76,7 +85,7 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     # Rounds split the weak ensemble's per-round rows only. Other models are one row per seed
     # even when early stopping left the seeds with ensembles of different sizes; their
     # ``round`` is then the largest ensemble.
-    runs["_round_key"] = np.where(runs.model == "weak_round", runs["round"], -1)
+    runs["_round_key"] = np.where(runs.model == WEAK_ROUND, runs["round"], -1)
     keys = ["run", "test", "model", "_round_key"]
     for (run, test, model, _), group in runs.groupby(keys, dropna=False, sort=False):
         rnd = group["round"].max()
@@ -93,8 +102,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
 
 GAINS = {
     # derived model: (minuend, subtrahend); paired per seed, so the SEM is that of the differences
-    "student_gain": ("ensemble_student", "baseline_student"),
-    "ensemble_gain": ("weak_ensemble", "weak_single"),
+    "student_gain": (ENSEMBLE_STUDENT, BASELINE_STUDENT),
+    "ensemble_gain": (WEAK_ENSEMBLE, WEAK_SINGLE),
 }
 
 
@@ -103,7 +112,7 @@ def _gains(runs):
     weak ensemble minus single weak learner (accuracy and token error)."""
     rows = []
     for (run, test, seed), group in runs.groupby(["run", "test", "seed"], sort=False):
-        by_model = group[group.model != "weak_round"].set_index("model")
+        by_model = group[group.model != WEAK_ROUND].set_index("model")
         for name, (a, b) in GAINS.items():
             if a in by_model.index and b in by_model.index:
                 rows.append({
@@ -142,9 +151,9 @@ def _binomial(accuracies, n_test):
 
 def _gap_noise(by_model):
     """``(gap, its standard error)`` of a run's hard test rows, or None without a ceiling."""
-    if "ceiling" not in by_model.index or "weak_single" not in by_model.index:
+    if CEILING not in by_model.index or WEAK_SINGLE not in by_model.index:
         return None
-    ceiling, weak = by_model.loc["ceiling"], by_model.loc["weak_single"]
+    ceiling, weak = by_model.loc[CEILING], by_model.loc[WEAK_SINGLE]
     binomial = _binomial((ceiling.accuracy_mean, weak.accuracy_mean), ceiling.n_test)
     return ceiling.gap_mean, _noise(ceiling.gap_mean, ceiling.gap_sem, ceiling.n_seeds, binomial)
 
@@ -173,16 +182,16 @@ def noise_warnings(agg: pd.DataFrame) -> list:
     """
     lines = []
     for run, group in _hard(agg).groupby("run", sort=False):
-        by_model = group[group.model != "weak_round"].set_index("model")
+        by_model = group[group.model != WEAK_ROUND].set_index("model")
         chance = group.chance.dropna() if "chance" in group else ()
-        for model in ("weak_single", "weak_ensemble", "ceiling"):
+        for model in (WEAK_SINGLE, WEAK_ENSEMBLE, CEILING):
             if not len(chance) or model not in by_model.index:
                 continue
             r, level = by_model.loc[model], float(chance.iloc[0])
             se = _noise(r.accuracy_mean, r.accuracy_sem, r.n_seeds, _binomial([level], r.n_test))
             if r.accuracy_mean < level + NOISE_SE * np.nan_to_num(se):
                 what = ("the strong model does not learn the task, so there is no gap to recover"
-                        if model == "ceiling" else "its labels are no better than a guess")
+                        if model == CEILING else "its labels are no better than a guess")
                 where = ("below" if r.accuracy_mean <= level
                          else f"within {NOISE_SE:g} standard errors ({se:.3f}) of")
                 lines.append(f"{run}: {MODEL_LABELS[model]} scores {r.accuracy_mean:.3f}, {where} "
@@ -204,24 +213,24 @@ def summary_table(agg: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for run, group in _hard(agg).groupby("run", sort=False):
-        by_model = group[group.model != "weak_round"].set_index("model")
+        by_model = group[group.model != WEAK_ROUND].set_index("model")
         row = {"run": run, "seeds": int(group.n_seeds.max())}
         for model in MODEL_ORDER:
             if model in by_model.index:
                 r = by_model.loc[model]
                 row[model] = _fmt(r.accuracy_mean, r.accuracy_sem)
-        for model in ("weak_single", "weak_ensemble"):
+        for model in (WEAK_SINGLE, WEAK_ENSEMBLE):
             if model in by_model.index and np.isfinite(by_model.loc[model].token_error_mean):
                 r = by_model.loc[model]
                 row[f"{model} token error"] = _fmt(r.token_error_mean, r.token_error_sem)
-        for model, name in (("baseline_student", "pgr_baseline"), ("ensemble_student", "pgr_ours")):
+        for model, name in ((BASELINE_STUDENT, "pgr_baseline"), (ENSEMBLE_STUDENT, "pgr_ours")):
             if model in by_model.index:
                 r = by_model.loc[model]
                 row[name] = _fmt(r.pgr_mean, r.pgr_sem, 2)
                 if _gap_in_noise(by_model) and np.isfinite(r.pgr_mean):
                     row[name] += " (gap in noise)"
-        if "ceiling" in by_model.index:
-            r = by_model.loc["ceiling"]
+        if CEILING in by_model.index:
+            r = by_model.loc[CEILING]
             row["gap (ceiling - weak)"] = _fmt(r.gap_mean, r.gap_sem)
         for model, name in (("ensemble_gain", "ensemble - single"), ("student_gain", "ours - baseline")):
             if model in by_model.index:
@@ -232,10 +241,10 @@ def summary_table(agg: pd.DataFrame) -> pd.DataFrame:
     # Token errors (generators only) next to the accuracies they belong to; "–" where a run
     # has none, rather than NaN.
     order = [c for c in table.columns if "token error" not in c]
-    for model in ("weak_ensemble", "weak_single"):
+    for model in (WEAK_ENSEMBLE, WEAK_SINGLE):
         column = f"{model} token error"
         if column in table:
-            order.insert(order.index("weak_ensemble") + 1 if "weak_ensemble" in order else len(order), column)
+            order.insert(order.index(WEAK_ENSEMBLE) + 1 if WEAK_ENSEMBLE in order else len(order), column)
     return table[order].fillna("–")
 
 
@@ -245,7 +254,7 @@ def rounds_table(agg: pd.DataFrame) -> pd.DataFrame:
     test set would be optimistic; this table shows them all."""
     rows = []
     for run, group in _hard(agg).groupby("run", sort=False):
-        rounds = group[group.model == "weak_round"].sort_values("round")
+        rounds = group[group.model == WEAK_ROUND].sort_values("round")
         for _, r in rounds.iterrows():
             row = {"run": run, "round": int(r["round"]), "seeds": int(r.n_seeds),
                    "accuracy": _fmt(r.accuracy_mean, r.accuracy_sem)}
@@ -313,7 +322,7 @@ def _rounds_figure(agg):
     hard = _hard(agg)
     values, chances = [], {}
     for run, group in hard.groupby("run", sort=False):
-        rounds = group[group.model == "weak_round"].sort_values("round")
+        rounds = group[group.model == WEAK_ROUND].sort_values("round")
         if len(rounds):
             err = _error_bars(rounds.accuracy_sem, rounds.n_seeds)
             line = ax.errorbar(rounds["round"], rounds.accuracy_mean, yerr=err, marker="o",
@@ -401,7 +410,7 @@ def _summary_figure(agg):
     colors = ["#9e9e9e", "#616161", "#64b5f6", "#1565c0", "#2e7d32"]
     warned = noise_warnings(agg)
     for col, run in enumerate(runs):
-        group = agg[(agg.run == run) & (agg.model != "weak_round")].set_index("model")
+        group = agg[(agg.run == run) & (agg.model != WEAK_ROUND)].set_index("model")
         models = [m for m in MODEL_ORDER if m in group.index]
         ax = axes[0, col]
         means = [group.loc[m, "accuracy_mean"] for m in models]
@@ -424,14 +433,14 @@ def _summary_figure(agg):
         hard_questions = _split_kind(agg, run) == "easy_hard"
         ax.set_ylabel("accuracy on hard test questions" if hard_questions else "test accuracy")
         ax = axes[1, col]
-        students = [m for m in ("baseline_student", "ensemble_student") if m in group.index]
+        students = [m for m in (BASELINE_STUDENT, ENSEMBLE_STUDENT) if m in group.index]
         pgr = [group.loc[m, "pgr_mean"] for m in students]
         pgr_err = _error_bars([group.loc[m, "pgr_sem"] for m in students],
                               [group.loc[m, "n_seeds"] for m in students])
         ax.bar(range(len(students)), np.nan_to_num(pgr), yerr=pgr_err,
                color=["#64b5f6", "#1565c0"][: len(students)], capsize=3)
         ax.axhline(0, color="black", lw=0.8)
-        ax.set_xticks(range(len(students)), [{"baseline_student": "baseline", "ensemble_student": "ours"}[m] for m in students])
+        ax.set_xticks(range(len(students)), [{BASELINE_STUDENT: "baseline", ENSEMBLE_STUDENT: MAIN}[m] for m in students])
         gap = group.gap_mean.dropna()
         title = f"PGR (gap ceiling-weak = {gap.iloc[0]:.3f})" if len(gap) else "PGR"
         if _gap_in_noise(group):

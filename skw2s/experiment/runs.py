@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..w2s.names import ENSEMBLE_STUDENT, MAIN
+
 __all__ = ["find_run_dirs", "load_runs", "run_names", "test_set_label"]
 
 TEST_LABELS = {
@@ -172,9 +174,9 @@ def _main_rows(frame):
     :func:`comparison_table`."""
     if "weak_side" not in frame:
         return frame
-    students = frame[frame.model == "ensemble_student"]
+    students = frame[frame.model == ENSEMBLE_STUDENT]
     first = students.loss.iloc[0] if len(students) else None
-    keep = (frame.weak_side == "ours") & (frame.loss.isna() | (frame.loss == first))
+    keep = (frame.weak_side == MAIN) & (frame.loss.isna() | (frame.loss == first))
     return frame[keep]
 
 

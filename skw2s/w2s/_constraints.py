@@ -27,7 +27,8 @@ class SplitterConstraint:
     """``"random"`` or a :class:`~skw2s.DifficultySplitter`."""
 
     def is_satisfied_by(self, value):
-        return (isinstance(value, str) and value == "random") or isinstance(value, DifficultySplitter)
+        return ((isinstance(value, str) and value == "random")
+                or isinstance(value, DifficultySplitter))
 
     def __str__(self):
         return "'random' or a DifficultySplitter"
@@ -45,7 +46,8 @@ class NamedEstimatorsConstraint:
         if not isinstance(value, (list, tuple)):
             return False
         names = [item[0] for item in value if isinstance(item, (list, tuple)) and len(item) == 2]
-        return (len(names) == len(value) and all(isinstance(n, str) and n and n != self.reserved for n in names)
+        return (len(names) == len(value)
+                and all(isinstance(n, str) and n and n != self.reserved for n in names)
                 and len(set(names)) == len(names)
                 and all(hasattr(item[1], "fit") for item in value))
 

@@ -279,7 +279,8 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
                 raise ValueError(f"difficulty(X) must give one finite number per row ({len(X)}).")
             return values
         if y is None or len(y) != len(X):
-            raise ValueError("A cross-validated difficulty rates new rows from their labels: give y.")
+            raise ValueError(
+                "A cross-validated difficulty rates new rows from their labels: give y.")
         return np.mean([per_example_error(m, X, np.asarray(y)) for m in self.estimators_], axis=0)
 
     def fit_transform(self, X, y=None, **fit_params):

@@ -7,7 +7,19 @@ import numpy as np
 import pandas as pd
 
 from ..core.metrics import pgr_score
-from .names import CASCADE, MAIN
+from .names import (
+    BASELINE_STUDENT,
+    CASCADE,
+    CASCADE_STEP,
+    CEILING,
+    ENSEMBLE_STUDENT,
+    MAIN,
+    STUDENT_MODELS,
+    WEAK_ENSEMBLE,
+    WEAK_ROUND,
+    WEAK_SINGLE,
+    prediction_name,
+)
 
 __all__ = ["add_pgr", "evaluate"]
 
@@ -23,7 +35,7 @@ def evaluate(pipe, X, y, *, test="hard"):
     rows, preds, scores, disagreement, members = [], {}, {}, {}, {}
 
     def add(side, model, loss, rnd, pred, score=None, token_error=np.nan):
-        name = f"{side}/{model}/{loss or '-'}"
+        name = prediction_name(side, model, loss)
         preds[name] = np.asarray(pred)
         auroc = np.nan
         if binary and score is not None:
@@ -40,25 +52,25 @@ def evaluate(pipe, X, y, *, test="hard"):
                   else [np.nan] * len(out["staged"]))
         positive = [p[:, 1] for p in out["staged_proba"]] if binary else [None] * len(errors)
         if side == MAIN:
-            add(MAIN, "weak_single", None, 1, out["staged"][0], positive[0], errors[0])
+            add(MAIN, WEAK_SINGLE, None, 1, out["staged"][0], positive[0], errors[0])
         for t, pred in enumerate(out["staged"], start=1):
-            rows.append({"weak_side": side, "model": "weak_round", "loss": None, "round": t,
+            rows.append({"weak_side": side, "model": WEAK_ROUND, "loss": None, "round": t,
                          "accuracy": float(np.mean(pred == y)), "auroc": np.nan,
                          "token_error": errors[t - 1]})
-        add(side, "weak_ensemble", None, len(out["staged"]), out["staged"][-1],
+        add(side, WEAK_ENSEMBLE, None, len(out["staged"]), out["staged"][-1],
             positive[-1], errors[-1])
         members[side] = [np.asarray(m) for m in out["members"]]
         disagreement[(side, test)] = _disagreement(members[side])
-    students = [("baseline_student", MAIN, loss, 1, est) for loss, est in pipe.baselines_.items()]
+    students = [(BASELINE_STUDENT, MAIN, loss, 1, est) for loss, est in pipe.baselines_.items()]
     # the sides derived from "ours" (gold labels mixed in, the cascade) count its rounds
-    students += [("ensemble_student", side, loss,
+    students += [(ENSEMBLE_STUDENT, side, loss,
                   len(pipe.controls_.get(side, pipe.weak_).estimators_), est)
                  for (side, loss), est in pipe.students_.items()]
     first_loss = next(iter(pipe.students_))[1]
-    students += [("cascade_step", CASCADE, first_loss, k, est)
+    students += [(CASCADE_STEP, CASCADE, first_loss, k, est)
                  for k, est in enumerate(getattr(pipe, "cascade_steps_", []), start=1)]
     if pipe.ceiling_ is not None:
-        students.append(("ceiling", MAIN, None, np.nan, pipe.ceiling_))
+        students.append((CEILING, MAIN, None, np.nan, pipe.ceiling_))
     for model, side, loss, rnd, est in students:
         score = None
         if binary:
@@ -106,12 +118,12 @@ def add_pgr(report):
     """PGR and gap of the students (accuracy and AUROC) against the single weak learner."""
     for column in ("pgr", "gap", "pgr_auroc", "gap_auroc"):
         report[column] = np.nan
-    ceiling = report[report.model == "ceiling"]
+    ceiling = report[report.model == CEILING]
     if not len(ceiling):
         return report
-    students = report.model.isin(["baseline_student", "ensemble_student", "cascade_step"])
+    students = report.model.isin(STUDENT_MODELS)
     for metric, suffix in (("accuracy", ""), ("auroc", "_auroc")):
-        weak = report.loc[report.model == "weak_single", metric].iloc[0]
+        weak = report.loc[report.model == WEAK_SINGLE, metric].iloc[0]
         top = ceiling[metric].iloc[0]
         if not (np.isfinite(weak) and np.isfinite(top)):
             continue

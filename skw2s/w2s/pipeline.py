@@ -25,20 +25,17 @@ it stopped, and runs that share a stage share its entry.
 
 from __future__ import annotations
 
-import logging
-import time
 import warnings
+from dataclasses import dataclass
 from numbers import Real
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.utils.validation import check_is_fitted
-from tqdm.auto import tqdm
 
-from .._infra.cache import fingerprint, get_store
-from ..hf.models import checkpoints, with_checkpoints
-from ..hf.efficiency import collect_training_stats
+from .._infra.cache import get_store
+from ..hf.models import checkpoints
 from .._infra.validation import (
     MEMORY,
     NONE,
@@ -59,10 +56,9 @@ from ._constraints import (
     SplitterConstraint,
 )
 from .difficulty import DifficultySplitter
-from ..exceptions import DivergenceError, FirstLearnerError
-from .names import CASCADE, GOLD, MAIN
-
-logger = logging.getLogger(__name__)
+from ..exceptions import FirstLearnerError
+from .names import BASELINE, CASCADE, CEILING, GOLD, MAIN
+from .stages import StageRunner, stage_key
 
 __all__ = ["WeakToStrongPipeline"]
 
@@ -71,15 +67,6 @@ _MIN_TEST = 20  # fewer test questions than this give a warning: accuracies move
 
 def _is_generator(estimator):
     return hasattr(estimator, "generate")
-
-
-def _verbose_free(estimator):
-    """The estimator's parameters without ``verbose`` (anywhere), for stage keys: progress
-    bars never change a result."""
-    return sorted((k, v) for k, v in estimator.get_params(deep=True).items()
-                  if k != "verbose" and not k.endswith("__verbose")
-                  and not hasattr(v, "get_params"))
-
 
 
 def _check_rows(rows, n_rows, name):
@@ -98,6 +85,19 @@ def _check_fitted(value, estimator):
     if type(value) is not type(estimator):
         raise ValueError(f"it holds a {type(value).__name__}, not a {type(estimator).__name__}")
     check_is_fitted(value)
+
+
+@dataclass
+class _Fit:
+    """What the stages of one ``fit`` share: the stage runner, the split's key, the seeds
+    (``split``, ``weak``, ``strong``) and the hard training rows."""
+
+    run: StageRunner
+    split: str
+    seeds: dict
+    X_hard: object
+    y_hard: np.ndarray
+
 
 class WeakToStrongPipeline(BaseEstimator):
     """Weak ensemble on easy data, strong student on its pseudo-labels for hard data.
@@ -424,7 +424,8 @@ class WeakToStrongPipeline(BaseEstimator):
             splitter = clone(self.splitter).fit(X, y)
             easy, hard = splitter.split()
         if len(easy) == 0 or len(hard) == 0:
-            raise ValueError(f"The split left the {'easy' if len(easy) == 0 else 'hard'} side empty.")
+            side = "easy" if len(easy) == 0 else "hard"
+            raise ValueError(f"The split left the {side} side empty.")
         parts = {"splitter": splitter, "easy": easy, "hard_train": hard,
                  "test": np.array([], dtype=int), "id_test": np.array([], dtype=int)}
         if X_test is not None:
@@ -505,7 +506,8 @@ class WeakToStrongPipeline(BaseEstimator):
         if hasattr(est, "predict_proba") and (self.soft_labels or self.label_fraction is not None):
             proba = np.asarray(est.predict_proba(X), dtype=np.float64)
         confidence = proba.max(axis=1) if proba is not None else np.ones(len(hard))
-        return {"hard": hard, "proba": proba if self.soft_labels else None, "confidence": confidence}
+        return {"hard": hard, "proba": proba if self.soft_labels else None,
+                "confidence": confidence}
 
     def _with_gold(self, labels, y_hard, seed, classes):
         """``labels`` with a seeded ``gold_fraction`` of the rows given their gold labels."""
@@ -558,194 +560,198 @@ class WeakToStrongPipeline(BaseEstimator):
             The fitted pipeline.
         """
         self._validate(X, y, X_test, y_test)
+        self._reset()
         y = np.asarray(y)
         y_test = None if y_test is None else np.asarray(y_test)
-        store = get_store(self.memory)
         seed = resolve_seed(self.random_state)
         seeds = stage_seeds(seed)
-        keys = {"split": fingerprint(
-            type(self).__name__, "split-v2", self.splitter, self.test_size, self.id_test_size,
-            seed, X, y, X_test, y_test,
-        )}
+        with StageRunner(get_store(self.memory), self._n_stages(), self.verbose) as run:
+            self.history_ = run.history  # filled as stages finish, also when one fails
+            parts, split_key = self._split_stage(run, seed, seeds["split"], X, y, X_test, y_test)
+            X_easy, y_easy = take_rows(X, parts["easy"]), y[parts["easy"]]
+            fit = _Fit(run=run, split=split_key, seeds=seeds,
+                       X_hard=take_rows(X, parts["hard_train"]), y_hard=y[parts["hard_train"]])
+            fitted, labels = self._weak_stages(fit, X_easy, y_easy)
+            gold_rows = np.array([], dtype=int)
+            if self.gold_fraction > 0:
+                labels[GOLD] = self._with_gold(labels[MAIN], fit.y_hard, seeds["strong"],
+                                               getattr(fitted[MAIN], "classes_", None))
+                gold_rows = labels[GOLD]["gold"]
+            students, baselines, steps = {}, {}, []
+            for name in [name for name, _ in self._weak_sides()] + [GOLD] * (GOLD in labels):
+                students.update(self._student_stages(fit, name, labels[name]))
+            if self.cascade:
+                steps, labels[CASCADE] = self._cascade_stages(fit, labels[MAIN])
+                students.update(self._student_stages(fit, CASCADE, labels[CASCADE]))
+            if self.baseline:
+                for loss in self._baseline_losses():
+                    baselines[loss] = self._student_stage(
+                        fit, f"baseline[{loss}]", loss, labels[BASELINE])[0]
+            ceiling = self._ceiling_stage(fit) if self.ceiling else None
+        # set only now: a fit that fails in a stage leaves the pipeline unfitted
+        self.students_, self.baselines_, self.cascade_steps_ = students, baselines, steps
+        self.ceiling_ = ceiling
+        self._set_fitted(parts, fitted, labels, fit.y_hard, gold_rows)
+        self._score(parts, X, y, X_test, y_test)
+        return self
+
+    # -- the stages of fit ----------------------------------------------------------------
+    def _reset(self):
+        """Forget the fitted state (every attribute ending in ``_``) of an earlier fit."""
+        for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+            delattr(self, attr)
+
+    def _n_stages(self):
+        """How many stages ``fit`` runs (for the progress bar)."""
+        sides, losses, cascade = self._weak_sides(), self._losses(), list(self.cascade or [])
+        n = 1 + 2 * len(sides) + len(sides) * len(losses)
+        n += len(losses) * (bool(self.gold_fraction) + bool(cascade)) + 2 * len(cascade)
+        return n + (1 + len(self._baseline_losses())) * bool(self.baseline) + bool(self.ceiling)
+
+    def _split_stage(self, run, seed, split_seed, X, y, X_test, y_test):
+        """The split's parts (easy, hard training, test rows) and its key."""
+        key = stage_key("split", pipe=self, seed=seed, X=X, y=y, X_test=X_test, y_test=y_test)
         if X_test is not None and not isinstance(self.splitter, str):
-            # the test set's hard rows are split at the threshold by the pool's tie share
-            keys["split"] = fingerprint(keys["split"], "external-ties-v1")
+            key = stage_key("split+external", split=key)
         found = checkpoints(self.splitter)  # () for "random"
         if found:
-            keys["split"] = fingerprint(keys["split"], found)
-        self.history_ = []
+            key = stage_key("split+checkpoints", split=key, found=found)
+        rng = split_rng(split_seed)
+        parts = run("split", key, lambda: self._split(X, y, X_test, y_test, rng),
+                    lambda p: self._check_split(p, len(X), X_test))
+        return parts, key
 
-        def stage(name, key, compute, check):
-            start, cpu_start = time.perf_counter(), time.process_time()
-            with collect_training_stats() as trained:
-                value = store.load("pipeline", key, check=check) if store is not None else None
-                cached = value is not None
-                if not cached:
-                    try:
-                        value = compute()
-                    except DivergenceError as error:
-                        # the stages before it are stored; later ones do not run
-                        raise error.within(f"stage {name}") from None
-                    if store is not None:
-                        store.save("pipeline", key, value)
-            self.history_.append({
-                "stage": name, "cached": cached, "seconds": time.perf_counter() - start,
-                "cpu_seconds": time.process_time() - cpu_start,
-                "train_seconds": trained.seconds, "useful_flops": trained.useful_flops,
-                "peak_flops": trained.peak_flops, "efficiency": trained.efficiency(),
-                "padding": trained.padding,
-            })
-            logger.info("Stage %s %s", name, "loaded from memory" if cached else "done")
-            bar.update()
-            return value
-
-        sides, losses = self._weak_sides(), self._losses()
-        cascade = list(self.cascade or [])
-        n_stages = 1 + 2 * len(sides) + len(sides) * len(losses)
-        n_stages += len(losses) * (bool(self.gold_fraction) + bool(cascade)) + 2 * len(cascade)
-        n_stages += (1 + len(self._baseline_losses())) * bool(self.baseline) + bool(self.ceiling)
-        bar = tqdm(total=n_stages, desc="w2s stages", disable=not self.verbose, leave=False)
-        parts = stage("split", keys["split"],
-                      lambda: self._split(X, y, X_test, y_test, split_rng(seeds["split"])),
-                      lambda p: self._check_split(p, len(X), X_test))
-        X_easy, y_easy = take_rows(X, parts["easy"]), y[parts["easy"]]
-        X_hard, y_hard = take_rows(X, parts["hard_train"]), y[parts["hard_train"]]
-
+    def _weak_stages(self, fit, X_easy, y_easy):
+        """Every weak side fitted on the easy rows, and the labels of each (and of the first
+        weak learner, for the baseline) on the hard training rows."""
         fitted, labels = {}, {}
-        for name, estimator in sides:
-            weak_key = fingerprint(*with_checkpoints(
-                (keys["split"], "weak", seeds["weak"], type(estimator).__name__,
-                 _verbose_free(estimator)), estimator))
+        for name, estimator in self._weak_sides():
+            weak_key = stage_key("weak", split=fit.split, seed=fit.seeds["weak"],
+                                 estimator=estimator)
             try:
-                fitted[name] = stage(
+                fitted[name] = fit.run(
                     f"weak[{name}]", weak_key,
-                    lambda e=estimator: self._weak_estimator(e, seeds["weak"]).fit(X_easy, y_easy),
+                    lambda e=estimator: self._weak_estimator(e, fit.seeds["weak"]).fit(
+                        X_easy, y_easy),
                     lambda v, e=estimator: _check_fitted(v, e))
             except FirstLearnerError as exc:
                 exc.weak_side = name  # which side, for the config keys of its hint
                 raise
-            labels_key = fingerprint(weak_key, "labels", self.soft_labels, self.label_fraction)
-            labels[name] = stage(f"labels[{name}]", labels_key,
-                                 lambda n=name: self._labels(fitted[n], X_hard),
-                                 lambda v: self._check_labels(v, len(y_hard)))
+            labels[name] = self._labels_stage(fit, f"labels[{name}]", fitted[name], weak_key)
         if self.baseline:
-            labels["baseline"] = stage(
-                "labels[baseline]", fingerprint(keys["split"], "baseline-labels",
-                                                fingerprint(*with_checkpoints(
-                                                    (seeds["weak"], _verbose_free(self.weak)),
-                                                    self.weak)),
-                                                self.soft_labels, self.label_fraction),
-                lambda: self._labels(fitted[MAIN], X_hard, first_learner=True),
-                lambda v: self._check_labels(v, len(y_hard)))
+            key = stage_key("baseline-labels", split=fit.split, seed=fit.seeds["weak"],
+                            weak=self.weak, soft_labels=self.soft_labels,
+                            label_fraction=self.label_fraction)
+            labels[BASELINE] = fit.run(
+                f"labels[{BASELINE}]", key,
+                lambda: self._labels(fitted[MAIN], fit.X_hard, first_learner=True),
+                lambda v: self._check_labels(v, len(fit.y_hard)))
+        return fitted, labels
 
-        def model_parts(model):
-            return with_checkpoints(
-                (type(model).__name__, _verbose_free(model), seeds["strong"]), model)
+    def _labels_stage(self, fit, name, labeller, labeller_key):
+        """The labels of a fitted ``labeller`` (stored under ``labeller_key``) for the hard
+        training rows."""
+        key = stage_key("labels", labeller=labeller_key, soft_labels=self.soft_labels,
+                        label_fraction=self.label_fraction)
+        return fit.run(name, key, lambda: self._labels(labeller, fit.X_hard),
+                       lambda v: self._check_labels(v, len(fit.y_hard)))
 
-        strong_parts = model_parts(self.strong)
-        gold_rows = np.array([], dtype=int)
-        if self.gold_fraction > 0:
-            labels[GOLD] = self._with_gold(labels[MAIN], y_hard, seeds["strong"],
-                                           getattr(fitted[MAIN], "classes_", None))
-            gold_rows = labels[GOLD]["gold"]
+    def _student_stages(self, fit, side, labels):
+        """The students of weak side ``side``, by ``(side, loss)``: one per student loss."""
+        return {(side, loss): self._student_stage(fit, f"student[{side},{loss}]", loss, labels)[0]
+                for loss in self._losses()}
 
-        def train(name, loss, lab, model=None):
-            rows = self._kept(lab)
-            model = self.strong if model is None else model
-            parts = strong_parts if model is self.strong else model_parts(model)
-            key = fingerprint("student-v2", parts, loss, rows, lab["hard"][rows],
-                              None if lab["proba"] is None else lab["proba"][rows], keys["split"])
+    def _student_stage(self, fit, name, loss, labels, model=None):
+        """``model`` (the strong estimator when None) trained with ``loss`` on the kept rows
+        of ``labels``, and its key."""
+        rows = self._kept(labels)
+        model = self.strong if model is None else model
+        key = stage_key("student", split=fit.split, model=model, seed=fit.seeds["strong"],
+                        loss=loss, rows=rows, labels=labels)
 
-            def compute():
-                if is_classifier(self.strong) and len(np.unique(lab["hard"][rows])) < 2:
-                    raise ValueError(
-                        f"The labels for {name} are all {lab['hard'][rows][0]!r} on the "
-                        f"{len(rows)} hard training rows it would train on: a classifier cannot "
-                        "learn from one class. The weak side predicts a constant there; train it "
-                        "longer, or keep more labels (label_fraction)."
-                    )
-                est = self._seeded(model, seeds["strong"])
-                if "loss" in est.get_params(deep=False):
-                    est.set_params(loss=loss)
-                kwargs = {} if lab["proba"] is None else {"y_proba": lab["proba"][rows]}
-                return est.fit(take_rows(X_hard, rows), lab["hard"][rows], **kwargs)
+        def compute():
+            if is_classifier(self.strong) and len(np.unique(labels["hard"][rows])) < 2:
+                raise ValueError(
+                    f"The labels for {name} are all {labels['hard'][rows][0]!r} on the "
+                    f"{len(rows)} hard training rows it would train on: a classifier cannot "
+                    "learn from one class. The weak side predicts a constant there; train it "
+                    "longer, or keep more labels (label_fraction)."
+                )
+            est = self._seeded(model, fit.seeds["strong"])
+            if "loss" in est.get_params(deep=False):
+                est.set_params(loss=loss)
+            kwargs = {} if labels["proba"] is None else {"y_proba": labels["proba"][rows]}
+            return est.fit(take_rows(fit.X_hard, rows), labels["hard"][rows], **kwargs)
 
-            return stage(name, key, compute, lambda v, m=model: _check_fitted(v, m)), key
+        return fit.run(name, key, compute, lambda v: _check_fitted(v, model)), key
 
-        self.students_, self.baselines_, self.cascade_steps_ = {}, {}, []
-        for name, _ in sides:
-            for loss in losses:
-                self.students_[(name, loss)] = train(f"student[{name},{loss}]", loss,
-                                                     labels[name])[0]
-        if GOLD in labels:
-            for loss in losses:
-                self.students_[(GOLD, loss)] = train(f"student[{GOLD},{loss}]", loss,
-                                                     labels[GOLD])[0]
-        if cascade:
-            lab = labels[MAIN]
-            for k, model in enumerate(cascade, start=1):
-                step, step_key = train(f"cascade[{k}]", losses[0], lab, model)
-                self.cascade_steps_.append(step)
-                lab = stage(f"labels[cascade{k}]",
-                            fingerprint(step_key, "labels", self.soft_labels, self.label_fraction),
-                            lambda s=step: self._labels(s, X_hard),
-                            lambda v: self._check_labels(v, len(y_hard)))
-            labels[CASCADE] = lab
-            for loss in losses:
-                self.students_[(CASCADE, loss)] = train(f"student[{CASCADE},{loss}]", loss,
-                                                        lab)[0]
-        if self.baseline:
-            for loss in self._baseline_losses():
-                self.baselines_[loss] = train(f"baseline[{loss}]", loss, labels["baseline"])[0]
-        ceiling = None
-        if self.ceiling:
-            ceiling = stage("ceiling", fingerprint("ceiling-v2", strong_parts, keys["split"]),
-                            lambda: self._seeded(self.strong, seeds["strong"]).fit(X_hard, y_hard),
-                            lambda v: _check_fitted(v, self.strong))
-        bar.close()
+    def _cascade_stages(self, fit, labels):
+        """Each step of ``cascade`` trained on the labels of the one before (the first on
+        ``labels``), and the last step's labels."""
+        steps = []
+        for k, model in enumerate(self.cascade, start=1):
+            step, step_key = self._student_stage(fit, f"cascade[{k}]", self._losses()[0],
+                                                 labels, model)
+            steps.append(step)
+            labels = self._labels_stage(fit, f"labels[{CASCADE}{k}]", step, step_key)
+        return steps, labels
 
+    def _ceiling_stage(self, fit):
+        """The strong model trained on the gold labels of the hard training rows."""
+        key = stage_key("ceiling", split=fit.split, model=self.strong, seed=fit.seeds["strong"])
+        return fit.run(
+            CEILING, key,
+            lambda: self._seeded(self.strong, fit.seeds["strong"]).fit(fit.X_hard, fit.y_hard),
+            lambda v: _check_fitted(v, self.strong))
+
+    def _set_fitted(self, parts, fitted, labels, y_hard, gold_rows):
+        """The fitted attributes that the stages' results give."""
         self.splitter_ = parts["splitter"]
         self.easy_indices_ = parts["easy"]
         self.hard_train_indices_ = parts["hard_train"]
         self.test_indices_ = parts["test"]
         self.id_test_indices_ = parts["id_test"]
         self.weak_ = fitted[MAIN]
-        self.controls_ = {name: fitted[name] for name, _ in sides[1:]}
-        self.student_ = self.students_[(MAIN, losses[0])]
-        self.baseline_ = self.baselines_.get(self._baseline_losses()[0]) if self.baseline else None
-        self.ceiling_ = ceiling
+        self.controls_ = {name: fitted[name] for name, _ in self._weak_sides()[1:]}
+        self.student_ = self.students_[(MAIN, self._losses()[0])]
+        self.baseline_ = (self.baselines_.get(self._baseline_losses()[0]) if self.baseline
+                          else None)
         self.pseudo_labels_ = labels[MAIN]["hard"]
-        self.baseline_labels_ = labels["baseline"]["hard"] if self.baseline else None
+        self.baseline_labels_ = labels[BASELINE]["hard"] if self.baseline else None
         self.pseudo_label_accuracy_ = float(np.mean(self.pseudo_labels_ == y_hard))
         self.gold_indices_ = gold_rows
-        self.labels_ = pd.DataFrame([
-            {"weak_side": name, "n_labels": len(lab["hard"]), "n_kept": len(self._kept(lab)),
-             "n_gold": int(np.isin(self._kept(lab), lab.get("gold", [])).sum()),
-             "accuracy": float(np.mean(lab["hard"] == y_hard)),
-             "kept_accuracy": float(np.mean(lab["hard"][self._kept(lab)] == y_hard[self._kept(lab)]))}
-            for name, lab in labels.items()
-        ])
+        rows = []
+        for name, lab in labels.items():
+            kept = self._kept(lab)
+            rows.append({
+                "weak_side": name, "n_labels": len(lab["hard"]), "n_kept": len(kept),
+                "n_gold": int(np.isin(kept, lab.get("gold", [])).sum()),
+                "accuracy": float(np.mean(lab["hard"] == y_hard)),
+                "kept_accuracy": float(np.mean(lab["hard"][kept] == y_hard[kept]))})
+        self.labels_ = pd.DataFrame(rows)
+
+    def _score(self, parts, X, y, X_test, y_test):
+        """``report_``, ``predictions_`` and ``weak_disagreement_`` over every test set."""
         if X_test is not None:
             tests = [(test, take_rows(X_test, rows), y_test[rows], rows)
                      for test, rows in parts["external"].items() if len(rows)]
         else:
             tests = [("hard", take_rows(X, parts["test"]), y[parts["test"]], parts["test"])]
             if len(self.id_test_indices_):
-                tests.append(("easy", take_rows(X, self.id_test_indices_), y[self.id_test_indices_],
-                              self.id_test_indices_))
+                tests.append(("easy", take_rows(X, self.id_test_indices_),
+                              y[self.id_test_indices_], self.id_test_indices_))
         reports, self.predictions_, self.weak_disagreement_ = [], {}, {}
         for test, X_t, y_t, rows in tests:
             if len(rows) < _MIN_TEST:
                 warnings.warn(
                     f"The {test!r} test set has only {len(rows)} question(s): accuracies move in "
                     f"steps of {1 / len(rows):.2f} and PGR means little. Give more data or a "
-                    "larger test_size.", UserWarning, stacklevel=2,
+                    "larger test_size.", UserWarning, stacklevel=3,
                 )
             report, predictions = self.evaluate(X_t, y_t, test=test)
             reports.append(report)
             self.predictions_[test] = {"rows": np.asarray(rows), **predictions}
         self.report_ = pd.concat(reports, ignore_index=True)
-        return self
 
     # -- evaluation ---------------------------------------------------------------------
     def evaluate(self, X, y, *, test="hard"):

@@ -1,4 +1,5 @@
-"""Teacher-forced scoring and (mixture) decoding against plain unbatched references."""
+"""skw2s.hf.decoding: teacher-forced scoring and (mixture) decoding against plain unbatched
+references."""
 
 from __future__ import annotations
 
