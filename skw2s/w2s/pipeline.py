@@ -36,9 +36,10 @@ from sklearn.base import BaseEstimator, clone, is_classifier
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .._infra.cache import fingerprint, get_store
+from .._infra.cache import fingerprint, get_store, is_tracking_param
 from ..hf.models import checkpoints, with_checkpoints
 from ..hf.efficiency import collect_training_stats
+from ..hf.tracking import training_run, untracked
 from .._infra.validation import (
     MEMORY,
     NONE,
@@ -74,11 +75,11 @@ def _is_generator(estimator):
 
 
 def _verbose_free(estimator):
-    """The estimator's parameters without ``verbose`` (anywhere), for stage keys: progress
-    bars never change a result."""
+    """The estimator's parameters without ``verbose``, ``report_to`` and ``logging_steps``
+    (anywhere; :data:`skw2s._infra.cache.TRACKING_PARAMS`), for stage keys: progress bars and
+    trackers never change a result."""
     return sorted((k, v) for k, v in estimator.get_params(deep=True).items()
-                  if k != "verbose" and not k.endswith("__verbose")
-                  and not hasattr(v, "get_params"))
+                  if not is_tracking_param(k) and not hasattr(v, "get_params"))
 
 
 
@@ -232,8 +233,11 @@ class WeakToStrongPipeline(BaseEstimator):
         ``seconds`` (wall) and ``cpu_seconds`` (this process's CPU time, every thread), and
         of the training runs in it (in this process): ``train_seconds`` (wall, inside the
         training loops), ``useful_flops``, ``efficiency`` (useful FLOPs / (train seconds x
-        this process's float32 matmul rate); None when nothing trained) and ``padding`` (the
-        share of padded token positions). See :mod:`skw2s.hf.efficiency` for the counting rule.
+        this process's float32 matmul rate); None when nothing trained), ``padding`` (the
+        share of padded token positions) and ``loss_curve`` (one ``{"run", "points"}`` per
+        training run: its name, ``"weak[ours]/round2"``, and up to 50 ``[step, loss]``
+        points; empty for a cached stage). See :mod:`skw2s.hf.efficiency` for the counting
+        rule and :mod:`skw2s.hf.tracking` for run names and trackers.
 
     Examples
     --------
@@ -566,7 +570,8 @@ class WeakToStrongPipeline(BaseEstimator):
         seeds = {"split": spawn_seed(seed_rng), "weak": spawn_seed(seed_rng),
                  "strong": spawn_seed(seed_rng)}
         keys = {"split": fingerprint(
-            type(self).__name__, "split-v2", self.splitter, self.test_size, self.id_test_size,
+            type(self).__name__, "split-v2", untracked(self.splitter), self.test_size,
+            self.id_test_size,
             seed, X, y, X_test, y_test,
         )}
         if X_test is not None and not isinstance(self.splitter, str):
@@ -584,7 +589,8 @@ class WeakToStrongPipeline(BaseEstimator):
                 cached = value is not None
                 if not cached:
                     try:
-                        value = compute()
+                        with training_run(name):  # the name its training runs log under
+                            value = compute()
                     except DivergenceError as error:
                         # the stages before it are stored; later ones do not run
                         raise error.within(f"stage {name}") from None
@@ -595,7 +601,7 @@ class WeakToStrongPipeline(BaseEstimator):
                 "cpu_seconds": time.process_time() - cpu_start,
                 "train_seconds": trained.seconds, "useful_flops": trained.useful_flops,
                 "peak_flops": trained.peak_flops, "efficiency": trained.efficiency(),
-                "padding": trained.padding,
+                "padding": trained.padding, "loss_curve": trained.loss_curves,
             })
             logger.info("Stage %s %s", name, "loaded from memory" if cached else "done")
             bar.update()
