@@ -38,8 +38,10 @@ Where the work goes:
   in every process. ``False`` is the Trainer's random sampler.
 
 Every run's counts (tokens, padding, projected rows, useful FLOPs: see
-:mod:`skw2s.hf.efficiency`) are logged and handed to open
-:func:`skw2s.hf.efficiency.collect_training_stats` blocks.
+:mod:`skw2s.hf.efficiency`) and its loss curve are logged and handed to open
+:func:`skw2s.hf.efficiency.collect_training_stats` blocks. A run is named by the open
+:func:`skw2s.hf.tracking.training_run` blocks and reports to the trackers ``report_to`` names
+(none by default); the Trainer's metric dictionaries go to the logger, never to stdout.
 
 The Trainer seeds torch globally from ``random_state`` (it calls ``transformers.set_seed``), so a
 seeded fit is reproducible on the same machine and device.
