@@ -231,13 +231,15 @@ def test_run_saves_loss_curves_and_writes_tensorboard_beside_the_results(tiny_lm
     from skw2s.cli import main
 
     monkeypatch.delenv("TENSORBOARD_LOGGING_DIR", raising=False)
-    path = _binary_config(tiny_lm, tmp_path, tracking={"report_to": "tensorboard"})
+    path = _binary_config(tiny_lm, tmp_path, tracking={"report_to": "tensorboard"},
+                          split_kind="easy_hard", difficulty={"n_splits": 2})
     assert main(["run", str(path)]) == 0  # progress bars on
     out = capsys.readouterr().out
     assert "train_runtime" not in out and "{'" not in out
     record = json.loads((tmp_path / "run" / "seed0.json").read_text())
     curves = {c["run"]: c["points"] for s in record["stages"] for c in s["loss_curve"]}
-    assert {"seed0/weak[ours]/round1", "seed0/student[ours,xent]"} <= set(curves)
+    assert {"seed0/split/fold1", "seed0/split/fold2", "seed0/weak[ours]/round1",
+            "seed0/student[ours,xent]"} <= set(curves)
     assert all(len(points) <= MAX_POINTS and points for points in curves.values())
     # head-mode learners train without the Trainer: only the LoRA student reports
     folder = tmp_path / "run" / "tensorboard" / "seed0" / "student[ours,xent]"

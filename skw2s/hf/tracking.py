@@ -45,10 +45,13 @@ _RUN_PARTS: contextvars.ContextVar[tuple] = contextvars.ContextVar("skw2s_run_pa
 
 
 @contextlib.contextmanager
-def training_run(name):
+def training_run(name, *, whole=False):
     """Name the training runs started inside the block ``name`` (nested blocks join with
-    ``/``: ``"weak[ours]"`` then ``"round2"`` is ``"weak[ours]/round2"``)."""
-    token = _RUN_PARTS.set((*_RUN_PARTS.get(), str(name)))
+    ``/``: ``"weak[ours]"`` then ``"round2"`` is ``"weak[ours]/round2"``). ``whole``: ``name``
+    is the whole name, not joined to the open blocks' (a worker process or thread, which does
+    not see them, gets the name its parent computed)."""
+    parts = (str(name),) if whole else (*_RUN_PARTS.get(), str(name))
+    token = _RUN_PARTS.set(parts)
     try:
         yield
     finally:
