@@ -95,9 +95,11 @@ from .states import states_once
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "TRACKING_PARAMS",
     "Store",
     "fingerprint",
     "get_store",
+    "is_tracking_param",
     "trust_types",
     "trusted_types",
 ]
@@ -116,6 +118,18 @@ _PATH_TYPES = (pathlib.PurePosixPath, pathlib.PureWindowsPath, pathlib.PosixPath
                pathlib.WindowsPath)
 
 _warned_types: set[str] = set()
+
+
+TRACKING_PARAMS = frozenset({"verbose", "report_to", "logging_steps"})
+"""Estimator parameters that change what a fit shows or where it logs, never what it
+computes: cache keys leave them out (:func:`is_tracking_param`), so that switching a tracker on
+reuses cached work."""
+
+
+def is_tracking_param(name) -> bool:
+    """Whether the ``get_params`` name ``name`` (``"estimator__verbose"`` too) is one of
+    :data:`TRACKING_PARAMS`."""
+    return str(name).rsplit("__", 1)[-1] in TRACKING_PARAMS
 
 
 def fingerprint(*parts) -> str:

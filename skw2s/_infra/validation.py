@@ -173,6 +173,19 @@ class _MemoryConstraint:
         return "a str, a path-like, a joblib.Memory or None"
 
 
+class _ReportToConstraint:
+    """What the Trainer's ``report_to`` takes: a tracker's name or a list of them."""
+
+    def is_satisfied_by(self, value):
+        if isinstance(value, str):
+            return bool(value)
+        return (isinstance(value, (list, tuple)) and bool(value)
+                and all(isinstance(v, str) and v for v in value))
+
+    def __str__(self):
+        return "a tracker's name (such as 'none', 'mlflow', 'tensorboard', 'wandb') or a list of them"
+
+
 NONE = _NoneConstraint()
 """Constraint satisfied by ``None`` only."""
 
@@ -190,6 +203,12 @@ VERBOSE = [Interval(Integral, 0, None, closed="left"), InstanceOf((bool,), "a bo
 
 POSITIVE_INT = Interval(Integral, 1, None, closed="left")
 """An int in ``[1, inf)``."""
+
+REPORT_TO = [_ReportToConstraint()]
+"""The ``report_to`` parameter: ``"none"``, a tracker's name, or a list of them."""
+
+LOGGING_STEPS = [POSITIVE_INT, NONE]
+"""The ``logging_steps`` parameter: an int in ``[1, inf)``, or None."""
 
 POSITIVE_FINITE = Interval(Real, 0, np.inf, closed="neither")
 """A finite float in ``(0, inf)``: learning rates and scales (``inf`` and NaN are rejected)."""

@@ -53,8 +53,9 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 from tqdm.auto import tqdm
 
-from .._infra.cache import fingerprint, get_store
+from .._infra.cache import TRACKING_PARAMS, fingerprint, get_store
 from ..hf.models import with_checkpoints
+from ..hf.tracking import training_run
 from .._infra.validation import (
     MEMORY,
     RANDOM_STATE,
@@ -505,7 +506,7 @@ class BaseWeakEnsemble(BaseEstimator):
     # -- one round ----------------------------------------------------------------------
     def _round_key_parts(self, prototype, data):
         params = {k: v for k, v in prototype.get_params(deep=True).items()
-                  if k not in ("verbose", "random_state")}
+                  if k not in TRACKING_PARAMS | {"random_state"}}
         seed_key = self.random_state if isinstance(self.random_state, Integral) else None
         parts = (
             ROUNDS_NAMESPACE,
@@ -532,7 +533,8 @@ class BaseWeakEnsemble(BaseEstimator):
             learner.set_params(random_state=spawn_seed(rng))
         fit_kwargs, info = self._draw(weights, data, context, rng)
         start = time.perf_counter()
-        learner = self._fit_learner(learner, data, fit_kwargs, context)
+        with training_run(f"round{t}"):  # the name its training run logs under
+            learner = self._fit_learner(learner, data, fit_kwargs, context)
         fit_seconds = time.perf_counter() - start
         self._check_fitted_learner(learner)
         incorrect = np.asarray(self._mistakes(learner, data), dtype=np.float64)

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
-from .._infra.cache import fingerprint
+from .._infra.cache import TRACKING_PARAMS, fingerprint
 from ..estimators.generation_mixin import GenerationMixin, pad_proba
 from ..data.inputs import check_generation_input, check_generation_target
 from ..hf.serialization import state_once
@@ -124,7 +124,7 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
         )
         if self._uses_pretrained_error:
             params = {k: v for k, v in prototype.get_params(deep=True).items()
-                      if k not in ("verbose", "random_state", "n_epochs")}
+                      if k not in TRACKING_PARAMS | {"random_state", "n_epochs"}}
             key = fingerprint(ROUNDS_NAMESPACE, "pretrained", type(prototype).__qualname__,
                               sorted(params.items()), data.fingerprint)
             n_tokens = int(np.sum(context.lengths))

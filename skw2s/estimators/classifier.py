@@ -27,12 +27,15 @@ from sklearn.utils.validation import check_is_fitted
 from ..hf import features as _features
 from ..hf.features import clear_cache
 from ..hf.serialization import state_once
+from ..hf.tracking import drop_tracking_defaults, restore_tracking_defaults
 from .._infra.validation import (
+    LOGGING_STEPS,
     NONE,
     PATH,
     POSITIVE_FINITE,
     POSITIVE_INT,
     RANDOM_STATE,
+    REPORT_TO,
     VERBOSE,
     Interval,
     StrOptions,
@@ -159,6 +162,17 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         seed from numpy's global generator, so repeated fits differ.
     verbose : int, default=0
         Show progress bars (feature extraction, training, prediction) when positive.
+    report_to : str or list of str, default="none"
+        Experiment trackers the training loop logs to, as the Trainer's ``report_to``
+        (``"mlflow"``, ``"wandb"``, ``"tensorboard"``, a list of them, or ``"all"``);
+        ``"none"`` logs to none. The run is named by the stage and round that trains it inside
+        :class:`~skw2s.WeakToStrongPipeline` and the ensembles (``"weak[ours]/round2"``),
+        else by this class's name (see :mod:`skw2s.hf.tracking`). Not part of any cache key.
+        Head mode trains without the Trainer and reports to no tracker (its loss curve is
+        still saved, see :func:`skw2s.hf.efficiency.collect_training_stats`).
+    logging_steps : int, default=None
+        With a tracker, log the loss every this many steps; None: about 50 logs per training
+        run. Not part of any cache key.
 
     Attributes
     ----------
@@ -231,6 +245,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         dtype="auto",
         random_state=None,
         verbose=0,
+        report_to="none",
+        logging_steps=None,
     ):
         self.model = model
         self.mode = mode
@@ -248,6 +264,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.report_to = report_to
+        self.logging_steps = logging_steps
 
     _parameter_constraints = {
         "model": [PATH],
@@ -266,6 +284,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         "dtype": [InstanceOf((str,), "a str")],
         "random_state": [RANDOM_STATE],
         "verbose": VERBOSE,
+        "report_to": REPORT_TO,
+        "logging_steps": LOGGING_STEPS,
     }
 
     def __sklearn_tags__(self):
@@ -418,6 +438,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
                 random_state=seed,
                 loss=loss,
                 soft_labels=soft,
+                run_name=type(self).__name__,
             )
         head.requires_grad_(False)
         return entry.body, entry.tokenizer, head, entry.key
@@ -452,6 +473,9 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
                 verbose=self.verbose,
                 loss=loss,
                 soft_labels=soft,
+                report_to=self.report_to,
+                logging_steps=self.logging_steps,
+                run_name=type(self).__name__,
             )
         model.eval()
         return model, tokenizer, None, None
@@ -551,7 +575,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
     # ---------------------------------------------------------------- pickling
     @state_once
     def __getstate__(self):
-        state = super().__getstate__()
+        state = drop_tracking_defaults(super().__getstate__())
         if "model_" not in state:
             return state
         state = dict(state)
@@ -573,6 +597,7 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         return state
 
     def __setstate__(self, state):
+        state = restore_tracking_defaults(state)
         payload = state.pop("_skw2s_weights", None)
         super().__setstate__(state)
         if payload is not None:

@@ -20,12 +20,15 @@ from ..hf import decoding
 from .generation_mixin import GenerationMixin
 from ..data.inputs import check_generation_input, check_generation_target
 from ..hf.serialization import state_once
+from ..hf.tracking import drop_tracking_defaults, restore_tracking_defaults
 from .._infra.validation import (
+    LOGGING_STEPS,
     NONE,
     PATH,
     POSITIVE_FINITE,
     POSITIVE_INT,
     RANDOM_STATE,
+    REPORT_TO,
     VERBOSE,
     Interval,
     StrOptions,
@@ -98,6 +101,15 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         Seeds training (data order, LoRA initialisation) and, by default, sampling.
     verbose : int, default=0
         Show progress bars when positive.
+    report_to : str or list of str, default="none"
+        Experiment trackers the training loop logs to, as the Trainer's ``report_to``
+        (``"mlflow"``, ``"wandb"``, ``"tensorboard"``, a list of them, or ``"all"``);
+        ``"none"`` logs to none. The run is named by the stage and round that trains it inside
+        :class:`~skw2s.WeakToStrongPipeline` and the ensembles (``"weak[ours]/round2"``),
+        else by this class's name (see :mod:`skw2s.hf.tracking`). Not part of any cache key.
+    logging_steps : int, default=None
+        With a tracker, log the loss every this many steps; None: about 50 logs per training
+        run. Not part of any cache key.
 
     Attributes
     ----------
@@ -162,6 +174,8 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         "dtype": [InstanceOf((str,), "a str")],
         "random_state": [RANDOM_STATE],
         "verbose": VERBOSE,
+        "report_to": REPORT_TO,
+        "logging_steps": LOGGING_STEPS,
     }
 
     def __init__(
@@ -184,6 +198,8 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         dtype="auto",
         random_state=None,
         verbose=0,
+        report_to="none",
+        logging_steps=None,
     ):
         self.model = model
         self.mode = mode
@@ -202,6 +218,8 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.report_to = report_to
+        self.logging_steps = logging_steps
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -306,7 +324,8 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
             common = dict(mode=self.mode, lr=self.lr, n_epochs=self.n_epochs,
                           batch_size=self.batch_size, random_state=seed, lora_r=self.lora_r,
                           lora_alpha=self.lora_alpha, lora_target_modules=self.lora_target_modules,
-                          verbose=self.verbose)
+                          verbose=self.verbose, report_to=self.report_to,
+                          logging_steps=self.logging_steps, run_name=type(self).__name__)
             with seeded_torch(seed, model.device):
                 try:
                     if loss is None:
@@ -328,10 +347,13 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
         self.model_, self.tokenizer_, self.adapter_name_ = model, tokenizer, adapter
         self.fit_time_ = time.perf_counter() - start
         self.n_train_tokens_ = int(n_tokens)
-        logger.info(
-            "%s: trained on %d answer tokens in %.1f s", type(self).__name__, n_tokens,
-            self.fit_time_,
-        )
+        if self.n_epochs > 0:
+            logger.info(
+                "%s: trained on %d answer tokens in %.1f s", type(self).__name__, n_tokens,
+                self.fit_time_,
+            )
+        else:  # a zero-shot reference (n_epochs=0): loaded, nothing trained
+            logger.debug("%s: loaded %s untrained (n_epochs=0)", type(self).__name__, self.model)
         return self
 
     def _choice_loss(self, inputs, indices, y_proba, token_weight):
@@ -445,7 +467,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
     def __getstate__(self):
         from ..hf.serialization import dump_tokenizer
 
-        state = dict(self.__dict__)
+        state = drop_tracking_defaults(dict(self.__dict__))
         if "model_" in state:
             state["_skw2s_model"] = self.model_payload()
             state["_skw2s_tokenizer"] = dump_tokenizer(state["tokenizer_"])
@@ -455,7 +477,7 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
     def __setstate__(self, state):
         from ..hf.serialization import add_adapter, load_full_model, load_tokenizer
 
-        state = dict(state)
+        state = restore_tracking_defaults(state)
         payload = state.pop("_skw2s_model", None)
         tokenizer = state.pop("_skw2s_tokenizer", None)
         self.__dict__.update(state)

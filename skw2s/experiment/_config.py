@@ -140,6 +140,15 @@ CONFIG_KEYS = (
         "(drawn with data_seed); null keeps them all."),
     Key("baseline", "bool", True, "Also train the student on the first weak learner's labels."),
     Key("ceiling", "bool", True, "Also train the strong model on the gold labels."),
+    Key("tracking", "mapping or null", None,
+        "Experiment tracking of every learner (weak, strong, controls, cascade, "
+        "difficulty.estimator) whose own section does not set it: report_to (none, mlflow, "
+        "tensorboard, wandb or a list of them) and logging_steps (log every this many steps; "
+        "null: about 50 logs per training run), e.g. {report_to: tensorboard, logging_steps: "
+        "10}. Each training run is named seed{N}/STAGE[/roundT] (seed0/weak[ours]/round2, "
+        "seed0/student[ours,xent]); TensorBoard writes under OUTPUT_DIR/tensorboard unless "
+        "TENSORBOARD_LOGGING_DIR is set. Cached stages and rounds are reused. Without it, "
+        "each stage's loss curve is still saved in seed{N}.json (stages: loss_curve)."),
     Key("output_dir", "str or null", None,
         "Where the results go. Default: runs/NAME; --output-dir overrides it."),
     Key("cache_dir", "str or null", None,
@@ -152,6 +161,7 @@ SPLITS = ("train", "validation", "test")
 SPLIT_KINDS = ("random", "easy_hard")
 OPTION_FORMATS = ("cloze", "lettered")
 DIFFICULTY_KEYS = ("n_splits", "easy_fraction", "estimator", "precomputed", "n_jobs")
+TRACKING_KEYS = ("report_to", "logging_steps")
 DATASET_KEYS = ("path", "columns", "split", "name", "choices_sep", "answer_format", "test_path")
 
 DEMO_CONFIG = {
@@ -628,6 +638,8 @@ def load_config(source, overrides=()) -> dict:
     _check_test_split(config)
     _check_optional("n_test", config["n_test"], lambda v: _is_int(v) and v >= 1, "an int >= 1")
     _check_difficulty(config, learner_params)
+    config["tracking"] = _mapping("tracking", config["tracking"], null_is_empty=True)
+    _check_keys("'tracking'", config["tracking"], TRACKING_KEYS)
     _check_model_specs(config)
     if config["name"] is None:
         dataset = config["dataset"] if isinstance(config["dataset"], str) else Path(config["dataset"]["path"]).stem

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from ..exceptions import FirstLearnerError
+from ..hf.tracking import tensorboard_root, training_run
 from ..w2s.names import MAIN
 from ._config import _estimator_classes
 from ._data import load_task_data
@@ -38,7 +39,8 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbos
         Question ids of the pool, row for row (needed for a precomputed difficulty).
     verbose : int, default=0
         The ``verbose`` of the pipeline and of every estimator whose config section does not
-        set its own (progress bars).
+        set its own (progress bars). The config's ``tracking`` settings go to every learner
+        whose section does not set its own the same way.
     grade_of : callable or None, default=None
         With ``difficulty: {precomputed: grade}`` and a ``test_split``: a function from
         generation input to the questions' grades, so that the splitter rates the test
@@ -54,8 +56,10 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbos
 
     learner_cls, ensemble_cls = _estimator_classes(config["task"])
 
+    tracking = config.get("tracking") or {}
+
     def learner(params):
-        return learner_cls(**{"verbose": verbose, **params})
+        return learner_cls(**{"verbose": verbose, **tracking, **params})
 
     weak = ensemble_cls(estimator=learner(config["weak"]), **{"verbose": verbose, **config["boost"]})
     controls = None
@@ -332,8 +336,9 @@ def run_config(config, *, data_dir=None, output_dir=None, force=False, seeds=Non
                 continue
             running = seed
             # pop: a fitted pipeline holds every model of its seed; keeping them all would
-            # grow the memory with every seed
-            _run_seed(config, pipes.pop(seed), data, seed, target)
+            # grow the memory with every seed. Its training runs are named seed{N}/STAGE.
+            with training_run(f"seed{seed}"), tensorboard_root(out / "tensorboard"):
+                _run_seed(config, pipes.pop(seed), data, seed, target)
             finished.append(seed)
             running = None
     except BaseException as exc:

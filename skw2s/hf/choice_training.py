@@ -257,7 +257,8 @@ def train_choice_lm(
     model, tokenizer, prompts, choices, labels, loss, *, soft_labels=None, sample_weight=None,
     mode="full", lr=5e-5, n_epochs=1, batch_size=8, max_length=512, choice_score="sum",
     random_state=None, lora_r=16, lora_alpha=None, lora_target_modules=None, verbose=0,
-    share_prompts=True, group_by_length=True,
+    share_prompts=True, group_by_length=True, report_to="none", logging_steps=None,
+    run_name=None,
 ):
     """Fine-tune a causal LM with a loss over the options of multiple-choice questions.
 
@@ -296,6 +297,8 @@ def train_choice_lm(
         Batch questions of similar length (their prompt's with ``share_prompts``, else their
         longest prompt + option), as :func:`skw2s.training.train_causal_lm` does; False:
         random batches.
+    report_to, logging_steps, run_name
+        Trackers and the run's name, as in :func:`skw2s.training.train_causal_lm`.
 
     Returns
     -------
@@ -335,6 +338,6 @@ def train_choice_lm(
         trainer_attrs={"student_loss": loss, "mean_scores": choice_score == "mean"},
         lengths=_lengths(rows, share_prompts) if group_by_length else None,
         lr=lr, n_epochs=n_epochs, batch_size=batch_size, random_state=random_state,
-        verbose=verbose,
+        verbose=verbose, report_to=report_to, logging_steps=logging_steps, run_name=run_name,
     )
     return model

@@ -80,6 +80,10 @@ class TrainingStats:
     peak_flops : float
         What the devices could have done in ``seconds``: each run's seconds times the
         :func:`matmul_rate` of its device and dtype (0 when the runs did not record it).
+    loss_curves : list of dict
+        One per run, in order: ``{"run": its name, "points": [[step, loss], ...]}``, at most
+        :data:`skw2s.hf.tracking.MAX_POINTS` points (see :mod:`skw2s.hf.tracking`). Not in
+        :meth:`as_dict`.
     """
 
     runs: int = 0
@@ -92,9 +96,11 @@ class TrainingStats:
     loss_rows: int = 0
     useful_flops: float = 0.0
     peak_flops: float = 0.0
+    loss_curves: list = dataclasses.field(default_factory=list)
 
     def add(self, other):
-        """Add the counts of ``other`` to these, in place; returns ``self``."""
+        """Add the counts of ``other`` to these (and its loss curves after these), in place;
+        returns ``self``."""
         for field in dataclasses.fields(self):
             setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
         return self
@@ -118,8 +124,10 @@ class TrainingStats:
         return self.useful_flops / (self.seconds * (matmul_rate() if rate is None else rate))
 
     def as_dict(self):
-        """The counts as a dict, with ``padding`` added."""
-        return {**dataclasses.asdict(self), "padding": self.padding}
+        """The counts as a dict, with ``padding`` added (the loss curves left out)."""
+        counts = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name != "loss_curves"}
+        return {**counts, "padding": self.padding}
 
 
 def _linear_weights(module):

@@ -38,8 +38,10 @@ Where the work goes:
   in every process. ``False`` is the Trainer's random sampler.
 
 Every run's counts (tokens, padding, projected rows, useful FLOPs: see
-:mod:`skw2s.hf.efficiency`) are logged and handed to open
-:func:`skw2s.hf.efficiency.collect_training_stats` blocks.
+:mod:`skw2s.hf.efficiency`) and its loss curve are logged and handed to open
+:func:`skw2s.hf.efficiency.collect_training_stats` blocks. A run is named by the open
+:func:`skw2s.hf.tracking.training_run` blocks and reports to the trackers ``report_to`` names
+(none by default); the Trainer's metric dictionaries go to the logger, never to stdout.
 
 The Trainer seeds torch globally from ``random_state`` (it calls ``transformers.set_seed``), so a
 seeded fit is reproducible on the same machine and device.
@@ -50,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import sys
 import tempfile
 import time
@@ -415,7 +418,6 @@ def sft_loss(model, input_ids, attention_mask, token_weight, *, answer_only=True
 def _trainer_base():
     """A Trainer that draws length-grouped batches (``lengths`` set), counts its work and stops
     at the first non-finite loss with a :class:`~skw2s.exceptions.DivergenceError`."""
-    import torch
     from transformers import Trainer
 
     from .efficiency import TrainingStats, useful_flops
@@ -425,7 +427,7 @@ def _trainer_base():
 
         ``lengths`` (one per row; None: the Trainer's random order) and ``param_counts``
         (:func:`skw2s.hf.efficiency.parameter_counts`) are set after construction; ``stats``
-        sums the counts :meth:`count` gets from the loss.
+        sums the counts :meth:`count` gets from the loss, ``losses`` holds each step's loss.
         """
 
         lengths = None
@@ -434,6 +436,7 @@ def _trainer_base():
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.stats = TrainingStats()
+            self.losses = []
 
         def _get_train_sampler(self, *args, **kwargs):
             if self.lengths is None:
@@ -445,11 +448,12 @@ def _trainer_base():
             # Checked before the optimizer applies the step, so a NaN never reaches the weights
             # (this costs one device synchronisation per step).
             loss = super().training_step(model, inputs, *args, **kwargs)
-            if not bool(torch.isfinite(loss).all()):
+            value = float(loss.float().mean())
+            if not math.isfinite(value):
                 raise DivergenceError(
-                    f"the training loss is {float(loss.float().mean())} at step "
-                    f"{self.state.global_step + 1}"
+                    f"the training loss is {value} at step {self.state.global_step + 1}"
                 )
+            self.losses.append(value)  # the saved loss curve (skw2s.hf.tracking.loss_curve)
             return loss
 
         def count(self, counts):
@@ -515,10 +519,14 @@ def _weighted_trainer_class():
     return WeightedTrainer
 
 
-def _training_args(*, lr, n_epochs, batch_size, random_state, device, verbose, output_dir):
+def _training_args(*, lr, n_epochs, batch_size, random_state, device, verbose, output_dir,
+                   report_to="none", logging_steps=None, run_name=None, total_steps=1):
     from transformers import TrainingArguments
 
+    from .tracking import logging_interval, reports
+
     seed = torch_seed(random_state)
+    tracked = reports(report_to)
     return TrainingArguments(
         output_dir=output_dir,
         learning_rate=lr,
@@ -529,14 +537,42 @@ def _training_args(*, lr, n_epochs, batch_size, random_state, device, verbose, o
         weight_decay=0.0,
         seed=seed,
         data_seed=seed,
-        report_to="none",
+        report_to=report_to if tracked else "none",
+        run_name=run_name,
         save_strategy="no",
-        logging_strategy="no",
+        # the Trainer logs (to the trackers) only when one is named; the saved loss curve
+        # does not need it (CountingTrainer.losses)
+        logging_strategy="steps" if tracked else "no",
+        logging_steps=logging_interval(logging_steps, total_steps),
+        logging_first_step=tracked,
         disable_tqdm=not verbose,
         remove_unused_columns=False,
         dataloader_num_workers=0,
         use_cpu=str(device) == "cpu",
     )
+
+
+def _quiet_progress_callback():
+    """The Trainer's progress bar without the metric dictionaries it writes to stdout at each
+    log and at the end of training (they go to the logger, see :func:`_run_trainer`)."""
+    from transformers import ProgressCallback
+
+    class QuietProgressCallback(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+
+    return QuietProgressCallback
+
+
+def _route_tensorboard(trainer, run_name):
+    """Point the Trainer's TensorBoard callback (if any) at the run's own folder
+    (:func:`skw2s.hf.tracking.tensorboard_dir`): its default lies in the Trainer's output
+    directory, a temporary one here."""
+    from .tracking import tensorboard_dir
+
+    for callback in trainer.callback_handler.callbacks:
+        if type(callback).__name__ == "TensorBoardCallback":
+            callback.logging_dir = tensorboard_dir(run_name)
 
 
 @contextlib.contextmanager
@@ -573,18 +609,25 @@ def _output_head(model):
 
 
 def _run_trainer(model, dataset, collator, *, trainer_class=None, trainer_attrs=None,
-                 lengths=None, **kwargs):
+                 lengths=None, run_name=None, **kwargs):
     """Train ``model`` on the rows ``dataset`` with a Trainer of ``trainer_class`` (default:
     the weighted one), ``trainer_attrs`` set on it; ``lengths`` (one per row) groups the
-    batches by length (None: random batches). Returns the run's
-    :class:`~skw2s.hf.efficiency.TrainingStats`."""
+    batches by length (None: random batches). The run is named
+    :func:`~skw2s.hf.tracking.current_run_name` (``run_name`` outside any
+    :func:`~skw2s.hf.tracking.training_run` block); ``kwargs`` are the Trainer's settings
+    (:func:`_training_args`: ``report_to``, ``logging_steps``...). Returns the run's
+    :class:`~skw2s.hf.efficiency.TrainingStats`, its loss curve included."""
     from datasets import Dataset
-    from transformers import PrinterCallback
+    from transformers import PrinterCallback, ProgressCallback
 
     from .efficiency import matmul_rate, parameter_counts, publish
+    from .tracking import current_run_name, loss_curve
 
+    run = current_run_name(run_name or "train")
+    total_steps = math.ceil(len(dataset) / kwargs["batch_size"]) * math.ceil(kwargs["n_epochs"])
     with tempfile.TemporaryDirectory(prefix="skw2s-train-") as tmp:
-        args = _training_args(output_dir=tmp, device=model.device, **kwargs)
+        args = _training_args(output_dir=tmp, device=model.device, run_name=run,
+                              total_steps=total_steps, **kwargs)
         trainer = (trainer_class or _weighted_trainer_class())(
             model=model,
             args=args,
@@ -595,12 +638,17 @@ def _run_trainer(model, dataset, collator, *, trainer_class=None, trainer_attrs=
             setattr(trainer, name, value)
         trainer.lengths = None if lengths is None else list(lengths)
         trainer.param_counts = parameter_counts(unwrap_model(model), _output_head(model))
-        trainer.remove_callback(PrinterCallback)  # metrics go to the logger, not stdout
+        # metrics go to the logger (and the trackers), never to stdout
+        trainer.remove_callback(PrinterCallback)
+        if trainer.pop_callback(ProgressCallback) is not None:
+            trainer.add_callback(_quiet_progress_callback())
+        _route_tensorboard(trainer, run)
         start = time.perf_counter()
         result = trainer.train()
         check_finite_weights(model)
         stats = trainer.stats
         stats.seconds, stats.runs = time.perf_counter() - start, 1
+        stats.loss_curves = [{"run": run, "points": loss_curve(trainer.losses)}]
         # the device's own rate in the body's dtype (a bfloat16 GPU model: its bfloat16 rate)
         dtype = unwrap_model(model).get_input_embeddings().weight.dtype
         stats.peak_flops = stats.seconds * matmul_rate(device=model.device, dtype=dtype)
@@ -656,8 +704,10 @@ def _check_mode(mode, allowed):
 def _fit_rows(
     model, rows, collator, *, task_type, mode, lr, n_epochs, batch_size, random_state,
     lora_r, lora_alpha, lora_target_modules, verbose, trainer_attrs=None, group_by_length=True,
+    **tracking,
 ):
-    """Add LoRA adapters when asked, then train ``model`` on ``rows`` with the Trainer."""
+    """Add LoRA adapters when asked, then train ``model`` on ``rows`` with the Trainer
+    (``tracking``: ``report_to``, ``logging_steps``, ``run_name`` of :func:`_run_trainer`)."""
     if mode == "lora":
         model = _apply_lora(
             model,
@@ -670,7 +720,7 @@ def _fit_rows(
     _run_trainer(
         model, rows, collator, lr=lr, n_epochs=n_epochs, batch_size=batch_size,
         random_state=random_state, verbose=verbose, trainer_attrs=trainer_attrs,
-        lengths=[len(r["input_ids"]) for r in rows] if group_by_length else None,
+        lengths=[len(r["input_ids"]) for r in rows] if group_by_length else None, **tracking,
     )
     return model
 
@@ -692,6 +742,9 @@ def train_causal_lm(
     verbose=0,
     answer_only=True,
     group_by_length=True,
+    report_to="none",
+    logging_steps=None,
+    run_name=None,
 ):
     """Supervised fine-tuning with the loss on (weighted) answer tokens only.
 
@@ -719,6 +772,14 @@ def train_causal_lm(
     group_by_length : bool, default=True
         Batch rows of similar length (seeded, see :class:`LengthGroupedSampler`); False: the
         Trainer's random batches.
+    report_to : str or list of str, default="none"
+        The trackers the Trainer logs to (``"mlflow"``, ``"wandb"``, ``"tensorboard"``...);
+        ``"none"``: none, and the Trainer logs nothing. See :mod:`skw2s.hf.tracking`.
+    logging_steps : int, default=None
+        With a tracker, log every this many steps; None: about 50 logs per run.
+    run_name : str, default=None
+        The run's name outside any :func:`skw2s.hf.tracking.training_run` block (None:
+        ``"train"``); inside one, the block's name.
 
     Returns
     -------
@@ -746,6 +807,7 @@ def train_causal_lm(
         n_epochs=n_epochs, batch_size=batch_size, random_state=random_state, lora_r=lora_r,
         lora_alpha=lora_alpha, lora_target_modules=lora_target_modules, verbose=verbose,
         trainer_attrs={"answer_only": answer_only}, group_by_length=group_by_length,
+        report_to=report_to, logging_steps=logging_steps, run_name=run_name,
     )
 
 
@@ -775,6 +837,9 @@ def train_classifier(
     loss=None,
     soft_labels=None,
     group_by_length=True,
+    report_to="none",
+    logging_steps=None,
+    run_name=None,
 ):
     """Fine-tune a sequence-classification LM with per-example weights.
 
@@ -783,7 +848,9 @@ def train_classifier(
     frozen features (see :func:`train_head`). ``loss`` (a :class:`skw2s.losses.Loss`; None is
     the plain weighted cross-entropy) is the student loss, given ``soft_labels`` (``(n, 2)``
     probabilities) instead of ``labels`` when they are passed. Other parameters (and
-    ``group_by_length``) as in :func:`train_causal_lm`. Returns the trained model in eval mode.
+    ``group_by_length``, ``report_to``, ``logging_steps``, ``run_name``) as in
+    :func:`train_causal_lm`; head mode has no Trainer and reports to no tracker (its loss
+    curve is still collected). Returns the trained model in eval mode.
     """
     _check_mode(mode, MODES)
     labels = np.asarray(labels, dtype=np.int64)
@@ -797,7 +864,7 @@ def train_classifier(
         )
         return train_head(
             model, features, labels, w, lr=lr, n_epochs=n_epochs, random_state=random_state,
-            loss=loss, soft_labels=soft_labels,
+            loss=loss, soft_labels=soft_labels, run_name=run_name,
         )
     w = w / w.mean()
     ids = _tokenize_texts(tokenizer, texts, max_length)
@@ -813,6 +880,7 @@ def train_classifier(
         n_epochs=n_epochs, batch_size=batch_size, random_state=random_state, lora_r=lora_r,
         lora_alpha=lora_alpha, lora_target_modules=lora_target_modules, verbose=verbose,
         trainer_attrs={"student_loss": loss}, group_by_length=group_by_length,
+        report_to=report_to, logging_steps=logging_steps, run_name=run_name,
     )
 
 
@@ -908,15 +976,21 @@ def answer_score_features(body, lm_head_weight, tokenizer, texts, *, marker, bat
 
 
 def train_head(model, features, labels, sample_weight=None, *, lr=1e-2, n_epochs=100,
-               random_state=None, loss=None, soft_labels=None):
+               random_state=None, loss=None, soft_labels=None, run_name=None):
     """Train the model's linear head on precomputed features with a weighted loss.
 
     Full-batch Adam for ``n_epochs`` steps, seeded through a local generator; the head is
     updated in place (the rest of the model is untouched) and the model is returned. ``loss``
     (a :class:`skw2s.losses.Loss`; None is the weighted cross-entropy) is called on the whole
-    batch with ``step_frac = step / n_epochs``, on ``soft_labels`` when they are given.
+    batch with ``step_frac = step / n_epochs``, on ``soft_labels`` when they are given. The
+    loss curve goes to open :func:`skw2s.hf.efficiency.collect_training_stats` blocks, named
+    as :func:`_run_trainer` names a run (``run_name`` outside any
+    :func:`skw2s.hf.tracking.training_run` block, default ``"train_head"``); no other count.
     """
     import torch
+
+    from .efficiency import TrainingStats, publish
+    from .tracking import current_run_name, loss_curve
 
     head = classification_head(model)
     x = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=head.weight.device)
@@ -938,6 +1012,7 @@ def train_head(model, features, labels, sample_weight=None, *, lr=1e-2, n_epochs
     target = y if soft_labels is None else torch.as_tensor(
         np.asarray(soft_labels, dtype=np.float32), device=head.weight.device
     )
+    losses = []
     try:
         for step in range(int(n_epochs)):
             optimizer.zero_grad()
@@ -947,8 +1022,9 @@ def train_head(model, features, labels, sample_weight=None, *, lr=1e-2, n_epochs
             else:
                 value = loss(logits, target, sample_weight=w, step_frac=step / int(n_epochs),
                              reduction="sum")
-            if not bool(torch.isfinite(value)):
-                raise DivergenceError(f"the training loss is {float(value.detach())} at step {step + 1}")
+            losses.append(float(value.detach()))
+            if not math.isfinite(losses[-1]):
+                raise DivergenceError(f"the training loss is {losses[-1]} at step {step + 1}")
             value.backward()
             optimizer.step()
         with torch.no_grad():
@@ -958,5 +1034,7 @@ def train_head(model, features, labels, sample_weight=None, *, lr=1e-2, n_epochs
     finally:
         for p, flag in zip(params, original):
             p.requires_grad_(flag)
+    name = current_run_name(run_name or "train_head")
+    publish(TrainingStats(loss_curves=[{"run": name, "points": loss_curve(losses)}]))
     model.eval()
     return model

@@ -19,6 +19,7 @@ from sklearn.model_selection import KFold
 from sklearn.utils.validation import check_is_fitted
 
 from .._infra.cache import fingerprint
+from ..hf.tracking import current_run_name, training_run
 from .._infra.validation import (
     NONE,
     RANDOM_STATE,
@@ -56,8 +57,9 @@ def per_example_error(estimator, X, y):
     return (np.asarray(estimator.predict(X)) != y).astype(np.float64)
 
 
-def _fold_error(estimator, X, y, train, test):
-    model = clone(estimator).fit(take_rows(X, train), take_rows(y, train))
+def _fold_error(estimator, X, y, train, test, run_name):
+    with training_run(run_name, whole=True):  # a joblib worker does not see the caller's name
+        model = clone(estimator).fit(take_rows(X, train), take_rows(y, train))
     return test, per_example_error(model, take_rows(X, test), take_rows(y, test)), model
 
 
@@ -199,9 +201,10 @@ class DifficultySplitter(TransformerMixin, BaseEstimator):
                 raise ValueError("Cross-validated difficulty needs labels y, one per row of X.")
             folds = KFold(self.n_splits, shuffle=True, random_state=fold_rng(self.random_state))
             logger.info("Rating difficulty of %d examples with %d folds", n, self.n_splits)
+            name = current_run_name(type(self).__name__)
             results = Parallel(n_jobs=self.n_jobs)(
-                delayed(_fold_error)(self.estimator, X, y, train, test)
-                for train, test in folds.split(np.zeros(n))
+                delayed(_fold_error)(self.estimator, X, y, train, test, f"{name}/fold{k}")
+                for k, (train, test) in enumerate(folds.split(np.zeros(n)), start=1)
             )
             difficulty = np.empty(n, dtype=np.float64)
             for test, err, _ in results:

@@ -232,8 +232,11 @@ class WeakToStrongPipeline(BaseEstimator):
         ``seconds`` (wall) and ``cpu_seconds`` (this process's CPU time, every thread), and
         of the training runs in it (in this process): ``train_seconds`` (wall, inside the
         training loops), ``useful_flops``, ``efficiency`` (useful FLOPs / (train seconds x
-        this process's float32 matmul rate); None when nothing trained) and ``padding`` (the
-        share of padded token positions). See :mod:`skw2s.hf.efficiency` for the counting rule.
+        this process's float32 matmul rate); None when nothing trained), ``padding`` (the
+        share of padded token positions) and ``loss_curve`` (one ``{"run", "points"}`` per
+        training run: its name, ``"weak[ours]/round2"``, and up to 50 ``[step, loss]``
+        points; empty for a cached stage). See :mod:`skw2s.hf.efficiency` for the counting
+        rule and :mod:`skw2s.hf.tracking` for run names and trackers.
 
     Examples
     --------

@@ -14,10 +14,11 @@ import time
 
 from tqdm.auto import tqdm
 
-from .._infra.cache import fingerprint
+from .._infra.cache import fingerprint, is_tracking_param
 from ..exceptions import DivergenceError
 from ..hf.efficiency import collect_training_stats
 from ..hf.models import with_checkpoints
+from ..hf.tracking import training_run, untracked
 
 logger = logging.getLogger(__name__)
 
@@ -25,11 +26,11 @@ __all__ = ["STAGE_KEYS", "StageRunner", "stage_key"]
 
 
 def _verbose_free(estimator):
-    """The estimator's parameters without ``verbose`` (anywhere), for stage keys: progress
-    bars never change a result."""
+    """The estimator's parameters without ``verbose``, ``report_to`` and ``logging_steps``
+    (anywhere; :data:`skw2s._infra.cache.TRACKING_PARAMS`), for stage keys: progress bars and
+    trackers never change a result."""
     return sorted((k, v) for k, v in estimator.get_params(deep=True).items()
-                  if k != "verbose" and not k.endswith("__verbose")
-                  and not hasattr(v, "get_params"))
+                  if not is_tracking_param(k) and not hasattr(v, "get_params"))
 
 
 def _model_parts(model, seed):
@@ -40,8 +41,8 @@ def _model_parts(model, seed):
 STAGE_KEYS = {
     # the easy / hard / test rows; ``pipe`` gives its class name and split parameters
     "split": lambda pipe, seed, X, y, X_test, y_test: (
-        type(pipe).__name__, "split-v2", pipe.splitter, pipe.test_size, pipe.id_test_size,
-        seed, X, y, X_test, y_test),
+        type(pipe).__name__, "split-v2", untracked(pipe.splitter), pipe.test_size,
+        pipe.id_test_size, seed, X, y, X_test, y_test),
     # a splitter's split of a given test set: hard rows cut at the pool's threshold and ties
     "split+external": lambda split: (split, "external-ties-v1"),
     # the splitter's local checkpoints, when it names any (see hf.models.checkpoints)
@@ -97,7 +98,8 @@ class StageRunner:
             cached = value is not None
             if not cached:
                 try:
-                    value = compute()
+                    with training_run(name):  # the name its training runs log under
+                        value = compute()
                 except DivergenceError as error:
                     # the stages before it are stored; later ones do not run
                     raise error.within(f"stage {name}") from None
@@ -108,7 +110,7 @@ class StageRunner:
             "cpu_seconds": time.process_time() - cpu_start,
             "train_seconds": trained.seconds, "useful_flops": trained.useful_flops,
             "peak_flops": trained.peak_flops, "efficiency": trained.efficiency(),
-            "padding": trained.padding,
+            "padding": trained.padding, "loss_curve": trained.loss_curves,
         })
         logger.info("Stage %s %s", name, "loaded from memory" if cached else "done")
         self._bar.update()
