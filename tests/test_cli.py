@@ -664,3 +664,53 @@ def test_estimated_flops_follow_the_counting_rule(tiny_lm, tmp_path):
                                                                       data["y"])]
     tokens, rows = np.mean(prompts) + np.mean(answers), np.mean(answers)
     assert flops["ceiling"] == pytest.approx(4 * useful_flops(counts, tokens, rows))
+
+
+def test_estimated_flops_of_head_mode_read_each_body_once(tiny_lm, tmp_path, capsys):
+    """Head mode with n_epochs "auto" (the demo's strong side) is 200 steps of the head over
+    features the frozen body computes once per side of the split; the dry run turns the total
+    into a training-time range at this process's matmul rate."""
+    from skw2s.experiment import estimate_training_flops
+    from skw2s.experiment._plan import EFFICIENCY_RANGE, estimate_training_seconds
+    from skw2s.hf.efficiency import parameter_counts, useful_flops
+    from skw2s.hf.models import load_causal_lm, load_tokenizer
+
+    _binary_jsonl(tmp_path / "claims.jsonl")
+    head = {"model": tiny_lm, "mode": "head", "max_length": 32}
+    config = {
+        "task": "binary", "n_examples": None, "test_size": 4, "seeds": [0],
+        "dataset": {"path": str(tmp_path / "claims.jsonl"),
+                    "columns": {"text": "sentence", "label": "gold"}},
+        "weak": head, "boost": {"n_estimators": 3}, "strong": head,
+        "controls": {"uniform": {"ensemble": "uniform", "n_estimators": 2}},
+        "student_losses": ["xent", "logconf"], "output_dir": str(tmp_path / "run"),
+    }
+    loaded = load_config(config)
+    data = load_task_data(loaded, with_test=True)
+    flops = estimate_training_flops(loaded, data)
+
+    model, tokenizer = load_causal_lm(tiny_lm, device="cpu")[0], load_tokenizer(tiny_lm)
+    counts = parameter_counts(model, model.get_output_embeddings())
+    texts = data["X"]
+    tokens = np.mean([min(len(tokenizer(t)["input_ids"]), 32) for t in texts])
+    body = 2 * counts["body"] * tokens  # one forward pass of the frozen body per row
+    step = 6 * 2 * model.config.hidden_size  # a step of the two-class linear head (6 x weights)
+    n_easy, n_hard = 20, 20 - 4
+    # the easy rows' body pass counts once, for the first weak learner; 200 head steps each
+    assert flops["weak[ours]"] == pytest.approx(n_easy * (body + 3 * 200 * step))
+    assert flops["weak[uniform]"] == pytest.approx(n_easy * 2 * 200 * step)
+    # the hard rows' body pass counts once, for the first student
+    assert flops["student[ours,xent]"] == pytest.approx(n_hard * (body + 200 * step))
+    for name in ("student[uniform,xent]", "student[ours,logconf]", "baseline[xent]", "ceiling"):
+        assert flops[name] == pytest.approx(n_hard * 200 * step)
+    assert useful_flops(counts, tokens, 1) > 0
+
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    low, high, rate, _ = estimate_training_seconds(sum(flops.values()))
+    assert high / low == pytest.approx(EFFICIENCY_RANGE[1] / EFFICIENCY_RANGE[0])
+    assert low == pytest.approx(sum(flops.values()) / (rate * EFFICIENCY_RANGE[1]))
+    assert re.search(r"time: training alone about \d+ s to \d+ s per seed here \(\d+ GFLOP/s "
+                     r"measured now, float32 on \d+ CPU thread\(s\)", out)

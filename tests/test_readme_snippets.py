@@ -51,3 +51,19 @@ def test_each_snippet_was_run_as_written_and_its_output_is_quoted(number):
     quoted = after.split("```python", 1)[0]
     assert cpu in quoted and wall in quoted
     assert not re.search(r"took [0-9.]+ minutes", quoted)
+
+
+def test_the_readme_cites_the_demo_output_it_commits():
+    """Every number of the README's paragraph on the demo run is in the committed raw output
+    (what the demo printed, and its /usr/bin/time lines)."""
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    begin, end = "<!-- demo-output:begin -->", "<!-- demo-output:end -->"
+    paragraph = readme[readme.index(begin) + len(begin):readme.index(end)]
+    demo = root / "benchmarks" / "results" / "demo"
+    printed = (demo / "stdout.txt").read_text() + (demo / "time.txt").read_text()
+    numbers = set(re.findall(r"\d+(?:[.:]\d+)+", re.sub(r"`[^`]*`", " ", paragraph)))
+    assert len(numbers) >= 8  # the paragraph is read, not an empty string
+    assert sorted(n for n in numbers if n not in printed) == []
+    assert "benchmarks/results/demo/" in paragraph
+    assert "skw2s demo --data-dir" in (demo / "README.md").read_text()

@@ -79,15 +79,23 @@ def _per_example(config, params, data):
         per_token = 4 * counts["body"]
     per_row = 4 * counts["head"] + 2 * counts["head_trained"]
     epochs = params.get("n_epochs", defaults.get("n_epochs"))
-    return tokens, rows, per_token, per_row, (1 if mode == "head" else epochs), epochs
+    if epochs == "auto":  # LLMClassifier: 200 full-batch Adam steps in head mode, else 3 epochs
+        from ..estimators.classifier import AUTO_HYPERPARAMETERS
+
+        epochs = AUTO_HYPERPARAMETERS[mode]["n_epochs"]
+    return tokens, rows, per_token, per_row, (1 if mode == "head" else epochs), epochs, mode
 
 
 def estimate_training_flops(config, data):
-    """Training FLOPs of one seed of a config, by the counting rule of :mod:`skw2s._efficiency`.
+    """Training FLOPs of one seed of a config, by the counting rule of
+    :mod:`skw2s.hf.efficiency`.
 
     Tokens come from the learners' tokenizers on the pool; the split is taken as half the pool
     on each side (an easy-hard split moves this a little), less the held-out test rows. The
-    adapters of LoRA and the attention products are not counted, as in the rule.
+    adapters of LoRA and the attention products are not counted, as in the rule. In head mode
+    the frozen body reads each model's rows once per process (its features are cached), so the
+    body's pass over a side's rows counts once, for the first stage that trains a head on
+    them; the head's own steps count for every stage.
 
     Parameters
     ----------
@@ -110,9 +118,15 @@ def estimate_training_flops(config, data):
         size = config["id_test_size"]
         n_easy -= int(round(size * n_easy)) if isinstance(size, float) else int(size)
 
-    def fit(params, rows):
-        tokens, loss_rows, per_token, per_row, body_passes, epochs = _per_example(
+    features = set()  # head mode: the frozen body reads each (model, rows) once per process
+
+    def fit(params, rows, side="hard"):
+        tokens, loss_rows, per_token, per_row, body_passes, epochs, mode = _per_example(
             config, params, data)
+        if mode == "head":
+            key = (params["model"], params.get("max_length"), side)
+            body_passes = 0 if key in features else body_passes
+            features.add(key)
         return rows * (body_passes * tokens * per_token + epochs * loss_rows * per_row)
 
     flops = {}
@@ -121,26 +135,68 @@ def estimate_training_flops(config, data):
         sides[name] = ({**config["weak"], **settings["weak"]}, settings)
     for name, (params, ensemble) in sides.items():
         rounds = ensemble.get("n_estimators", 10 if config["task"] == "binary" else 5)
-        flops[f"weak[{name}]"] = rounds * fit(params, n_easy)
+        flops[f"weak[{name}]"] = sum(fit(params, n_easy, "easy") for _ in range(rounds))
     if config["split_kind"] == "easy_hard" and "precomputed" not in config["difficulty"]:
         d = config["difficulty"]
         folds = d.get("n_splits", 3)
         params = {**config["weak"], **d.get("estimator", {})}
-        flops["split"] = folds * fit(params, n * (folds - 1) / folds)
+        flops["split"] = sum(fit(params, n * (folds - 1) / folds, "pool") for _ in range(folds))
     from ._config import _estimator_classes
 
     default = _estimator_classes(config["task"])[0]().get_params()["loss"]
     losses = config.get("student_losses") or [config["strong"].get("loss", default)]
     for loss in losses:
-        student = fit({**config["strong"], "loss": loss}, n_hard)
         for name in sides:
-            flops[f"student[{name},{loss}]"] = student
+            flops[f"student[{name},{loss}]"] = fit({**config["strong"], "loss": loss}, n_hard)
     if config["baseline"]:
         for loss in config.get("baseline_losses") or losses:
             flops[f"baseline[{loss}]"] = fit({**config["strong"], "loss": loss}, n_hard)
     if config["ceiling"]:
         flops["ceiling"] = fit(config["strong"], n_hard)
     return flops
+
+
+EFFICIENCY_RANGE = (0.2, 0.6)
+"""Training efficiencies (useful FLOPs / (training seconds x the matmul rate)) the dry run's
+time estimate spans: the paired runs' seed files record 0.19 to 0.59 on 2 CPU cores
+(``efficiency`` in ``benchmarks/results/paired/*/seed*.json``)."""
+
+
+def estimate_training_seconds(flops):
+    """Wall seconds that training ``flops`` FLOPs takes here, as a range over
+    :data:`EFFICIENCY_RANGE`, from this process's matrix-product rate.
+
+    The rate is :func:`skw2s.hf.efficiency.matmul_rate`'s, in float32 on the CPU, or in
+    bfloat16 on the current GPU when there is one (the models' dtype there).
+
+    Returns
+    -------
+    low, high : float
+        Seconds at the highest and the lowest efficiency.
+    rate : float
+        The measured FLOP/s.
+    where : str
+        The device and dtype the rate was measured on.
+    """
+    import torch
+
+    from ..hf.efficiency import matmul_rate
+
+    if torch.cuda.is_available():
+        rate, where = matmul_rate(device="cuda", dtype="bfloat16"), "bfloat16 on the GPU"
+    else:
+        rate = matmul_rate()
+        where = f"float32 on {torch.get_num_threads()} CPU thread(s)"
+    low, high = EFFICIENCY_RANGE
+    return flops / (rate * high), flops / (rate * low), rate, where
+
+
+def _duration(seconds):
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _stages(config):
@@ -220,7 +276,12 @@ def plan_text(config, *, data_dir=None, output_dir=None):
     lines.append(f"  stages per seed: {len(stages)} ({len(trained)} train: {', '.join(trained)})")
     flops = estimate_training_flops(config, data)
     total = sum(flops.values()) / 1e12
-    lines.append(f"  cost: about {total:.3g} TFLOPs of training per seed (counting rule of "
-                 f"skw2s._efficiency; not yet turned into CPU time)")
+    low, high, rate, where = estimate_training_seconds(total * 1e12)
+    lines.append(f"  cost: about {total:.3g} TFLOPs of training per seed (the counting rule of "
+                 "skw2s.hf.efficiency)")
+    lines.append(f"  time: training alone about {_duration(low)} to {_duration(high)} per seed "
+                 f"here ({rate / 1e9:.0f} GFLOP/s measured now, {where}, at training "
+                 f"efficiency {EFFICIENCY_RANGE[1]} to {EFFICIENCY_RANGE[0]}); loading, labelling "
+                 "and scoring come on top")
     lines.append(f"  output: {out}/ (cache: {config['cache_dir'] or out / 'cache'})")
     return "\n".join(lines) + "\n"
