@@ -128,7 +128,24 @@ def test_every_public_class_and_function_has_an_api_page(site):
     assert site["proc"].returncode == 0
     missing = [name for name in _public_objects()
                if not (site["out"] / "generated" / f"{name}.html").is_file()]
-    assert not missing, f"no API page for {missing}: add them to docs/api.rst"
+    assert not missing, f"no API page for {missing}: add them to a page of docs/api/"
+
+
+def test_the_api_sidebar_is_grouped(site):
+    """The API reference's sidebar lists its groups (docs/api/*.rst), each holding its pages,
+    not one flat list of every class and function."""
+    assert site["proc"].returncode == 0
+    html = (site["out"] / "api.html").read_text()
+    nav = html[html.index('<ul class="nav bd-sidenav">'):]
+    nav = nav[:nav.index("</div>")]  # the section navigation: nested lists, no div
+    groups = re.findall(r'<li class="toctree-l1 has-children"><a class="reference internal" '
+                        r'href="api/([a-z-]+)\.html"', nav)
+    pages = sorted(p.stem for p in (ROOT / "docs" / "api").glob("*.rst"))
+    assert sorted(groups) == pages and 5 <= len(groups) <= 15
+    members = re.findall(r'<li class="toctree-l2"><a class="reference internal" '
+                         r'href="generated/([^"]+)\.html"', nav)
+    generated = sorted(p.stem for p in (site["out"] / "generated").glob("*.html"))
+    assert sorted(members) == generated  # every API page sits under one group
 
 
 def test_the_config_page_is_generated_from_the_schema(site):
