@@ -39,7 +39,8 @@ print(f"easy: {len(easy)} texts, hard: {len(hard)}; threshold {splitter.threshol
 # the rater gets confidently wrong.
 fig, ax = plt.subplots(figsize=(7, 4))
 bins = np.linspace(0, 1, 31)
-ax.hist(splitter.difficulty_[easy], bins=bins, color="tab:green", alpha=0.8, label="easy (weak side)")
+ax.hist(splitter.difficulty_[easy], bins=bins, color="tab:green", alpha=0.8,
+        label="easy (weak side)")
 ax.hist(splitter.difficulty_[hard], bins=bins, color="tab:red", alpha=0.8,
         label="hard (student and test)")
 ax.axvline(splitter.threshold_, color="black", linestyle="--", linewidth=1, label="threshold")
@@ -59,6 +60,7 @@ for name, rows in (("easiest", order[:3]), ("hardest", order[-3:])):
 
 # %%
 # :class:`~skw2s.WeakToStrongPipeline` takes the splitter as ``splitter=`` and trains the weak
-# side on ``easy`` and the student on ``hard`` (see :ref:`sphx_glr_auto_examples_plot_id_vs_ood.py`).
+# side on ``easy`` and the student on ``hard``
+# (see :ref:`sphx_glr_auto_examples_plot_id_vs_ood.py`).
 # A precomputed rating (ARC's school grade, human ratings) goes in as
 # ``DifficultySplitter(difficulty=values)``.

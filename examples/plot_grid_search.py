@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 
 from skw2s import LLMAdaBoostClassifier, LLMClassifier, make_pgr_scorer

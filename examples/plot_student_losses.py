@@ -46,7 +46,8 @@ scores = {loss: [student(loss, s, weak_labels).score(list(X[test]), y[test]) for
           for loss in ("xent", "logconf")}
 for loss, accs in scores.items():
     print(f"{loss:8s} students: accuracy {np.mean(accs):.3f} (seeds: "
-          f"{', '.join(f'{a:.3f}' for a in accs)}), PGR {pgr_score(weak_acc, np.mean(accs), ceiling):.2f}")
+          f"{', '.join(f'{a:.3f}' for a in accs)}), "
+          f"PGR {pgr_score(weak_acc, np.mean(accs), ceiling):.2f}")
 print(f"ceiling (gold labels): {ceiling:.3f}")
 
 # %%
