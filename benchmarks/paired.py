@@ -380,10 +380,16 @@ def _replace_block(text, name, block):
 def report(markdown=MARKDOWN, results=RESULTS, methods=METHODS):
     """Rebuild ``results/paired/report/``, the paired blocks of RESULTS.md and its methods blocks.
 
-    The methods blocks (``methods-main``, ``methods-rows``, ``methods-compute``) come from the runs under
+    The methods blocks (``methods-main``, ``methods-rows``, ``methods-compute``,
+    ``methods-diagnostics``) come from the runs under
     ``methods`` (``skw2s run benchmarks/methods/<name>.yaml``), read the same way.
     """
-    from skw2s.experiment.comparison import comparison_table, disagreement_table, paired_table
+    from skw2s.experiment.comparison import (
+        comparison_table,
+        diagnostics_table,
+        disagreement_table,
+        paired_table,
+    )
     from skw2s.experiment.report import write_report
 
     dirs = _dirs(results)
@@ -407,6 +413,7 @@ def report(markdown=MARKDOWN, results=RESULTS, methods=METHODS):
         blocks["methods-main"] = paired_block(method_table)
         blocks["methods-rows"] = _md(comparison_table(method_dirs))
         blocks["methods-compute"] = compute_block(method_dirs, method_table)
+        blocks["methods-diagnostics"] = _md(diagnostics_table(method_dirs))
     text = markdown.read_text() if markdown.exists() else "# Results\n"
     for name, block in blocks.items():
         text = _replace_block(text, name, block)

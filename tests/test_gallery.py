@@ -1,8 +1,8 @@
 """The gallery examples show what their titles say (opt-in: they take minutes on a CPU).
 
-Run with ``SKW2S_RUN_GALLERY=1 pytest -m gallery``. Each example also checks itself and raises
-when it would not show its point, so the docs build (``scripts/docs.sh``, which runs every
-example) fails the same way.
+Run with ``SKW2S_RUN_GALLERY=1 pytest -m gallery tests/test_gallery.py``. Each example also
+checks itself and raises when it would not show its point, so the docs build
+(``scripts/docs.sh``, which runs every example) fails the same way.
 """
 
 from __future__ import annotations
@@ -46,3 +46,15 @@ def test_the_binary_pipeline_example_has_its_ceiling_above_the_weak_learner(tmp_
     assert accuracy["ceiling"] > accuracy["weak_single"]
     pgr = ns["rows"]["pgr"]
     assert pgr[["baseline_student", "ensemble_student"]].notna().all()
+
+
+def test_the_diagnostics_example_shows_both_diagnostics_for_two_ensembles(tmp_path,
+                                                                         monkeypatch):
+    import numpy as np
+
+    ns = _run("plot_diagnostics.py", tmp_path, monkeypatch)
+    ours, uniform, baseline = ns["rows"]
+    for side in (ours, uniform):
+        assert side["learners"] >= 2 and -1 <= side["error kappa"] <= 1
+        assert 0 <= side["student-weak agreement"] <= 1 and np.isfinite(side["PGR"])
+    assert np.isnan(baseline["error kappa"])  # one learner: no pair to compare
