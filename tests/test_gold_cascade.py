@@ -128,3 +128,20 @@ def test_bad_gold_and_cascade_parameters(kwargs, match):
     X, y = _data(60)
     with pytest.raises(ValueError, match=match):
         _pipe(**kwargs).fit(X, y)
+
+
+def test_a_bad_cascade_parameter_fails_before_the_weak_side_trains(tiny_lm):
+    # The cascade's models train after the weak side: their parameters are checked with the
+    # others', before anything trains (the weak side here would fail loudly if it trained).
+    from skw2s import LLMClassifier
+
+    class Untrainable(DecisionTreeClassifier):
+        def fit(self, X, y, sample_weight=None):
+            raise AssertionError("the weak side trained before the cascade was checked")
+
+    X, y = _data(60)
+    bad = LLMClassifier(tiny_lm, mode="head", lr=-1.0)
+    pipe = WeakToStrongPipeline(weak=Untrainable(), strong=LogisticRegression(),
+                                cascade=[LogisticRegression(), bad], random_state=0)
+    with pytest.raises(ValueError, match=r"^cascade step 2: The 'lr' parameter of LLMClassifier"):
+        pipe.fit(X, y)

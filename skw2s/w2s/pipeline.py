@@ -367,8 +367,10 @@ class WeakToStrongPipeline(BaseEstimator):
         without ``memory`` the weak side's work would be lost."""
         sides = [(f"weak side {name!r}", est) for name, est in self._weak_sides()]
         sides.append(("strong", self.strong))
+        sides += [(f"cascade step {i}", est) for i, est in enumerate(self.cascade or [], 1)]
         if isinstance(self.splitter, DifficultySplitter) and self.splitter.estimator is not None:
             sides.append(("splitter estimator", self.splitter.estimator))
+
         def ours(part):  # scikit-learn's own estimators check their constraints in their fit
             return (hasattr(part, "_parameter_constraints")
                     and type(part).__module__.split(".")[0] == "skw2s")
