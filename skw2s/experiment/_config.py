@@ -444,6 +444,9 @@ def _estimator_classes(task):
 # ----------------------------------------------------------------------------
 # Loading
 # ----------------------------------------------------------------------------
+_YAML12_FLOAT = re.compile(r"^[-+]?(?:\d[\d_]*\.?[\d_]*|\.\d[\d_]*)[eE][-+]?\d+$")
+
+
 def _unique_key_loader(path):
     """A ``yaml.SafeLoader`` that refuses a key given twice in one mapping, naming the key and
     both lines (PyYAML keeps the last silently). Keys merged in with ``<<`` may be
@@ -469,6 +472,10 @@ def _unique_key_loader(path):
                         )
             return super().construct_mapping(node, deep=deep)
 
+    # YAML 1.2 floats: PyYAML (YAML 1.1) reads 1e-3, with no dot, as the string "1e-3"; on
+    # this subclass only, a plain scalar in exponent form is a float (quoted, it stays a str)
+    UniqueKeyLoader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML12_FLOAT,
+                                          list("-+0123456789."))
     return UniqueKeyLoader
 
 
