@@ -101,7 +101,8 @@ def _parser():
     demo.add_argument("--quiet", action="store_true", help="no progress bars from the estimators")
     report = sub.add_parser("report", help="aggregate the seed*.json of run directories, re-plot",
                             description=REPORT_DESCRIPTION, formatter_class=formatter)
-    report.add_argument("dirs", nargs="+", help="run directories, or folders with run directories below")
+    report.add_argument("dirs", nargs="+",
+                        help="run directories, or folders with run directories below")
     report.add_argument("--output-dir",
                         help="default: the directory given when it is the one run, else ./report")
     download = sub.add_parser("download-data", help="write the Hub datasets into an offline folder",

@@ -7,7 +7,8 @@ wording where a scikit-learn message exists, so that errors read the same across
 - :func:`check_text_input`: a list of non-empty ``str`` from a list, tuple, 1-D array, pandas
   Series or one-column DataFrame;
 - :func:`check_binary_target`: classes and 0/1 codes of a binary target, with the length check;
-- :func:`check_sample_weight`: non-negative finite weights (delegating to :mod:`skw2s.core.weights`);
+- :func:`check_sample_weight`: non-negative finite weights (delegating to
+  :mod:`skw2s.core.weights`);
 - :func:`validate_params` with :class:`Interval`, :class:`StrOptions` and :class:`HasMethods`:
   a small public stand-in for scikit-learn's private ``_param_validation``, producing its
   messages (``"The 'n_estimators' parameter of X must be an int in the range [1, inf). Got 0
@@ -160,7 +161,8 @@ class _RandomStateConstraint:
         return Interval(Integral, 0, MAX_SEED, closed="both").is_satisfied_by(value)
 
     def __str__(self):
-        return "an int in the range [0, 4294967295], an instance of 'numpy.random.mtrand.RandomState' or None"
+        return ("an int in the range [0, 4294967295], an instance of "
+                "'numpy.random.mtrand.RandomState' or None")
 
 
 class _MemoryConstraint:
@@ -183,7 +185,8 @@ class _ReportToConstraint:
                 and all(isinstance(v, str) and v for v in value))
 
     def __str__(self):
-        return "a tracker's name (such as 'none', 'mlflow', 'tensorboard', 'wandb') or a list of them"
+        return ("a tracker's name (such as 'none', 'mlflow', 'tensorboard', 'wandb') "
+                "or a list of them")
 
 
 NONE = _NoneConstraint()

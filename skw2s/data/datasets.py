@@ -148,7 +148,8 @@ def resolve_data_dir(data_dir=None, *, required=True):
             f"folder that holds the datasets. {_HOW_TO}"
         )
     if not path.is_dir():
-        raise FileNotFoundError(f"Data directory {str(path)!r} (from {source}) does not exist. {_HOW_TO}")
+        raise FileNotFoundError(
+            f"Data directory {str(path)!r} (from {source}) does not exist. {_HOW_TO}")
     return path
 
 
@@ -483,7 +484,8 @@ def load_table(source, *, task="multiple_choice", columns=None, split=None, name
     if answer_format is not None:
         _check_option("answer_format", answer_format, _tables.ANSWER_FORMATS)
     if not isinstance(choices_sep, str) or not choices_sep:
-        raise ValueError(f"The 'choices_sep' parameter must be a non-empty string. Got {choices_sep!r} instead.")
+        raise ValueError("The 'choices_sep' parameter must be a non-empty string. "
+                         f"Got {choices_sep!r} instead.")
     mapping = _tables.check_columns(columns, task)
     rows, present, label = _tables.read_rows(source, split=split, name=name)
     where = str(source) if isinstance(source, (str, os.PathLike)) else "the table"
@@ -607,7 +609,8 @@ def binarize_sciq(df, random_state=None):
     _check_frame(df, ("id", "question", "choices", "answer"), "binarize_sciq")
     rng = check_random_state(random_state)
     rows = []
-    for row_id, question, choices, answer in zip(df["id"], df["question"], df["choices"], df["answer"]):
+    for row_id, question, choices, answer in zip(df["id"], df["question"], df["choices"],
+                                                 df["answer"]):
         choices = list(choices)
         answer = int(answer)
         distractors = choices[:answer] + choices[answer + 1 :]
@@ -617,7 +620,8 @@ def binarize_sciq(df, random_state=None):
             label, answer_text = 1, choices[answer]
         else:
             label, answer_text = 0, distractors[rng.randint(len(distractors))]
-        rows.append((row_id, question, answer_text, label, format_classification(question, answer_text)))
+        rows.append((row_id, question, answer_text, label,
+                     format_classification(question, answer_text)))
     out = pd.DataFrame(rows, columns=["id", "question", "answer_text", "label", "text"])
     out["label"] = out["label"].astype(np.int64)
     return out
@@ -662,7 +666,8 @@ def to_multiple_choice(df, *, use_support=False, options="cloze"):
     prompts, choices = [], []
     for q, s, c in zip(df["question"], supports, df["choices"]):
         c = list(c)
-        prompts.append(format_prompt(q, s, use_support=use_support, choices=c if lettered else None))
+        prompts.append(format_prompt(q, s, use_support=use_support,
+                                     choices=c if lettered else None))
         choices.append(_letters(len(c)) if lettered else c)
     X = pd.DataFrame({"prompt": prompts, "choices": choices})
     y = np.asarray(df["answer"], dtype=np.int64)

@@ -19,7 +19,8 @@ from .files import read_jsonl, read_text
 
 COLUMNS = ("id", "question", "choices", "answer", "support")
 ROLES = {
-    "multiple_choice": {"required": ("question", "choices", "answer"), "optional": ("id", "support")},
+    "multiple_choice": {"required": ("question", "choices", "answer"),
+                        "optional": ("id", "support")},
     "binary": {"required": ("text", "label"), "optional": ("id",)},
 }
 FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet", ".arrow")
@@ -35,7 +36,8 @@ def check_record(record, where):
         raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}.")
     missing = [c for c in COLUMNS if c not in record]
     if missing:
-        raise ValueError(f"{where}: missing field(s) {missing}; required fields are {list(COLUMNS)}.")
+        raise ValueError(
+            f"{where}: missing field(s) {missing}; required fields are {list(COLUMNS)}.")
     for field in ("id", "question", "support"):
         if not isinstance(record[field], str):
             raise ValueError(
@@ -67,15 +69,18 @@ def frame(records):
 def check_columns(columns, task):
     """The full role -> source-column mapping for ``task``: ``columns`` over the identity."""
     if task not in ROLES:
-        raise ValueError(f"The 'task' parameter must be one of {sorted(ROLES)}. Got {task!r} instead.")
+        raise ValueError(
+            f"The 'task' parameter must be one of {sorted(ROLES)}. Got {task!r} instead.")
     roles = ROLES[task]["required"] + ROLES[task]["optional"]
     columns = {} if columns is None else columns
     if not isinstance(columns, dict):
-        raise ValueError(f"'columns' must be a mapping of {list(roles)} to column names; got {columns!r}.")
+        raise ValueError(
+            f"'columns' must be a mapping of {list(roles)} to column names; got {columns!r}.")
     unknown = [k for k in columns if k not in roles]
     if unknown:
         raise ValueError(
-            f"Unknown role(s) {unknown} in 'columns' for task {task!r}. Allowed: {', '.join(roles)}."
+            f"Unknown role(s) {unknown} in 'columns' for task {task!r}. "
+            f"Allowed: {', '.join(roles)}."
         )
     for role, source in columns.items():
         ok = isinstance(source, str) or (
@@ -112,7 +117,8 @@ def _json_rows(path):
 
 
 def _csv_rows(path, delimiter):
-    reader = csv.DictReader(io.StringIO(read_text(path, what="data file"), newline=""), delimiter=delimiter)
+    reader = csv.DictReader(io.StringIO(read_text(path, what="data file"), newline=""),
+                            delimiter=delimiter)
     if not reader.fieldnames:
         raise ValueError(f"The data file {str(path)!r} has no header row.")
     rows, start = [], reader.line_num + 1
@@ -181,7 +187,8 @@ def _directory_rows(path, split):
 def _file_rows(path, split):
     suffix = path.suffix.lower()
     if suffix not in FILE_SUFFIXES:
-        raise ValueError(f"{path}: unknown file type {suffix!r}; use one of {', '.join(FILE_SUFFIXES)}.")
+        raise ValueError(
+            f"{path}: unknown file type {suffix!r}; use one of {', '.join(FILE_SUFFIXES)}.")
     if split is not None:
         raise ValueError(
             f"{path} is a single file, which holds one split: drop split={split!r}, or keep the "
@@ -190,7 +197,8 @@ def _file_rows(path, split):
     if suffix in (".parquet", ".arrow"):
         import datasets
 
-        loader = datasets.Dataset.from_parquet if suffix == ".parquet" else datasets.Dataset.from_file
+        loader = (datasets.Dataset.from_parquet if suffix == ".parquet"
+                  else datasets.Dataset.from_file)
         dataset = loader(str(path))
         return _dataset_rows(dataset, str(path)), list(dataset.column_names)
     if suffix in (".csv", ".tsv"):
@@ -277,7 +285,8 @@ def max_field_chars() -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"SKW2S_MAX_FIELD_CHARS={value!r} is not a number of characters.") from None
+        raise ValueError(
+            f"SKW2S_MAX_FIELD_CHARS={value!r} is not a number of characters.") from None
 
 
 def _check_length(value, role, where):
@@ -310,7 +319,8 @@ def _choices(value, sep, where):
             try:
                 value = json.loads(stripped)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: 'choices' starts with '[' but is not a JSON list ({exc.msg}).") from exc
+                raise ValueError(f"{where}: 'choices' starts with '[' but is not a JSON list "
+                                 f"({exc.msg}).") from exc
         else:
             value = [part.strip() for part in value.split(sep)]
     if isinstance(value, (tuple, np.ndarray)):
@@ -319,8 +329,8 @@ def _choices(value, sep, where):
         raise ValueError(f"{where}: 'choices' must be a list of strings; got {value!r}.")
     if len(value) < 2:
         raise ValueError(
-            f"{where}: 'choices' has {len(value)} option(s), at least 2 are needed. Give a JSON list "
-            f'(["a", "b"]) or separate the options with {sep!r} (choices_sep).'
+            f"{where}: 'choices' has {len(value)} option(s), at least 2 are needed. Give a "
+            f'JSON list (["a", "b"]) or separate the options with {sep!r} (choices_sep).'
         )
     for option in value:
         _check_length(option, "choices", where)
@@ -377,7 +387,8 @@ def _answer(value, choices, labels, where, fmt=None):
     if fmt is not None:
         return _answer_as(fmt, value, choices, labels, where)
     if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{where}: 'answer' must be an index, a choice's text or a letter; got {value!r}.")
+        raise ValueError(
+            f"{where}: 'answer' must be an index, a choice's text or a letter; got {value!r}.")
     if isinstance(value, (int, np.integer)):
         index = int(value)
     elif isinstance(value, float) and value.is_integer():  # a CSV or Parquet int read as float
@@ -392,10 +403,10 @@ def _answer(value, choices, labels, where, fmt=None):
             other, kind = (as_int, "index") if as_int is not None else (as_letter, "letter")
             if other is not None and other != choices.index(key) and 0 <= other < len(choices):
                 raise ValueError(
-                    f"{where}: answer {value!r} is both the text of choice {choices.index(key)} and "
-                    f"the {kind} of choice {other}. Say which the answers are with "
-                    "answer_format: index, letter or text (load_table(answer_format=...), or "
-                    "dataset.answer_format in a config)."
+                    f"{where}: answer {value!r} is both the text of choice "
+                    f"{choices.index(key)} and the {kind} of choice {other}. Say which the "
+                    "answers are with answer_format: index, letter or text "
+                    "(load_table(answer_format=...), or dataset.answer_format in a config)."
                 )
             return choices.index(key)
         if as_int is not None:
@@ -404,10 +415,12 @@ def _answer(value, choices, labels, where, fmt=None):
             index = as_letter
         else:
             raise ValueError(
-                f"{where}: answer {value!r} is not an index, a letter or one of the choices {choices}."
+                f"{where}: answer {value!r} is not an index, a letter or one of the choices "
+                f"{choices}."
             )
     else:
-        raise ValueError(f"{where}: 'answer' must be an index, a choice's text or a letter; got {value!r}.")
+        raise ValueError(
+            f"{where}: 'answer' must be an index, a choice's text or a letter; got {value!r}.")
     if not 0 <= index < len(choices):
         raise ValueError(f"{where}: answer {value!r} is out of range for {len(choices)} choices.")
     return index
@@ -442,7 +455,8 @@ def to_frame(rows, columns_present, mapping, *, task, choices_sep, id_prefix, so
               if r in ROLES[task]["required"] or r in given]
     missing = [
         f"{c!r} (for {r!r})" for r in needed
-        for c in (mapping[r] if isinstance(mapping[r], (list, tuple)) else [mapping[r]]) if c not in first
+        for c in (mapping[r] if isinstance(mapping[r], (list, tuple)) else [mapping[r]])
+        if c not in first
     ]
     if missing:
         raise ValueError(

@@ -71,11 +71,15 @@ def _check_soft_labels(y_proba, n):
     try:
         soft = np.asarray(y_proba, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError("y_proba must be numeric: probabilities of shape (n_samples, 2).") from None
+        raise ValueError(
+            "y_proba must be numeric: probabilities of shape (n_samples, 2).") from None
     if soft.shape != (n, 2):
-        raise ValueError(f"y_proba must have shape ({n}, 2), one row per text; got {soft.shape}.")
-    if not np.all(np.isfinite(soft)) or np.any(soft < 0) or not np.allclose(soft.sum(1), 1, atol=1e-3):
-        raise ValueError("y_proba must hold probabilities: finite, non-negative rows that sum to 1.")
+        raise ValueError(
+            f"y_proba must have shape ({n}, 2), one row per text; got {soft.shape}.")
+    if (not np.all(np.isfinite(soft)) or np.any(soft < 0)
+            or not np.allclose(soft.sum(1), 1, atol=1e-3)):
+        raise ValueError(
+            "y_proba must hold probabilities: finite, non-negative rows that sum to 1.")
     return soft
 
 
@@ -405,7 +409,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         from ..hf.training import ANSWER_SCORE_FEATURES
 
         width = entry.hidden_size if kind == "last_token" else len(ANSWER_SCORE_FEATURES)
-        return torch.nn.Linear(width, 2, bias=entry.head_bias or kind != "last_token", dtype=torch.float32)
+        return torch.nn.Linear(width, 2, bias=entry.head_bias or kind != "last_token",
+                               dtype=torch.float32)
 
     def _fit_head(self, texts, y_enc, weights, *, lr, n_epochs, seed, loss, soft):
         import torch
@@ -487,7 +492,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
         fitted = self._fitted
         if self.head_ is not None:
             # The shared body's key, so the features cached during fit are reused.
-            entry = _features.registered_body(self._body_key, self.model_, self.tokenizer_, self.head_)
+            entry = _features.registered_body(self._body_key, self.model_, self.tokenizer_,
+                                              self.head_)
             _warn_long_texts(self.tokenizer_, texts, fitted["max_length"],
                              fitted.get("head_features", "last_token"))
             features = _features.features(
@@ -605,7 +611,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
 
     def _restore(self, payload):
         from ..hf.serialization import load_pretrained
-        from ..hf.models import resolve_dtype, load_sequence_classifier, load_tokenizer, resolve_device
+        from ..hf.models import (resolve_dtype, load_sequence_classifier, load_tokenizer,
+                                 resolve_device)
 
         fitted = self._fitted
         kind = payload["format"]
@@ -628,7 +635,8 @@ class LLMClassifier(ClassifierMixin, BaseEstimator):
             from ..hf.training import quiet_peft
 
             with quiet_peft():
-                model = load_pretrained(payload["files"], lambda d: PeftModel.from_pretrained(base, d))
+                model = load_pretrained(payload["files"],
+                                        lambda d: PeftModel.from_pretrained(base, d))
             model.to(base.device)
             model.eval()
             tokenizer.truncation_side = "left"

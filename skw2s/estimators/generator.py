@@ -2,8 +2,8 @@
 
 The input format (``X``: a frame with ``prompt`` and optional ``choices``, or prompt strings;
 ``y``: choice indices or answer strings) is documented once, in :mod:`skw2s.data.inputs`. The
-inference methods live in :class:`skw2s.estimators.generation_mixin.GenerationMixin`, shared with the
-generator ensembles.
+inference methods live in :class:`skw2s.estimators.generation_mixin.GenerationMixin`, shared with
+the generator ensembles.
 """
 
 from __future__ import annotations
@@ -380,7 +380,8 @@ class LLMGenerator(GenerationMixin, BaseEstimator):
             width = max(len(c) for c in inputs.choices)
             soft = np.asarray(y_proba, dtype=np.float64)
             if soft.shape != (len(inputs), width):
-                raise ValueError(f"y_proba must have shape ({len(inputs)}, {width}); got {soft.shape}.")
+                raise ValueError(
+                    f"y_proba must have shape ({len(inputs)}, {width}); got {soft.shape}.")
         check_labels(loss, indices if y_proba is None else np.asarray(y_proba, dtype=np.float64))
         return loss
 
