@@ -3,7 +3,8 @@
 The boosting loop is :class:`skw2s.ensemble._base.BaseWeakEnsemble`; the weight steps are in
 the subclasses (:class:`~skw2s.TokenAdaBoostGenerator`,
 :class:`~skw2s.UniformEnsembleGenerator`). Inference is
-:class:`skw2s.estimators.generation_mixin.GenerationMixin` over the mixture of the kept learners (eq. 1).
+:class:`skw2s.estimators.generation_mixin.GenerationMixin` over the mixture of the kept learners
+(eq. 1).
 """
 
 from __future__ import annotations
@@ -525,4 +526,5 @@ class BaseGeneratorEnsemble(GenerationMixin, BaseWeakEnsemble):
         learners = self.__dict__.get("estimators_") or []
         for t, learner in enumerate(learners[1:], start=2):
             if hasattr(learner, "share_base_with"):  # one base model in memory again
-                learner.share_base_with(learners[0], getattr(learner, "adapter_name_", None) or f"round{t}")
+                learner.share_base_with(learners[0],
+                                        getattr(learner, "adapter_name_", None) or f"round{t}")

@@ -206,7 +206,8 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
         return context
 
     def _boost(self, t, weights, incorrect, context):
-        step = token_boost_step(weights, self._smoothed(incorrect, context.lengths), context.eps_pre)
+        step = token_boost_step(weights, self._smoothed(incorrect, context.lengths),
+                                context.eps_pre)
         if step.alpha is not None and self.weighting == "sample":
             step = type(step)(sample_level_weights(step.weights, context.lengths), step.alpha,
                               step.error, step.stop_reason)
