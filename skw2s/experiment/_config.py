@@ -57,8 +57,9 @@ CONFIG_KEYS = (
         "boosted by TokenAdaBoostGenerator."),
     Key("dataset", "str or mapping", REQUIRED,
         "A built-in dataset (sciq, quartz, arc_easy, arc_challenge; of these, task binary takes "
-        "sciq), or your own data as a mapping: path (a JSONL/JSON/CSV/TSV/Parquet/Arrow file, a datasets "
-        "save_to_disk directory, or a Hugging Face Hub name), columns (role -> column name; "
+        "sciq), or your own data as a mapping: path (a JSONL/JSON/CSV/TSV/Parquet/Arrow file, "
+        "a datasets save_to_disk directory, or a Hugging Face Hub name), "
+        "columns (role -> column name; "
         "multiple_choice: question, choices, answer, optional id and support; binary: text, "
         "label, optional id), split (of a datasets directory or Hub dataset), name (a Hub "
         "configuration), choices_sep (separator of options in one text cell, default |), "
@@ -212,7 +213,8 @@ def config_keys_markdown() -> str:
     lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for key in CONFIG_KEYS:
         meaning = key.meaning.replace("|", "\\|")
-        lines.append(f"| `{key.name}` | {key.type.replace('|', 'or')} | `{_default_text(key)}` | {meaning} |")
+        lines.append(f"| `{key.name}` | {key.type.replace('|', 'or')} | "
+                     f"`{_default_text(key)}` | {meaning} |")
     return "\n".join(lines) + "\n"
 
 
@@ -253,7 +255,8 @@ def _is_number(value):
 
 def _check_bool(name, value):
     if not isinstance(value, bool):
-        raise ConfigError(f"'{name}' must be a bool (true or false, unquoted in YAML); {_got(value)}.")
+        raise ConfigError(
+            f"'{name}' must be a bool (true or false, unquoted in YAML); {_got(value)}.")
 
 
 def _check_optional(name, value, test, what):
@@ -263,7 +266,8 @@ def _check_optional(name, value, test, what):
 
 def _check_choice(name, value, allowed):
     if not isinstance(value, str) or value not in allowed:
-        raise ConfigError(f"Bad value {value!r} for '{name}'. Allowed: {', '.join(map(str, allowed))}.")
+        raise ConfigError(
+            f"Bad value {value!r} for '{name}'. Allowed: {', '.join(map(str, allowed))}.")
 
 
 def _check_keys(section, given, allowed):
@@ -280,7 +284,8 @@ def _mapping(name, value, *, null_is_empty):
         return {}
     if not isinstance(value, dict):
         hint = " (or null for the defaults)" if null_is_empty else ""
-        raise ConfigError(f"'{name}' must be a mapping of parameter names to values{hint}; {_got(value)}.")
+        raise ConfigError(
+            f"'{name}' must be a mapping of parameter names to values{hint}; {_got(value)}.")
     return value
 
 
@@ -297,8 +302,8 @@ def _check_learner(section, params, allowed):
     _check_keys(f"'{section}'", params, allowed)
     if not isinstance(params.get("model"), str):
         raise ConfigError(
-            f"'{section}' must name a model (a Hub id, a local directory or an offline alias such as "
-            f"smollm2-135m); got model: {params.get('model')!r}."
+            f"'{section}' must name a model (a Hub id, a local directory or an offline alias "
+            f"such as smollm2-135m); got model: {params.get('model')!r}."
         )
 
 
@@ -320,7 +325,8 @@ def _check_dataset(config, raw):
         )
     _check_keys("'dataset'", dataset, DATASET_KEYS)
     if not isinstance(dataset.get("path"), str) or not dataset["path"]:
-        raise ConfigError(f"'dataset.path' must be a file, a directory or a Hub name; got {dataset.get('path')!r}.")
+        raise ConfigError("'dataset.path' must be a file, a directory or a Hub name; "
+                          f"got {dataset.get('path')!r}.")
     for key in ("split", "name", "test_path"):
         _check_optional(f"dataset.{key}", dataset.get(key), lambda v: isinstance(v, str) and v,
                         "a non-empty string")
@@ -334,11 +340,13 @@ def _check_dataset(config, raw):
     from ..data.tables import check_columns
 
     try:
-        check_columns(_mapping("dataset.columns", dataset.get("columns"), null_is_empty=True), config["task"])
+        check_columns(_mapping("dataset.columns", dataset.get("columns"), null_is_empty=True),
+                      config["task"])
     except ValueError as exc:
         raise ConfigError(f"'dataset.columns': {exc}") from None
     if "split" in raw:
-        raise ConfigError("'split' applies to the built-in datasets; put split inside the dataset mapping.")
+        raise ConfigError(
+            "'split' applies to the built-in datasets; put split inside the dataset mapping.")
 
 
 def _check_test_split(config):
@@ -368,7 +376,8 @@ def _check_difficulty(config, learner_params):
     difficulty = config["difficulty"]
     if config["split_kind"] != "easy_hard":
         if difficulty is not None:
-            raise ConfigError("'difficulty' applies to split_kind: easy_hard only; remove it or set the split kind.")
+            raise ConfigError("'difficulty' applies to split_kind: easy_hard only; "
+                              "remove it or set the split kind.")
         return
     difficulty = dict(_mapping("difficulty", difficulty, null_is_empty=True))
     _check_keys("'difficulty'", difficulty, DIFFICULTY_KEYS)
@@ -402,7 +411,8 @@ def _check_controls(config, learner_params):
     checked = {}
     for name, settings in controls.items():
         if not isinstance(name, str) or not name or name == MAIN:
-            raise ConfigError(f"'controls' names must be non-empty strings other than 'ours'; got {name!r}.")
+            raise ConfigError(
+                f"'controls' names must be non-empty strings other than 'ours'; got {name!r}.")
         settings = dict(_mapping(f"controls.{name}", settings, null_is_empty=False))
         kind = settings.pop("ensemble", None)
         _check_choice(f"controls.{name}.ensemble", kind, CONTROL_ENSEMBLES)
@@ -593,12 +603,14 @@ def load_config(source, overrides=()) -> dict:
         raise ConfigError(f"The config is missing the required key(s) {missing}.")
     config = {k.name: copy.deepcopy(k.default) for k in CONFIG_KEYS if k.default is not REQUIRED}
     config.update(raw)
-    _check_optional("name", config["name"], lambda v: isinstance(v, str) and v, "a non-empty string")
+    _check_optional("name", config["name"], lambda v: isinstance(v, str) and v,
+                    "a non-empty string")
     _check_choice("task", config["task"], TASKS)
     for name in ("data_dir", "output_dir", "cache_dir"):
         _check_optional(name, config[name], lambda v: isinstance(v, str), "a string")
     _check_dataset(config, raw)
-    _check_optional("n_examples", config["n_examples"], lambda v: _is_int(v) and v >= 1, "an int >= 1")
+    _check_optional("n_examples", config["n_examples"], lambda v: _is_int(v) and v >= 1,
+                    "an int >= 1")
     if not _is_int(config["data_seed"]):
         raise ConfigError(f"'data_seed' must be an int; {_got(config['data_seed'])}.")
     for name in ("use_support", "baseline", "ceiling"):
@@ -620,7 +632,8 @@ def load_config(source, overrides=()) -> dict:
         config[section] = _mapping(section, config[section], null_is_empty=False)
         _check_learner(section, config[section], learner_params)
     config["boost"] = _mapping("boost", config["boost"], null_is_empty=True)
-    _check_keys("'boost'", config["boost"], set(ensemble_cls().get_params(deep=False)) - {"estimator"})
+    _check_keys("'boost'", config["boost"],
+                set(ensemble_cls().get_params(deep=False)) - {"estimator"})
     _check_controls(config, learner_params)
     _check_bool("soft_labels", config["soft_labels"])
     if not (_is_number(config["gold_fraction"]) and 0 <= config["gold_fraction"] <= 1):
@@ -641,7 +654,8 @@ def load_config(source, overrides=()) -> dict:
         losses = config[name]
         if losses is not None and (not isinstance(losses, list) or not losses
                                    or not all(isinstance(v, str) for v in losses)):
-            raise ConfigError(f"'{name}' must be a non-empty list of loss names or null; {_got(losses)}.")
+            raise ConfigError(
+                f"'{name}' must be a non-empty list of loss names or null; {_got(losses)}.")
     _check_test_split(config)
     _check_optional("n_test", config["n_test"], lambda v: _is_int(v) and v >= 1, "an int >= 1")
     _check_difficulty(config, learner_params)
@@ -649,7 +663,8 @@ def load_config(source, overrides=()) -> dict:
     _check_keys("'tracking'", config["tracking"], TRACKING_KEYS)
     _check_model_specs(config)
     if config["name"] is None:
-        dataset = config["dataset"] if isinstance(config["dataset"], str) else Path(config["dataset"]["path"]).stem
+        dataset = (config["dataset"] if isinstance(config["dataset"], str)
+                   else Path(config["dataset"]["path"]).stem)
         config["name"] = f"{dataset}-{config['task']}-{config['split_kind']}"
     if config["output_dir"] is None:
         config["output_dir"] = str(Path("runs") / config["name"])

@@ -61,7 +61,8 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbos
     def learner(params):
         return learner_cls(**{"verbose": verbose, **tracking, **params})
 
-    weak = ensemble_cls(estimator=learner(config["weak"]), **{"verbose": verbose, **config["boost"]})
+    weak = ensemble_cls(estimator=learner(config["weak"]),
+                        **{"verbose": verbose, **config["boost"]})
     controls = None
     if config.get("controls"):
         from ._config import _control_class
@@ -318,7 +319,8 @@ def run_config(config, *, data_dir=None, output_dir=None, force=False, seeds=Non
     config = {**config, "output_dir": str(out)}
     seeds = config["seeds"] if seeds is None else [int(s) for s in seeds]
     data = load_task_data(config, data_dir, with_test=True)
-    logger.info("%s: %d examples, seeds %s, output in %s", config["name"], len(data["X"]), seeds, out)
+    logger.info("%s: %d examples, seeds %s, output in %s", config["name"], len(data["X"]), seeds,
+                out)
     pipes = {seed: build_pipeline(
         config, seed=seed, memory=str(config["cache_dir"] or out / "cache" / f"seed{seed}"),
         data_dir=data_dir, ids=data["ids"], verbose=verbose, grade_of=data.get("grade_of"),

@@ -80,7 +80,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
         runs["test"] = "hard"
     if "token_error" not in runs:
         runs["token_error"] = np.nan
-    split_kinds = runs.groupby("run", sort=False)["split_kind"].first() if "split_kind" in runs else {}
+    split_kinds = (runs.groupby("run", sort=False)["split_kind"].first() if "split_kind" in runs
+                   else {})
     runs = pd.concat([runs, _gains(runs)], ignore_index=True)
     # Rounds split the weak ensemble's per-round rows only. Other models are one row per seed
     # even when early stopping left the seeds with ensembles of different sizes; their
@@ -89,8 +90,8 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     keys = ["run", "test", "model", "_round_key"]
     for (run, test, model, _), group in runs.groupby(keys, dropna=False, sort=False):
         rnd = group["round"].max()
-        row = {"run": run, "test": test, "model": model, "round": rnd, "n_seeds": group.seed.nunique(),
-               "split_kind": split_kinds.get(run)}
+        row = {"run": run, "test": test, "model": model, "round": rnd,
+               "n_seeds": group.seed.nunique(), "split_kind": split_kinds.get(run)}
         for column in ("chance", "n_test"):
             values = group[column].dropna() if column in group else ()
             row[column] = float(np.mean(values)) if len(values) else np.nan
@@ -232,7 +233,8 @@ def summary_table(agg: pd.DataFrame) -> pd.DataFrame:
         if CEILING in by_model.index:
             r = by_model.loc[CEILING]
             row["gap (ceiling - weak)"] = _fmt(r.gap_mean, r.gap_sem)
-        for model, name in (("ensemble_gain", "ensemble - single"), ("student_gain", "ours - baseline")):
+        for model, name in (("ensemble_gain", "ensemble - single"),
+                            ("student_gain", "ours - baseline")):
             if model in by_model.index:
                 r = by_model.loc[model]
                 row[name] = _fmt(r.accuracy_mean, r.accuracy_sem)
@@ -244,7 +246,8 @@ def summary_table(agg: pd.DataFrame) -> pd.DataFrame:
     for model in (WEAK_ENSEMBLE, WEAK_SINGLE):
         column = f"{model} token error"
         if column in table:
-            order.insert(order.index(WEAK_ENSEMBLE) + 1 if WEAK_ENSEMBLE in order else len(order), column)
+            order.insert(order.index(WEAK_ENSEMBLE) + 1 if WEAK_ENSEMBLE in order else len(order),
+                         column)
     return table[order].fillna("–")
 
 
@@ -286,7 +289,8 @@ def id_ood_table(agg: pd.DataFrame) -> pd.DataFrame:
                 if len(sel):
                     row[label] = _fmt(sel.accuracy_mean.iloc[0], sel.accuracy_sem.iloc[0])
                     if np.isfinite(sel.token_error_mean.iloc[0]):
-                        row[f"{label} token error"] = _fmt(sel.token_error_mean.iloc[0], sel.token_error_sem.iloc[0])
+                        row[f"{label} token error"] = _fmt(sel.token_error_mean.iloc[0],
+                                                           sel.token_error_sem.iloc[0])
             if len(row) > 2:
                 rows.append(row)
     return pd.DataFrame(rows).fillna("–")
@@ -417,7 +421,8 @@ def _summary_figure(agg):
         err = _error_bars([group.loc[m, "accuracy_sem"] for m in models],
                           [group.loc[m, "n_seeds"] for m in models])
         ax.bar(range(len(models)), means, yerr=err, color=colors[: len(models)], capsize=3)
-        ax.set_xticks(range(len(models)), [MODEL_LABELS[m] for m in models], rotation=35, ha="right", fontsize=8)
+        ax.set_xticks(range(len(models)), [MODEL_LABELS[m] for m in models], rotation=35,
+                      ha="right", fontsize=8)
         chance = _run_chance(agg[agg.run == run])
         if np.isfinite(chance):
             ax.axhline(chance, ls="--", lw=1, color="black", label=f"chance ({chance:.3f})")
@@ -440,7 +445,8 @@ def _summary_figure(agg):
         ax.bar(range(len(students)), np.nan_to_num(pgr), yerr=pgr_err,
                color=["#64b5f6", "#1565c0"][: len(students)], capsize=3)
         ax.axhline(0, color="black", lw=0.8)
-        ax.set_xticks(range(len(students)), [{BASELINE_STUDENT: "baseline", ENSEMBLE_STUDENT: MAIN}[m] for m in students])
+        ax.set_xticks(range(len(students)),
+                      [{BASELINE_STUDENT: "baseline", ENSEMBLE_STUDENT: MAIN}[m] for m in students])
         gap = group.gap_mean.dropna()
         title = f"PGR (gap ceiling-weak = {gap.iloc[0]:.3f})" if len(gap) else "PGR"
         if _gap_in_noise(group):
@@ -529,6 +535,7 @@ def write_report(run_dirs, out_dir):
                         ("diagnostics", diagnostics_table(dirs))):
         if len(table):
             table.to_csv(out_dir / f"{name}.csv", index=False)
-            (out_dir / f"{name}.md").write_text(table.to_markdown(index=False, floatfmt=".4g") + "\n")
+            (out_dir / f"{name}.md").write_text(
+                table.to_markdown(index=False, floatfmt=".4g") + "\n")
     logger.debug("Wrote %s/results.csv, summary.md and results.png", out_dir)
     return summary

@@ -211,9 +211,11 @@ def load_runs(directories, *, all_rows=False) -> pd.DataFrame:
     loaded = {}
     for directory in directories:
         directory = Path(directory)
-        records = [r for r in map(_seed_record, sorted(directory.glob("seed*.json"))) if r is not None]
+        records = [r for r in map(_seed_record, sorted(directory.glob("seed*.json")))
+                   if r is not None]
         if not records:
-            raise FileNotFoundError(f"No seed*.json results of `skw2s run` in {directory}: run `skw2s run` first.")
+            raise FileNotFoundError(f"No seed*.json results of `skw2s run` in {directory}: "
+                                    "run `skw2s run` first.")
         loaded[directory] = records
     names = run_names({d: records[0].get("name", d.name) for d, records in loaded.items()})
     frames = []
@@ -223,7 +225,8 @@ def load_runs(directories, *, all_rows=False) -> pd.DataFrame:
             if "test" not in frame:  # results written before the in-distribution test existed
                 frame["test"] = "hard"
             # JSON null -> NaN; a column that older results lack is all NaN
-            for column in ("accuracy", "token_error", "pgr", "gap", "auroc", "pgr_auroc", "gap_auroc"):
+            for column in ("accuracy", "token_error", "pgr", "gap", "auroc", "pgr_auroc",
+                           "gap_auroc"):
                 if column in frame:
                     frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
                 else:

@@ -127,8 +127,9 @@ def _lm_head_weight(entry):
                     break
         if weight is None:
             raise ValueError(
-                f"head_features='answer_scores' needs the LM head of {parse_model_spec(entry.key[0]).base!r}: "
-                "its embeddings are not tied and no lm_head.weight was found in its safetensors files."
+                "head_features='answer_scores' needs the LM head of "
+                f"{parse_model_spec(entry.key[0]).base!r}: its embeddings are not tied and no "
+                "lm_head.weight was found in its safetensors files."
             )
         weight = weight.to(entry.body.get_input_embeddings().weight.device)
     entry.lm_head_weight = weight.detach()
@@ -143,7 +144,8 @@ def _extract(entry, texts, *, kind, marker, max_length, batch_size):
             entry.body, _lm_head_weight(entry), entry.tokenizer, texts, marker=marker,
             batch_size=batch_size, max_length=max_length,
         )
-    return extract_features(entry.body, entry.tokenizer, texts, batch_size=batch_size, max_length=max_length)
+    return extract_features(entry.body, entry.tokenizer, texts, batch_size=batch_size,
+                            max_length=max_length)
 
 
 def features(entry, texts, *, max_length, batch_size, verbose, kind="last_token", marker=None):

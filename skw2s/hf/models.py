@@ -668,7 +668,8 @@ def checkpoints(*estimators):
         if not hasattr(est, "get_params"):
             continue
         for name, value in sorted(est.get_params(deep=True).items()):
-            if (name == "model" or name.endswith("__model")) and isinstance(value, (str, os.PathLike)):
+            if ((name == "model" or name.endswith("__model"))
+                    and isinstance(value, (str, os.PathLike))):
                 digest = checkpoint_fingerprint(value)
                 if digest is not None:
                     found.append((name, digest))

@@ -45,7 +45,8 @@ def tiny_tokenizer(vocab_size: int = 320):
 
     specials = ["<pad>", "<s>", "</s>", "<unk>"]
     if vocab_size < 256 + len(specials) + 2:
-        raise ValueError(f"vocab_size must be at least {256 + len(specials) + 2}; got {vocab_size}.")
+        raise ValueError(
+            f"vocab_size must be at least {256 + len(specials) + 2}; got {vocab_size}.")
     backend = Tokenizer(models.BPE(unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()

@@ -916,11 +916,13 @@ def extract_features(model, tokenizer, texts, *, batch_size=16, max_length=256):
     return torch.cat(out).numpy()
 
 
-ANSWER_SCORE_FEATURES = ("mean_logprob", "sum_logprob", "min_logprob", "first_logprob", "log_n_tokens")
+ANSWER_SCORE_FEATURES = ("mean_logprob", "sum_logprob", "min_logprob", "first_logprob",
+                         "log_n_tokens")
 """The features ``answer_score_features`` returns, in order."""
 
 
-def answer_score_features(body, lm_head_weight, tokenizer, texts, *, marker, batch_size=16, max_length=256):
+def answer_score_features(body, lm_head_weight, tokenizer, texts, *, marker, batch_size=16,
+                          max_length=256):
     """The LM's own scores of each text's answer: what a zero-shot reader of the LM would use.
 
     Each text is cut at the last ``marker`` (for ``"Q: {question} A: {answer}"`` texts,
