@@ -32,8 +32,8 @@ pytestmark = pytest.mark.usefixtures("fresh_feature_cache")
 
 @pytest.mark.parametrize("cls", [LLMClassifier, LLMGenerator])
 def test_an_infinite_learning_rate_is_rejected(tiny_lm, cls):
-    with pytest.raises(ValueError, match=rf"The 'lr' parameter of {cls.__name__} must be a float in "
-                                         r"the range \(0.0, inf\).* Got inf instead."):
+    with pytest.raises(ValueError, match=rf"The 'lr' parameter of {cls.__name__} must be a "
+                                         r"float in the range \(0.0, inf\).* Got inf instead."):
         cls(tiny_lm, lr=float("inf"), device="cpu").fit(
             TEXTS if cls is LLMClassifier else MC, LABELS if cls is LLMClassifier else [0, 1]
         )
@@ -46,8 +46,8 @@ def test_texts_longer_than_max_length_keep_their_answer_and_warn(tiny_lm, mode):
     y = np.array([1, 0] * 6)
     clf = LLMClassifier(tiny_lm, mode=mode, lr=0.05, n_epochs=50 if mode == "head" else 1,
                         max_length=16, device="cpu", random_state=0)
-    with pytest.warns(UserWarning, match=r"12 of 12 text\(s\) are longer than max_length=16 tokens.*"
-                                         r"cut from the left, keeping their end"):
+    with pytest.warns(UserWarning, match=r"12 of 12 text\(s\) are longer than max_length=16 "
+                                         r"tokens.*cut from the left, keeping their end"):
         clf.fit(long, y)
     # the answer survives the cut: the two answers give two different feature rows / logits
     scores = clf.decision_function(long[:2])
@@ -66,7 +66,8 @@ def test_pgr_is_nan_with_a_warning_for_a_negative_gap():
 
 def test_a_tiny_test_set_gets_a_warning(tiny_lm):
     head = dict(mode="head", lr=0.05, n_epochs=100, device="cpu")
-    pipe = WeakToStrongPipeline(LLMAdaBoostClassifier(LLMClassifier(tiny_lm, **head), n_estimators=1),
+    pipe = WeakToStrongPipeline(LLMAdaBoostClassifier(LLMClassifier(tiny_lm, **head),
+                                                      n_estimators=1),
                                 LLMClassifier(tiny_lm, **head), test_size=1, random_state=0)
     with pytest.warns(UserWarning, match="The 'hard' test set has only 1 question"):
         pipe.fit(TEXTS, LABELS)
@@ -103,7 +104,8 @@ def test_a_failed_fit_leaves_the_classifier_unfitted(tiny_lm, monkeypatch):
 def test_lora_fits_emit_no_peft_deprecation_warning(tiny_lm):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        LLMGenerator(tiny_lm, mode="lora", lr=1e-2, n_epochs=1, lora_r=4, device="cpu").fit(MC, [0, 1])
+        LLMGenerator(tiny_lm, mode="lora", lr=1e-2, n_epochs=1, lora_r=4,
+                     device="cpu").fit(MC, [0, 1])
     assert not [w for w in caught if "is_gradient_checkpointing" in str(w.message)]
 
 
@@ -116,7 +118,8 @@ def test_difficulty_splitter_rates_new_rows_by_its_rule():
     cv = DifficultySplitter(LogisticRegression(), n_splits=3, random_state=0).fit(X, y)
     assert len(cv.estimators_) == 3
     new = cv.rate(X[:10], y[:10])
-    expected = np.mean([1 - m.predict_proba(X[:10])[np.arange(10), y[:10]] for m in cv.estimators_], 0)
+    expected = np.mean([1 - m.predict_proba(X[:10])[np.arange(10), y[:10]]
+                        for m in cv.estimators_], 0)
     np.testing.assert_allclose(new, expected)
     with pytest.raises(ValueError, match="give y"):
         cv.rate(X[:10])

@@ -24,8 +24,10 @@ def test_quick_runs_go_to_an_ignored_folder(load_benchmark, tmp_path, monkeypatc
     path = perf.write_json("scoring_quick_cpu", {"new": 1}, SimpleNamespace(quick=True, out=None))
     assert path == committed / "quick" / "scoring_quick_cpu.json"
     assert json.loads((committed / "scoring_quick_cpu.json").read_text()) == {"committed": True}
-    assert perf.write_json("scoring_full_cpu", {}, SimpleNamespace(quick=False, out=None)).parent == committed
-    assert perf.write_json("x", {}, SimpleNamespace(quick=True, out=str(tmp_path / "o"))).parent == tmp_path / "o"
+    assert perf.write_json("scoring_full_cpu", {},
+                           SimpleNamespace(quick=False, out=None)).parent == committed
+    assert (perf.write_json("x", {}, SimpleNamespace(quick=True, out=str(tmp_path / "o"))).parent
+            == tmp_path / "o")
 
 
 def test_the_quick_folder_is_ignored_by_git(load_benchmark):
@@ -34,7 +36,8 @@ def test_the_quick_folder_is_ignored_by_git(load_benchmark):
     if shutil.which("git") is None or not (BENCHMARKS.parent / ".git").exists():
         pytest.skip("not a git checkout")
     probe = perf.QUICK_RESULTS.relative_to(BENCHMARKS.parent) / "scoring_quick_cpu.json"
-    result = subprocess.run(["git", "check-ignore", "-q", str(probe)], cwd=BENCHMARKS.parent, check=False)
+    result = subprocess.run(["git", "check-ignore", "-q", str(probe)], cwd=BENCHMARKS.parent,
+                            check=False)
     assert result.returncode == 0, f"{probe} is not ignored by .gitignore"
 
 
@@ -46,4 +49,5 @@ def test_every_benchmark_writes_through_results_dir(path):
              if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "write_json"]
     assert calls, f"{path.name} writes no results"
     for call in calls:
-        assert len(call.args) == 3 and isinstance(call.args[2], ast.Name) and call.args[2].id == "args"
+        assert (len(call.args) == 3 and isinstance(call.args[2], ast.Name)
+                and call.args[2].id == "args")

@@ -364,7 +364,8 @@ def test_memory_misses_when_a_local_checkpoint_changes_in_place(tmp_path, count_
     from skw2s.hf.testing import tiny_causal_lm
 
     model = tiny_causal_lm(tmp_path / "model")
-    boost = LLMAdaBoostClassifier(weak_llm(model), n_estimators=2, random_state=0, memory=tmp_path / "mem")
+    boost = LLMAdaBoostClassifier(weak_llm(model), n_estimators=2, random_state=0,
+                                  memory=tmp_path / "mem")
     boost.fit(TEXTS, LABELS)
     assert len(count_llm_fits) == 2
     clone(boost).fit(TEXTS, LABELS)

@@ -237,8 +237,10 @@ BAD_PARAMS = [
     (dict(n_epochs=1.5), r"'n_epochs' parameter .* must be an int in the range \[1, inf\)"),
     (dict(batch_size=0), r"'batch_size' parameter"),
     (dict(model=""), r"model spec must be a non-empty string"),
-    (dict(random_state="seed"), r"'random_state' parameter of LLMClassifier must be an int in the range"),
-    (dict(lr=float("inf")), r"'lr' parameter of LLMClassifier must be a float in the range \(0.0, inf\)"),
+    (dict(random_state="seed"),
+     r"'random_state' parameter of LLMClassifier must be an int in the range"),
+    (dict(lr=float("inf")),
+     r"'lr' parameter of LLMClassifier must be a float in the range \(0.0, inf\)"),
     (dict(loss="hinge"), r"'loss' parameter of LLMClassifier must be a str among"),
 ]
 
@@ -291,19 +293,24 @@ def test_answer_scores_are_the_lms_own_log_probabilities(tiny_lm):
         ans = tok(answer, add_special_tokens=False)["input_ids"]
         with torch.no_grad():
             logits = model(torch.tensor([ids + ans])).logits[0]
-        logp = torch.log_softmax(logits[len(ids) - 1 : -1], -1)[torch.arange(len(ans)), torch.tensor(ans)].numpy()
-        np.testing.assert_allclose(row, [logp.mean(), logp.sum(), logp.min(), logp[0], np.log(len(ans))], rtol=1e-4, atol=1e-4)
+        logp = torch.log_softmax(logits[len(ids) - 1 : -1], -1)[torch.arange(len(ans)),
+                                                                torch.tensor(ans)].numpy()
+        np.testing.assert_allclose(row, [logp.mean(), logp.sum(), logp.min(), logp[0],
+                                         np.log(len(ans))], rtol=1e-4, atol=1e-4)
 
 
 def test_answer_scores_head_pickles_and_validates(tiny_lm):
     import pickle
 
-    clf = LLMClassifier(tiny_lm, head_features="answer_scores", device="cpu", random_state=0).fit(QA_TEXTS, QA_LABELS)
+    clf = LLMClassifier(tiny_lm, head_features="answer_scores", device="cpu",
+                        random_state=0).fit(QA_TEXTS, QA_LABELS)
     again = pickle.loads(pickle.dumps(clf))
-    np.testing.assert_allclose(again.predict_proba(QA_TEXTS), clf.predict_proba(QA_TEXTS), rtol=1e-6)
+    np.testing.assert_allclose(again.predict_proba(QA_TEXTS), clf.predict_proba(QA_TEXTS),
+                               rtol=1e-6)
     with pytest.raises(ValueError, match="needs mode='head', not mode='lora'"):
         LLMClassifier(tiny_lm, mode="lora", head_features="answer_scores").fit(QA_TEXTS, QA_LABELS)
     with pytest.raises(ValueError, match="does not contain it"):
-        LLMClassifier(tiny_lm, head_features="answer_scores", answer_marker=" => ", device="cpu").fit(QA_TEXTS, QA_LABELS)
+        LLMClassifier(tiny_lm, head_features="answer_scores", answer_marker=" => ",
+                      device="cpu").fit(QA_TEXTS, QA_LABELS)
     with pytest.raises(ValueError, match="head_features"):
         LLMClassifier(tiny_lm, head_features="logits").fit(QA_TEXTS, QA_LABELS)

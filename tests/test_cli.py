@@ -24,7 +24,8 @@ def _config(tiny_lm, tmp_path, **overrides):
         "seeds": [0, 1],
         "weak": {"model": tiny_lm, "mode": "head", "n_epochs": 50, "lr": 0.05, "device": "cpu"},
         "boost": {"n_estimators": 2},
-        "strong": {"model": tiny_lm + "[:1]", "mode": "head", "n_epochs": 50, "lr": 0.05, "device": "cpu"},
+        "strong": {"model": tiny_lm + "[:1]", "mode": "head", "n_epochs": 50, "lr": 0.05,
+                   "device": "cpu"},
         "output_dir": str(tmp_path / "run"),
     }
     config.update(overrides)
@@ -35,14 +36,18 @@ def _config(tiny_lm, tmp_path, **overrides):
     "overrides, match",
     [
         ({"colour": "red"}, r"Unknown key\(s\) \['colour'\] in the config"),
-        ({"task": "regression"}, "Bad value 'regression' for 'task'. Allowed: binary, multiple_choice"),
+        ({"task": "regression"},
+         "Bad value 'regression' for 'task'. Allowed: binary, multiple_choice"),
         ({"dataset": "mmlu"}, "Bad value 'mmlu' for 'dataset'"),
         ({"split_kind": "by_length"}, "Bad value 'by_length' for 'split_kind'"),
         ({"dataset": "quartz"}, "task 'binary' is built from SciQ"),
         ({"seeds": []}, "'seeds' must be"),
-        ({"weak": {"model": "x", "learning_rat": 1}}, r"Unknown key\(s\) \['learning_rat'\] in 'weak'. Allowed: .*lr"),
-        ({"boost": {"n_rounds": 3}}, r"Unknown key\(s\) \['n_rounds'\] in 'boost'. Allowed: .*n_estimators"),
-        ({"split_kind": "easy_hard", "difficulty": {"folds": 3}}, r"Unknown key\(s\) \['folds'\] in 'difficulty'"),
+        ({"weak": {"model": "x", "learning_rat": 1}},
+         r"Unknown key\(s\) \['learning_rat'\] in 'weak'. Allowed: .*lr"),
+        ({"boost": {"n_rounds": 3}},
+         r"Unknown key\(s\) \['n_rounds'\] in 'boost'. Allowed: .*n_estimators"),
+        ({"split_kind": "easy_hard", "difficulty": {"folds": 3}},
+         r"Unknown key\(s\) \['folds'\] in 'difficulty'"),
     ],
 )
 def test_bad_config_names_key_and_allowed_values(tiny_lm, tmp_path, overrides, match):
@@ -72,15 +77,18 @@ def test_run_and_report_binary(tiny_lm, tmp_path, data_dir, capsys):
     out = tmp_path / "run"
     printed = capsys.readouterr()
     wrote = [line for line in (printed.out + printed.err).splitlines() if "Wrote" in line]
-    assert len(wrote) == 1 and wrote[0].startswith(f"Wrote {out}/: ") and wrote[0].endswith("cache/")
+    assert (len(wrote) == 1 and wrote[0].startswith(f"Wrote {out}/: ")
+            and wrote[0].endswith("cache/"))
     for name in ("config.json", "results.csv", "results.png", "seed0.json", "seed1.json",
                  "summary.md"):
         assert f" {name}," in wrote[0]
-    for name in ["seed0.json", "seed1.json", "results.csv", "summary.md", "results.png", "config.json"]:
+    for name in ["seed0.json", "seed1.json", "results.csv", "summary.md", "results.png",
+                 "config.json"]:
         assert (out / name).exists(), name
     record = json.loads((out / "seed0.json").read_text())
     models = {row["model"] for row in record["report"]}
-    assert {"weak_single", "weak_ensemble", "baseline_student", "ensemble_student", "ceiling"} <= models
+    assert {"weak_single", "weak_ensemble", "baseline_student", "ensemble_student",
+            "ceiling"} <= models
     assert record["n_test"] > 0 and "versions" in record and record["cpu_seconds"] > 0
     assert record["chance"] == {"hard": 0.5}  # the plots draw it, the warnings compare with it
     results = pd.read_csv(out / "results.csv")
@@ -108,8 +116,10 @@ def test_run_multiple_choice_easy_hard(tiny_lm, tmp_path, data_dir):
             seeds=[0],
             split_kind="easy_hard",
             difficulty={"n_splits": 2},
-            weak={"model": tiny_lm, "mode": "full", "n_epochs": 3, "lr": 5e-3, "max_length": 160, "device": "cpu"},
-            strong={"model": tiny_lm, "mode": "full", "n_epochs": 2, "lr": 5e-3, "max_length": 160, "device": "cpu"},
+            weak={"model": tiny_lm, "mode": "full", "n_epochs": 3, "lr": 5e-3, "max_length": 160,
+                  "device": "cpu"},
+            strong={"model": tiny_lm, "mode": "full", "n_epochs": 2, "lr": 5e-3,
+                    "max_length": 160, "device": "cpu"},
             boost={"n_estimators": 2},
         )
     )
@@ -138,8 +148,10 @@ def test_id_test_rows_shared_cache_and_round_tables(tiny_lm, tmp_path, data_dir)
             tiny_lm, tmp_path, name=name, task="multiple_choice", dataset="quartz", n_examples=24,
             seeds=[0], id_test_size=3, cache_dir=str(tmp_path / "shared-cache"),
             output_dir=str(tmp_path / name),
-            weak={"model": tiny_lm, "mode": "full", "n_epochs": 2, "lr": 5e-3, "max_length": 160, "device": "cpu"},
-            strong={"model": tiny_lm, "mode": "full", "n_epochs": 1, "lr": 5e-3, "max_length": 160, "device": "cpu"},
+            weak={"model": tiny_lm, "mode": "full", "n_epochs": 2, "lr": 5e-3, "max_length": 160,
+                  "device": "cpu"},
+            strong={"model": tiny_lm, "mode": "full", "n_epochs": 1, "lr": 5e-3,
+                    "max_length": 160, "device": "cpu"},
             boost={"n_estimators": 2, **boost},
         ))
 
@@ -156,7 +168,8 @@ def test_id_test_rows_shared_cache_and_round_tables(tiny_lm, tmp_path, data_dir)
     assert "weak-side test" in id_ood and "ID (easy)" not in id_ood and "OOD" not in id_ood
     # an ablation of the weak side reuses the split and the ceiling from the shared cache
     ablation = run_config(mc_config("ablation", weighting="sample"), data_dir=data_dir)
-    stages = {s["stage"]: s["cached"] for s in json.loads((ablation / "seed0.json").read_text())["stages"]}
+    stages = {s["stage"]: s["cached"]
+              for s in json.loads((ablation / "seed0.json").read_text())["stages"]}
     assert stages["split"] and stages["ceiling"] and not stages["weak[ours]"]
     # one report over several run directories
     assert main(["report", str(out), str(ablation), "--output-dir", str(tmp_path / "both")]) == 0
@@ -214,7 +227,8 @@ def test_demo_config_is_valid_and_uses_the_measured_pair():
     from skw2s.experiment import DEMO_CONFIG
 
     config = load_config(DEMO_CONFIG)
-    assert config["weak"]["model"] == "smollm2-135m[:6]" and config["strong"]["model"] == "smollm2-135m[:12]"
+    assert (config["weak"]["model"] == "smollm2-135m[:6]"
+            and config["strong"]["model"] == "smollm2-135m[:12]")
     assert len(config["seeds"]) >= 3 and config["test_split"] == "test"
     # the paired comparison of issue-sized cells, on a small budget: a uniform control and a
     # logconf student beside ours and the baseline
@@ -227,8 +241,9 @@ def test_demo_config_is_valid_and_uses_the_measured_pair():
 # ----------------------------------------------------------------------------
 def _yaml_config(tiny_lm, tmp_path, text, name="exp.yaml"):
     """A config file: the keys of the YAML ``text`` over a valid base."""
-    config = {"task": "binary", "dataset": "sciq", "weak": {"model": tiny_lm}, "strong": {"model": tiny_lm},
-              "output_dir": str(tmp_path / "run"), **(yaml.safe_load(text) or {})}
+    config = {"task": "binary", "dataset": "sciq", "weak": {"model": tiny_lm},
+              "strong": {"model": tiny_lm}, "output_dir": str(tmp_path / "run"),
+              **(yaml.safe_load(text) or {})}
     path = tmp_path / name
     path.write_text(yaml.safe_dump(config))
     return path
@@ -254,7 +269,8 @@ def test_options_lettered_reaches_the_task_data(tiny_lm, tmp_path, data_dir):
 @pytest.mark.parametrize(
     "text, match",
     [
-        ("baseline: 'false'\n", r"'baseline' must be a bool \(true or false, unquoted in YAML\); got 'false' \(str\)"),
+        ("baseline: 'false'\n",
+         r"'baseline' must be a bool \(true or false, unquoted in YAML\); got 'false' \(str\)"),
         ("ceiling: 1\n", r"'ceiling' must be a bool"),
         ("seeds: [true]\n", r"'seeds' must be an int or a non-empty list of ints; got \[True\]"),
         ("seeds: [0, 0]\n", r"'seeds' must be distinct"),
@@ -263,14 +279,18 @@ def test_options_lettered_reaches_the_task_data(tiny_lm, tmp_path, data_dir):
         ("data_seed: 1.5\n", r"'data_seed' must be an int"),
         ("options: letters\n", r"Bad value 'letters' for 'options'. Allowed: cloze, lettered"),
         ("options: lettered\n", r"'options: lettered' applies to task multiple_choice"),
-        ("split_kind: random\ndifficulty: {n_splits: 2}\n", r"'difficulty' applies to split_kind: easy_hard only"),
+        ("split_kind: random\ndifficulty: {n_splits: 2}\n",
+         r"'difficulty' applies to split_kind: easy_hard only"),
         ("boost: [1, 2]\n", r"'boost' must be a mapping"),
         ("dataset: {path: q.jsonl, colums: {}}\n", r"Unknown key\(s\) \['colums'\] in 'dataset'"),
-        ("dataset: {path: q.jsonl, columns: {question: q}}\n", r"'dataset.columns': Unknown role\(s\) \['question'\].*binary"),
+        ("dataset: {path: q.jsonl, columns: {question: q}}\n",
+         r"'dataset.columns': Unknown role\(s\) \['question'\].*binary"),
         ("dataset: [sciq]\n", r"'dataset' must be a built-in name"),
         ("dataset: {path: q.jsonl}\nsplit: test\n", r"put split inside the dataset mapping"),
-        ("dataset: {path: q.jsonl, choices_sep: ''}\n", r"'dataset.choices_sep' must be a non-empty string"),
-        ("task: multiple_choice\ndataset: {path: q.jsonl, columns: {choices: [a]}}\n", r"'dataset.columns'.*list of two or more"),
+        ("dataset: {path: q.jsonl, choices_sep: ''}\n",
+         r"'dataset.choices_sep' must be a non-empty string"),
+        ("task: multiple_choice\ndataset: {path: q.jsonl, columns: {choices: [a]}}\n",
+         r"'dataset.columns'.*list of two or more"),
     ],
 )
 def test_config_types_are_checked_and_name_the_key(tiny_lm, tmp_path, text, match):
@@ -280,7 +300,8 @@ def test_config_types_are_checked_and_name_the_key(tiny_lm, tmp_path, text, matc
 
 def test_a_section_given_as_a_string_is_not_a_mapping(tiny_lm, tmp_path):
     path = _yaml_config(tiny_lm, tmp_path, "weak: smollm2-135m")
-    with pytest.raises(ConfigError, match=r"'weak' must be a mapping of parameter names to values; got 'smollm2-135m'"):
+    with pytest.raises(ConfigError, match=r"'weak' must be a mapping of parameter names to values; "
+                                          r"got 'smollm2-135m'"):
         load_config(path)
     with pytest.raises(ConfigError, match=r"'strong' must name a model"):
         load_config({**_config(tiny_lm, tmp_path), "strong": {"mode": "head"}})
@@ -290,7 +311,8 @@ def test_a_section_given_as_a_string_is_not_a_mapping(tiny_lm, tmp_path):
 def test_empty_config_file_lists_the_required_keys(tmp_path, content, capsys):
     path = tmp_path / "empty.yaml"
     path.write_text(content)
-    with pytest.raises(ConfigError, match=r"empty.yaml' is empty. A config needs at least: task, dataset, weak, strong"):
+    with pytest.raises(ConfigError, match=r"empty.yaml' is empty. "
+                                          r"A config needs at least: task, dataset, weak, strong"):
         load_config(path)
     with pytest.raises(SystemExit) as exc:
         main(["run", str(path)])
@@ -304,7 +326,8 @@ def test_empty_config_file_lists_the_required_keys(tmp_path, content, capsys):
 def test_config_file_that_is_not_utf8_or_not_yaml_names_file_and_line(tmp_path):
     path = tmp_path / "latin1.yaml"
     path.write_bytes(b"task: binary\nname: caf\xe9\n")
-    with pytest.raises(ConfigError, match=r"latin1.yaml, line 2: byte 0xe9 at column 10 is not UTF-8"):
+    with pytest.raises(ConfigError,
+                       match=r"latin1.yaml, line 2: byte 0xe9 at column 10 is not UTF-8"):
         load_config(path)
     path = tmp_path / "broken.yaml"
     path.write_text("task: binary\nweak: {model: x\nstrong: {}\n")
@@ -318,7 +341,8 @@ def test_run_errors_are_one_line_with_status_2_and_leave_no_config_json(tiny_lm,
     with pytest.raises(SystemExit) as exc:
         main(["run", str(path)])
     assert exc.value.code == 2
-    assert capsys.readouterr().err == f"skw2s: error: The data file '{tmp_path / 'missing.jsonl'}' does not exist.\n"
+    assert capsys.readouterr().err == (
+        f"skw2s: error: The data file '{tmp_path / 'missing.jsonl'}' does not exist.\n")
     assert not (tmp_path / "run").exists()
     # an empty data file is named
     (tmp_path / "empty.jsonl").write_text("")
@@ -340,7 +364,8 @@ def test_run_errors_are_one_line_with_status_2_and_leave_no_config_json(tiny_lm,
     with pytest.raises(SystemExit):
         main(["-v", "run", str(path), "--quiet"])
     err = capsys.readouterr().err
-    assert "Traceback" in err and err.rstrip().splitlines()[-1].startswith("skw2s: error: The 'test_size'")
+    assert ("Traceback" in err
+            and err.rstrip().splitlines()[-1].startswith("skw2s: error: The 'test_size'"))
 
 
 def test_help_lists_every_config_key_without_rst(capsys):
@@ -381,15 +406,19 @@ def test_run_turns_progress_on_and_quiet_turns_it_off(tiny_lm, tmp_path, monkeyp
     import skw2s.experiment as experiment
     from skw2s.experiment import build_pipeline
 
-    config = load_config(_config(tiny_lm, tmp_path, split_kind="easy_hard", difficulty={"n_splits": 2}))
+    config = load_config(_config(tiny_lm, tmp_path, split_kind="easy_hard",
+                                 difficulty={"n_splits": 2}))
     pipe = build_pipeline(config, seed=0, verbose=1)
-    assert pipe.verbose == pipe.weak.verbose == pipe.weak.estimator.verbose == pipe.strong.verbose == 1
+    assert (pipe.verbose == pipe.weak.verbose == pipe.weak.estimator.verbose
+            == pipe.strong.verbose == 1)
     assert pipe.splitter.estimator.verbose == 1
-    assert build_pipeline({**config, "strong": {**config["strong"], "verbose": 0}}, seed=0, verbose=1).strong.verbose == 0
+    assert build_pipeline({**config, "strong": {**config["strong"], "verbose": 0}}, seed=0,
+                          verbose=1).strong.verbose == 0
     quiet = build_pipeline(config, seed=0)
     assert quiet.verbose == quiet.weak.estimator.verbose == quiet.strong.verbose == 0
     calls = []
-    monkeypatch.setattr(experiment, "run_config", lambda config, **kwargs: calls.append(kwargs) or tmp_path)
+    monkeypatch.setattr(experiment, "run_config",
+                        lambda config, **kwargs: calls.append(kwargs) or tmp_path)
     (tmp_path / "summary.md").write_text("table\n")
     path = _yaml_config(tiny_lm, tmp_path, "")
     assert main(["run", str(path)]) == 0 and main(["run", str(path), "--quiet"]) == 0
@@ -408,7 +437,8 @@ def test_run_a_jsonl_file_end_to_end(tiny_lm, tmp_path, capsys):
     learner = {"model": tiny_lm, "mode": "head", "n_epochs": 20, "lr": 0.05, "device": "cpu"}
     config = {
         "task": "binary",
-        "dataset": {"path": str(tmp_path / "claims.jsonl"), "columns": {"text": "sentence", "label": "gold"}},
+        "dataset": {"path": str(tmp_path / "claims.jsonl"),
+                    "columns": {"text": "sentence", "label": "gold"}},
         "n_examples": None, "test_size": 0.3, "seeds": [0], "baseline": False,
         "weak": learner, "boost": {"n_estimators": 2}, "strong": learner,
         "output_dir": str(tmp_path / "configured"),
@@ -432,14 +462,18 @@ def test_run_a_datasets_directory_end_to_end(tiny_lm, tmp_path):
              "uid": f"q{i}"} for i in range(16)]
     for row in rows:  # the correct option is the one at index "key"
         row["options"] = row["options"] if row["key"] == 0 else row["options"][::-1]
-    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(str(tmp_path / "sums"))
-    learner = {"model": tiny_lm, "mode": "full", "n_epochs": 1, "lr": 5e-3, "max_length": 64, "device": "cpu"}
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows)}).save_to_disk(
+        str(tmp_path / "sums"))
+    learner = {"model": tiny_lm, "mode": "full", "n_epochs": 1, "lr": 5e-3, "max_length": 64,
+               "device": "cpu"}
     config = {
         "name": "sums", "task": "multiple_choice",
         "dataset": {"path": str(tmp_path / "sums"), "split": "train",
-                    "columns": {"id": "uid", "question": "stem", "choices": "options", "answer": "key"}},
+                    "columns": {"id": "uid", "question": "stem", "choices": "options",
+                                "answer": "key"}},
         "n_examples": None, "test_size": 0.25, "seeds": [0], "baseline": False, "ceiling": False,
-        "weak": learner, "boost": {"n_estimators": 2}, "strong": learner, "output_dir": str(tmp_path / "run"),
+        "weak": learner, "boost": {"n_estimators": 2}, "strong": learner,
+        "output_dir": str(tmp_path / "run"),
     }
     path = tmp_path / "sums.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -449,7 +483,8 @@ def test_run_a_datasets_directory_end_to_end(tiny_lm, tmp_path):
     assert {"weak_ensemble", "ensemble_student"} <= {row["model"] for row in record["report"]}
 
 
-def test_one_config_compares_weak_sides_and_losses_on_the_official_test(tiny_lm, tmp_path, data_dir):
+def test_one_config_compares_weak_sides_and_losses_on_the_official_test(tiny_lm, tmp_path,
+                                                                         data_dir):
     config = load_config(_config(
         tiny_lm, tmp_path, n_examples=40, test_split="test", n_test=24,
         controls={"uniform": {"ensemble": "uniform", "n_estimators": 2, "bootstrap": True}},
@@ -457,8 +492,10 @@ def test_one_config_compares_weak_sides_and_losses_on_the_official_test(tiny_lm,
     ))
     out = run_config(config, data_dir=data_dir)
     record = json.loads((out / "seed0.json").read_text())
-    students = {(r["weak_side"], r["loss"]) for r in record["report"] if r["model"] == "ensemble_student"}
-    assert students == {("ours", "xent"), ("ours", "logconf"), ("uniform", "xent"), ("uniform", "logconf")}
+    students = {(r["weak_side"], r["loss"]) for r in record["report"]
+                if r["model"] == "ensemble_student"}
+    assert students == {("ours", "xent"), ("ours", "logconf"), ("uniform", "xent"),
+                        ("uniform", "logconf")}
     # every model's answer to each of the 24 official test questions, with the question ids
     predictions = record["predictions"]["hard"]
     assert len(predictions["y"]) == 24 == len(predictions["ids"]) and record["n_test"] == 0

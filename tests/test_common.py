@@ -70,7 +70,8 @@ ALL_ESTIMATORS = TEXT_ESTIMATORS + [
     DifficultySplitter(LLMClassifier(), n_splits=3),
     WeakToStrongPipeline(),
     WeakToStrongPipeline(
-        LLMAdaBoostClassifier(), LLMClassifier(), controls=[("uniform", UniformEnsembleClassifier())],
+        LLMAdaBoostClassifier(), LLMClassifier(),
+        controls=[("uniform", UniformEnsembleClassifier())],
         student_losses=["xent", "logconf"], splitter=DifficultySplitter(LLMClassifier()),
     ),
 ]

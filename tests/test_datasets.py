@@ -60,7 +60,8 @@ def test_row_counts_and_schema(data_dir, sciq_train, name, split):
     assert df["id"].is_unique
     for col in ("id", "question", "support"):
         assert all(isinstance(v, str) for v in df[col])
-    assert all(isinstance(c, list) and c and all(isinstance(s, str) for s in c) for c in df["choices"])
+    assert all(isinstance(c, list) and c and all(isinstance(s, str) for s in c)
+               for c in df["choices"])
     n_choices = df["choices"].map(len).to_numpy()
     assert ((df["answer"].to_numpy() >= 0) & (df["answer"].to_numpy() < n_choices)).all()
 
@@ -108,7 +109,8 @@ def test_resolve_data_dir_argument_then_env_then_error(tmp_path, monkeypatch):
     given, env = tmp_path / "given", tmp_path / "env"
     given.mkdir()
     env.mkdir()
-    with pytest.raises(FileNotFoundError, match="No data directory given.*--data-dir.*SKW2S_DATA_DIR"):
+    with pytest.raises(FileNotFoundError,
+                       match="No data directory given.*--data-dir.*SKW2S_DATA_DIR"):
         resolve_data_dir(None)
     assert resolve_data_dir(None, required=False) is None
     monkeypatch.setenv("SKW2S_DATA_DIR", str(env))
@@ -183,7 +185,8 @@ def test_malformed_jsonl(tmp_path, bad_line, problem):
     folder = tmp_path / "sciq"
     folder.mkdir()
     path = folder / "train.jsonl"
-    path.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "id": "q0"}) + "\n" + bad_line + "\n")
+    path.write_text(json.dumps(GOOD) + "\n" + json.dumps({**GOOD, "id": "q0"}) + "\n" + bad_line
+                    + "\n")
     with pytest.raises(ValueError, match=problem) as info:
         load_sciq("train", data_dir=tmp_path)
     msg = str(info.value)
@@ -316,10 +319,12 @@ def test_hub_arc_matches_offline_files(data_dir, fake_hub):
 def test_hub_arc_digit_and_letter_keys(fake_hub):
     tables = fake_hub
     tables[("allenai/ai2_arc", "ARC-Challenge", "train")] = [
-        {"id": "a", "question": "Q1", "choices": {"text": ["w", "x", "y"], "label": ["1", "2", "3"]},
+        {"id": "a", "question": "Q1",
+         "choices": {"text": ["w", "x", "y"], "label": ["1", "2", "3"]},
          "answerKey": "3"},
         {"id": "b", "question": "Q2", "choices": {"text": ["w", "x", "y", "z", "v"],
-                                                  "label": ["A", "B", "C", "D", "E"]}, "answerKey": "B"},
+                                                  "label": ["A", "B", "C", "D", "E"]},
+         "answerKey": "B"},
     ]
     df = load_dataset("arc_challenge", split="train")
     assert df["answer"].tolist() == [2, 1]
@@ -331,7 +336,8 @@ def test_hub_arc_digit_and_letter_keys(fake_hub):
 def test_hub_bad_answer_key(fake_hub):
     tables = fake_hub
     tables[("allenai/ai2_arc", "ARC-Easy", "test")] = [
-        {"id": "a", "question": "Q", "choices": {"text": ["w", "x"], "label": ["A", "B"]}, "answerKey": "C"},
+        {"id": "a", "question": "Q", "choices": {"text": ["w", "x"], "label": ["A", "B"]},
+         "answerKey": "C"},
     ]
     with pytest.raises(ValueError, match="answerKey 'C'"):
         load_arc("easy", "test")
@@ -367,7 +373,8 @@ def test_binarize_sciq(sciq_train):
     assert abs(b["label"].mean() - 0.5) < 0.02
     assert (b["id"].to_numpy() == sciq_train["id"].to_numpy()).all()
     correct = [c[a] for c, a in zip(sciq_train["choices"], sciq_train["answer"])]
-    for text, lab, right, choices in zip(b["answer_text"], b["label"], correct, sciq_train["choices"]):
+    for text, lab, right, choices in zip(b["answer_text"], b["label"], correct,
+                                         sciq_train["choices"]):
         assert text in choices
         if lab == 1:
             assert text == right
@@ -378,14 +385,17 @@ def test_binarize_sciq(sciq_train):
 
 def test_binarize_sciq_reproducible(data_dir):
     df = load_sciq("validation", data_dir=data_dir)
-    pd.testing.assert_frame_equal(binarize_sciq(df, random_state=3), binarize_sciq(df, random_state=3))
+    pd.testing.assert_frame_equal(binarize_sciq(df, random_state=3),
+                                  binarize_sciq(df, random_state=3))
     assert not binarize_sciq(df, random_state=3).equals(binarize_sciq(df, random_state=4))
     rng = np.random.RandomState(5)
-    pd.testing.assert_frame_equal(binarize_sciq(df, random_state=rng), binarize_sciq(df, random_state=5))
+    pd.testing.assert_frame_equal(binarize_sciq(df, random_state=rng),
+                                  binarize_sciq(df, random_state=5))
 
 
 def test_binarize_needs_distractor():
-    df = pd.DataFrame([{"id": "x", "question": "q", "choices": ["only"], "answer": 0, "support": ""}])
+    df = pd.DataFrame([{"id": "x", "question": "q", "choices": ["only"], "answer": 0,
+                        "support": ""}])
     with pytest.raises(ValueError, match="no distractor"):
         binarize_sciq(df, random_state=0)
 
@@ -431,7 +441,8 @@ def test_lettered_options_list_the_choices_and_answer_with_letters(data_dir):
     assert Xs["prompt"].iloc[0].endswith(f"B. {quartz['choices'].iloc[0][1]}\nAnswer:")
     with pytest.raises(ValueError, match="'options' parameter must be one of"):
         to_multiple_choice(quartz, options="letters")
-    many = pd.DataFrame({"question": ["q"], "choices": [[str(k) for k in range(27)]], "answer": [0]})
+    many = pd.DataFrame({"question": ["q"], "choices": [[str(k) for k in range(27)]],
+                         "answer": [0]})
     with pytest.raises(ValueError, match="at most 26 choices"):
         to_multiple_choice(many, options="lettered")
 

@@ -48,7 +48,8 @@ SCRIPT = textwrap.dedent(
             ens = LLMAdaBoostClassifier(learner, n_estimators=2, combine=combine,
                                         validation_fraction=0.25, random_state=0)
             out[f"combine-{combine}"] = ens.fit(texts, labels).predict_proba(texts).tolist()
-        gen = LLMGenerator(lm, mode="lora", lr=5e-2, n_epochs=1, batch_size=4, lora_r=4, device="cpu")
+        gen = LLMGenerator(lm, mode="lora", lr=5e-2, n_epochs=1, batch_size=4, lora_r=4, """
+    """device="cpu")
         boost = TokenAdaBoostGenerator(gen, n_estimators=2, random_state=0).fit(X, y)
         out["TokenAdaBoostGenerator"] = boost.predict_proba(X).tolist()
         return out

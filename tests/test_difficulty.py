@@ -37,7 +37,8 @@ def test_held_out_error_is_from_models_that_did_not_see_the_row():
 def test_parallel_folds_match_serial():
     X, y, _ = _data(60)
     serial = DifficultySplitter(LogisticRegression(), n_splits=3, random_state=0).fit(X, y)
-    parallel = DifficultySplitter(LogisticRegression(), n_splits=3, n_jobs=2, random_state=0).fit(X, y)
+    parallel = DifficultySplitter(LogisticRegression(), n_splits=3, n_jobs=2,
+                                  random_state=0).fit(X, y)
     np.testing.assert_allclose(serial.difficulty_, parallel.difficulty_)
 
 
@@ -56,7 +57,8 @@ def test_precomputed_difficulty_and_callable():
     grades = np.array([8, 3, 5, 3, 9, 4])
     easy, hard = DifficultySplitter(difficulty=grades, random_state=0).fit(X).split()
     assert sorted(grades[easy]) == [3, 3, 4]
-    s = DifficultySplitter(difficulty=lambda X: X["prompt"].map(ord).to_numpy(), easy_fraction=1 / 3)
+    s = DifficultySplitter(difficulty=lambda X: X["prompt"].map(ord).to_numpy(),
+                           easy_fraction=1 / 3)
     easy, _ = s.fit(X).split()
     assert easy.tolist() == [0, 1]
 
@@ -101,7 +103,8 @@ def test_hard_mask_without_a_crossing_tie_is_the_strict_threshold():
 @pytest.mark.parametrize(
     "kwargs, n, match",
     [
-        ({"estimator": LogisticRegression(), "n_splits": 10}, 5, "Cannot make n_splits=10 folds out of 5"),
+        ({"estimator": LogisticRegression(), "n_splits": 10}, 5,
+         "Cannot make n_splits=10 folds out of 5"),
         ({"estimator": LogisticRegression(), "n_splits": 1}, 10, "n_splits"),
         ({"difficulty": np.arange(3), "easy_fraction": 0.1}, 3, "leaves the easy side empty"),
         ({"difficulty": np.arange(3), "easy_fraction": 0.9}, 3, "leaves the hard side empty"),

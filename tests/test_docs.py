@@ -89,7 +89,8 @@ def site(tmp_path_factory):
     _copy_sources(src)
     _drop_one_config_row(src / "docs" / "config.md")
     reason = _why_the_example_cannot_run()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    env = dict(os.environ,
+               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
                SKW2S_DOCS_EXAMPLES="none" if reason else rf"/{EXAMPLE}\.py$",
                MPLBACKEND="agg")
     if _data_dir() is not None:
@@ -203,7 +204,8 @@ def images_of(page, user_data_dir):
            "--window-size=1280,20000", "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     match = re.search(r'<div id="skw2s-image-check"[^>]*>(.*?)</div>', proc.stdout, re.S)
-    assert match, f"chromium printed no result for {page} (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    assert match, (f"chromium printed no result for {page} (rc {proc.returncode}): "
+                   f"{proc.stderr[-2000:]}")
     return json.loads(html.unescape(match.group(1)))
 
 

@@ -185,7 +185,8 @@ def test_the_check_finds_a_missing_a_misordered_and_an_extra_parameter():
 
     assert check_docstring_parameters(good) == []
     assert "undocumented: ['b']" in check_docstring_parameters(missing)[0]
-    assert "parameter 0 is 'a' in the signature but 'b'" in check_docstring_parameters(misordered)[0]
+    assert ("parameter 0 is 'a' in the signature but 'b'"
+            in check_docstring_parameters(misordered)[0])
     assert "documented but not in the signature: ['b']" in check_docstring_parameters(extra)[0]
     assert "undocumented: ['a']" in check_docstring_parameters(undocumented)[0]
     assert check_docstring_parameters(missing, ignore=("b",)) == []

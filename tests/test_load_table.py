@@ -1,4 +1,5 @@
-"""skw2s.data.datasets.load_table: your own questions from files, datasets directories and Hub names."""
+"""skw2s.data.datasets.load_table: your own questions from files, datasets directories and Hub
+names."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 from skw2s.data.datasets import load_table, to_classification, to_multiple_choice
 
 ROWS = [
-    {"uid": "a", "q": "Which is red?", "opts": ["sky", "blood", "grass"], "gold": "blood", "ctx": "Colours."},
+    {"uid": "a", "q": "Which is red?", "opts": ["sky", "blood", "grass"], "gold": "blood",
+     "ctx": "Colours."},
     {"uid": "b", "q": "Which is green?", "opts": ["grass", "snow"], "gold": 0, "ctx": ""},
 ]
 MAPPING = {"id": "uid", "question": "q", "choices": "opts", "answer": "gold", "support": "ctx"}
@@ -59,9 +61,12 @@ def test_csv_choices_as_json_text_separated_text_and_one_column_each(tmp_path):
     assert df.id.tolist() == ["quiz-00000", "quiz-00001"]  # no id column: file stem and row
     assert df.support.tolist() == ["", ""]
     wide = tmp_path / "wide.csv"
-    wide.write_text("prompt,A,B,C,key\nWhich is red?,sky,blood,grass,B\nWhich is green?,grass,snow,,A\n")
-    df = load_table(wide, columns={"question": "prompt", "choices": ["A", "B", "C"], "answer": "key"})
-    assert df.choices.tolist() == [["sky", "blood", "grass"], ["grass", "snow"]]  # empty cell dropped
+    wide.write_text("prompt,A,B,C,key\nWhich is red?,sky,blood,grass,B\n"
+                    "Which is green?,grass,snow,,A\n")
+    df = load_table(wide, columns={"question": "prompt", "choices": ["A", "B", "C"],
+                                   "answer": "key"})
+    assert df.choices.tolist() == [["sky", "blood", "grass"],
+                                   ["grass", "snow"]]  # empty cell dropped
     assert df.answer.tolist() == [1, 0]
     semicolons = tmp_path / "semi.csv"
     semicolons.write_text("question,choices,answer\nWhich is red?,sky; blood,blood\n")
@@ -83,7 +88,8 @@ def test_missing_column_names_it_and_lists_the_columns_present(tmp_path):
 
 def test_unknown_role_and_bad_mapping(tmp_path):
     path = _jsonl(tmp_path / "quiz.jsonl", ROWS)
-    with pytest.raises(ValueError, match=r"Unknown role\(s\) \['label'\] in 'columns' for task 'multiple_choice'"):
+    with pytest.raises(ValueError, match=r"Unknown role\(s\) \['label'\] in 'columns' "
+                                         r"for task 'multiple_choice'"):
         load_table(path, columns={"label": "gold"})
     with pytest.raises(ValueError, match=r"columns\['question'\] must be a column name"):
         load_table(path, columns={"question": ["q"]})
@@ -151,8 +157,10 @@ def test_duplicate_ids_and_split_of_one_file(tmp_path):
 def test_datasets_save_to_disk_directories(tmp_path):
     datasets = pytest.importorskip("datasets")
     arc_like = [
-        {"id": "x", "question": "Q1", "choices": {"text": ["w", "v", "u"], "label": ["1", "2", "3"]}, "answerKey": "3"},
-        {"id": "y", "question": "Q2", "choices": {"text": ["w", "v"], "label": ["A", "B"]}, "answerKey": "B"},
+        {"id": "x", "question": "Q1",
+         "choices": {"text": ["w", "v", "u"], "label": ["1", "2", "3"]}, "answerKey": "3"},
+        {"id": "y", "question": "Q2", "choices": {"text": ["w", "v"], "label": ["A", "B"]},
+         "answerKey": "B"},
     ]
     columns = {"answer": "answerKey"}
     datasets.Dataset.from_list(arc_like).save_to_disk(str(tmp_path / "one"))
@@ -164,10 +172,12 @@ def test_datasets_save_to_disk_directories(tmp_path):
     both.save_to_disk(str(tmp_path / "both"))
     assert len(load_table(tmp_path / "both", columns=columns)) == 2  # "train" by default
     assert len(load_table(tmp_path / "both", columns=columns, split="test")) == 1
-    with pytest.raises(ValueError, match=r"no split 'validation'; its splits are \['train', 'test'\]"):
+    with pytest.raises(ValueError,
+                       match=r"no split 'validation'; its splits are \['train', 'test'\]"):
         load_table(tmp_path / "both", columns=columns, split="validation")
     # an in-memory Dataset and a DataFrame go the same way
-    pd.testing.assert_frame_equal(load_table(datasets.Dataset.from_list(arc_like), columns=columns), df)
+    pd.testing.assert_frame_equal(
+        load_table(datasets.Dataset.from_list(arc_like), columns=columns), df)
     pd.testing.assert_frame_equal(load_table(pd.DataFrame(arc_like), columns=columns), df)
 
 
@@ -194,7 +204,8 @@ def test_hub_name_goes_to_datasets_load_dataset(monkeypatch):
     df = load_table("someone/quiz", name="main", split="validation")
     assert calls == [("someone/quiz", "main", "validation")]
     assert df.id.tolist() == ["quiz-00000"] and df.answer.tolist() == [1]
-    with pytest.raises(ValueError, match=r"not a local file or directory.*doesn't exist on the Hub"):
+    with pytest.raises(ValueError,
+                       match=r"not a local file or directory.*doesn't exist on the Hub"):
         load_table("nobody/nothing")
 
 

@@ -147,7 +147,7 @@ def test_combine_learned_fits_weights_on_held_out_rows(tiny_lm):
         clone(boost).set_params(validation_fraction=0.001).fit(TEXTS[:20], LABELS[:20])
 
 
-# -- student losses in the estimators ----------------------------------------------------------------
+# -- student losses in the estimators -------------------------------------------------------------
 def test_classifier_losses_train_and_differ(tiny_lm):
     xent = _head(tiny_lm, random_state=0).fit(TEXTS, LABELS)
     logconf = _head(tiny_lm, random_state=0, loss="logconf").fit(TEXTS, LABELS)

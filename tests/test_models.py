@@ -144,7 +144,8 @@ def test_smollm2_alias_answers_photosynthesis(smollm2_path):
     assert model.config._name_or_path == smollm2_path or smollm2_path
     choices = ["carbon dioxide", "helium", "neon", "argon"]
     nll = _option_nll(
-        model, tokenizer, "Question: Which gas do plants absorb for photosynthesis?\nAnswer:", choices
+        model, tokenizer, "Question: Which gas do plants absorb for photosynthesis?\nAnswer:",
+        choices
     )
     print("option NLLs:", dict(zip(choices, nll.round(2))))
     assert int(np.argmin(nll)) == 0

@@ -42,7 +42,8 @@ def copied(tmp_path):
         shutil.copy(PAIRED / f"seed{seed}.json", results / PAIRED.name)
     shutil.copy(METHODS / "seed0.json", methods / METHODS.name)
     markdown = tmp_path / "RESULTS.md"
-    markdown.write_text("# R\n\nkept\n\n<!-- paired-main:begin -->\nold\n<!-- paired-main:end -->\n\n"
+    markdown.write_text("# R\n\nkept\n\n<!-- paired-main:begin -->\nold\n"
+                        "<!-- paired-main:end -->\n\n"
                         "<!-- methods-main:begin -->\n<!-- methods-main:end -->\n\ntail kept\n")
     return results, methods, markdown
 
@@ -52,7 +53,8 @@ def test_report_blocks_are_recomputed_from_the_predictions(copied, load_benchmar
     load_benchmark("paired").report(markdown=markdown, results=results, methods=methods)
     text = markdown.read_text()
     assert text.startswith("# R\n\nkept\n") and "tail kept" in text and "\nold\n" not in text
-    for name in ("paired-rows", "paired-disagreement", "paired-compute", "methods-rows", "methods-compute"):
+    for name in ("paired-rows", "paired-disagreement", "paired-compute", "methods-rows",
+                 "methods-compute"):
         assert f"<!-- {name}:begin -->" in text, name  # missing blocks are appended
 
     diffs, cpu, ours, base = [], [], [], []

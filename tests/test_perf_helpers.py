@@ -18,7 +18,8 @@ def test_result_names_keep_modes_devices_and_thread_counts_apart(load_benchmark)
     }
     assert len(names) == 8
     # the 1-thread record keeps the name the committed results use
-    assert perf.result_name("decoding", SimpleNamespace(quick=False, threads=1), cpu) == "decoding_full_cpu"
+    assert (perf.result_name("decoding", SimpleNamespace(quick=False, threads=1), cpu)
+            == "decoding_full_cpu")
 
 
 def test_training_benchmark_figures_come_from_its_runs(load_benchmark):

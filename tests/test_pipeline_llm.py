@@ -21,7 +21,8 @@ from skw2s import (
     WeakToStrongPipeline,
 )
 
-REPORT_MODELS = {"weak_single", "weak_round", "weak_ensemble", "baseline_student", "ensemble_student", "ceiling"}
+REPORT_MODELS = {"weak_single", "weak_round", "weak_ensemble", "baseline_student",
+                 "ensemble_student", "ceiling"}
 
 
 def _binary_data(n=48):
@@ -70,7 +71,8 @@ def _mc_data(n=16):
 
 
 def _generator(tiny_lm, **kw):
-    return LLMGenerator(tiny_lm, mode="full", lr=5e-3, n_epochs=3, batch_size=8, max_length=64, device="cpu", **kw)
+    return LLMGenerator(tiny_lm, mode="full", lr=5e-3, n_epochs=3, batch_size=8, max_length=64,
+                        device="cpu", **kw)
 
 
 def test_multiple_choice_pipeline_with_truncated_experts(tiny_lm, tmp_path):
@@ -108,7 +110,8 @@ def test_truncated_model_in_lora_generator(tiny_lm, tmp_path):
 
     deep = tiny_causal_lm(tmp_path / "deep", n_layers=3)
     X, y = _mc_data(8)
-    gen = LLMGenerator(deep + "[:2]", mode="lora", lr=1e-2, n_epochs=1, max_length=64, device="cpu").fit(X, y)
+    gen = LLMGenerator(deep + "[:2]", mode="lora", lr=1e-2, n_epochs=1, max_length=64,
+                       device="cpu").fit(X, y)
     assert gen.model_.base_model.model.config.num_hidden_layers == 2
     assert len(gen.generate(X.prompt[:2].tolist(), max_new_tokens=3)) == 2
 
@@ -135,14 +138,16 @@ KILL_SCRIPT = textwrap.dedent(
     _cache.Store.save = dying_save
 
     rng = np.random.RandomState(1)
-    X = pd.DataFrame({"prompt": [f"Question: is item {i} more or less?\\nAnswer:" for i in range(16)],
+    X = pd.DataFrame({"prompt": [f"Question: is item {i} more or less?\\nAnswer:" """
+    """for i in range(16)],
                       "choices": [["more", "less"]] * 16})
     y = rng.randint(0, 2, 16)
     gen = LLMGenerator(sys.argv[1], mode="full", lr=5e-3, n_epochs=2, max_length=48, device="cpu")
     pipe = WeakToStrongPipeline(weak=TokenAdaBoostGenerator(gen, n_estimators=3, random_state=0),
                                 strong=gen, random_state=0, memory=sys.argv[2]).fit(X, y)
     json.dump({"report": pipe.report_.to_dict("list"), "history": pipe.history_,
-               "weak_history": [{k: v for k, v in h.items() if k in ("round", "cached")} for h in pipe.weak_.history_]},
+               "weak_history": [{k: v for k, v in h.items() if k in ("round", "cached")} """
+    """for h in pipe.weak_.history_]},
               open(sys.argv[3], "w"), default=float)
     """
 )
@@ -154,10 +159,12 @@ def test_resume_after_kill_mid_boosting(tiny_lm, tmp_path):
     script.write_text(KILL_SCRIPT)
     env = dict(os.environ, DIE_AFTER_ROUND=str(tmp_path / "died"), OMP_NUM_THREADS="1")
     memory, out = tmp_path / "memory", tmp_path / "out.json"
-    killed = subprocess.run([sys.executable, str(script), tiny_lm, str(memory), str(out)], env=env, capture_output=True, text=True)
+    killed = subprocess.run([sys.executable, str(script), tiny_lm, str(memory), str(out)],
+                            env=env, capture_output=True, text=True)
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert (tmp_path / "died").exists() and not out.exists()
-    resumed = subprocess.run([sys.executable, str(script), tiny_lm, str(memory), str(out)], env=env, capture_output=True, text=True)
+    resumed = subprocess.run([sys.executable, str(script), tiny_lm, str(memory), str(out)],
+                             env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     result = json.loads(out.read_text())
     # the first two rounds came back from disk; only the rest was trained

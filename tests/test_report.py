@@ -11,19 +11,22 @@ import pandas as pd
 import pytest
 
 from skw2s.experiment import report
-from skw2s.experiment.report import aggregate, find_run_dirs, id_ood_table, load_runs, rounds_table, summary_table, write_report
+from skw2s.experiment.report import (aggregate, find_run_dirs, id_ood_table, load_runs,
+                                     rounds_table, summary_table, write_report)
 
 
 def _runs(split_kind="easy_hard"):
     rows = []
-    for seed, (single, ens, base, ours, ceil) in enumerate([(0.5, 0.6, 0.55, 0.65, 0.8), (0.4, 0.45, 0.5, 0.5, 0.7)]):
+    for seed, (single, ens, base, ours, ceil) in enumerate([(0.5, 0.6, 0.55, 0.65, 0.8),
+                                                            (0.4, 0.45, 0.5, 0.5, 0.7)]):
         for test, shift in (("hard", 0.0), ("easy", 0.1)):
-            for model, rnd, acc in [("weak_single", 1, single), ("weak_round", 1, single), ("weak_round", 2, ens),
-                                    ("weak_ensemble", 2, ens), ("baseline_student", 1, base),
+            for model, rnd, acc in [("weak_single", 1, single), ("weak_round", 1, single),
+                                    ("weak_round", 2, ens), ("weak_ensemble", 2, ens),
+                                    ("baseline_student", 1, base),
                                     ("ensemble_student", 2, ours), ("ceiling", np.nan, ceil)]:
                 rows.append({"run": "r", "seed": seed, "test": test, "model": model, "round": rnd,
-                             "accuracy": acc + shift, "token_error": 1 - acc, "pgr": np.nan, "gap": np.nan,
-                             "split_kind": split_kind})
+                             "accuracy": acc + shift, "token_error": 1 - acc, "pgr": np.nan,
+                             "gap": np.nan, "split_kind": split_kind})
     return pd.DataFrame(rows)
 
 
@@ -110,7 +113,8 @@ def _write_run(directory, name, split_kind="random", seeds=(0, 1)):
     (directory / "config.json").write_text("{}")
     runs = _runs(split_kind)
     for seed in seeds:
-        rows = runs[(runs.seed == seed)].drop(columns=["run", "seed", "split_kind"]).to_dict("records")
+        rows = (runs[(runs.seed == seed)].drop(columns=["run", "seed", "split_kind"])
+                .to_dict("records"))
         record = {"name": name, "seed": seed, "config": {"split_kind": split_kind}, "report": rows}
         (directory / f"seed{seed}.json").write_text(json.dumps(record))
 
@@ -124,7 +128,8 @@ def test_report_finds_run_directories_below_a_folder(tmp_path):
     _write_run(tmp_path / "results" / ".cache" / "hidden", "hidden")
     capability = tmp_path / "results" / "capability" / "quartz" / "tiny"
     capability.mkdir(parents=True)
-    (capability / "seed0.json").write_text(json.dumps({"task": "quartz", "seed": 0, "trained": 0.5}))
+    (capability / "seed0.json").write_text(json.dumps({"task": "quartz", "seed": 0,
+                                                       "trained": 0.5}))
     found = find_run_dirs([tmp_path / "results"])
     assert found == [tmp_path / "results" / "a" / "first", tmp_path / "results" / "b" / "second"]
     assert main(["report", str(tmp_path / "results"), "--output-dir", str(tmp_path / "out")]) == 0

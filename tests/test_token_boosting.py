@@ -121,7 +121,8 @@ def test_bad_params(tiny_lm):
         TokenAdaBoostGenerator(_weak(tiny_lm), weighting="word").fit(X, Y)
     with pytest.raises(ValueError, match="'window'"):
         TokenAdaBoostGenerator(_weak(tiny_lm), window=0).fit(X, Y)
-    with pytest.raises(ValueError, match="must be an object implementing .fit., .token_mistakes., .answer_lengths. and .as_expert. or None"):
+    with pytest.raises(ValueError, match="must be an object implementing .fit., .token_mistakes., "
+                                         ".answer_lengths. and .as_expert. or None"):
         TokenAdaBoostGenerator("smollm2-135m").fit(X, Y)
     with pytest.raises(ValueError, match="'mode'"):
         TokenAdaBoostGenerator(_weak(tiny_lm, mode="full").set_params(mode="qlora")).fit(X, Y)

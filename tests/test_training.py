@@ -56,7 +56,8 @@ def test_sft_lowers_answer_loss(tiny_lm, mode):
     enc = encode_sft(tok, ["Question: sky colour?\nAnswer:"] * 8, [" blue"] * 8)
     before = _answer_nll(model, enc[0])
     lr = {"full": 1e-2, "lora": 5e-2}[mode]
-    model = train_causal_lm(model, tok, enc, mode=mode, lr=lr, n_epochs=6, batch_size=4, random_state=0)
+    model = train_causal_lm(model, tok, enc, mode=mode, lr=lr, n_epochs=6, batch_size=4,
+                            random_state=0)
     # LoRA on attention moves a random tiny model less: its final norm bounds the logits.
     assert _answer_nll(model, enc[0]) < before - {"full": 0.5, "lora": 0.2}[mode]
 
@@ -66,7 +67,8 @@ def test_sft_zero_weight_tokens_are_not_trained(tiny_lm):
     enc = encode_sft(tok, ["Q: a?\nA:", "Q: b?\nA:"], [" one", " two"])
     weights = [np.ones(enc[0].n_answer_tokens), np.zeros(enc[1].n_answer_tokens)]
     before = [_answer_nll(model, e) for e in enc]
-    model = train_causal_lm(model, tok, enc, weights, lr=1e-2, n_epochs=5, batch_size=2, random_state=0)
+    model = train_causal_lm(model, tok, enc, weights, lr=1e-2, n_epochs=5, batch_size=2,
+                            random_state=0)
     after = [_answer_nll(model, e) for e in enc]
     assert after[0] < before[0] - 0.5
     with pytest.raises(ValueError, match="No answer token"):
@@ -94,7 +96,8 @@ def test_classifier_modes_fit(tiny_lm, mode):
     model, tok = load_sequence_classifier(tiny_lm, device="cpu")
     lr = {"full": 1e-2, "lora": 1e-2, "head": 0.1}[mode]
     epochs = {"full": 6, "lora": 6, "head": 300}[mode]
-    model = train_classifier(model, tok, TEXTS, LABELS, mode=mode, lr=lr, n_epochs=epochs, batch_size=8, random_state=0)
+    model = train_classifier(model, tok, TEXTS, LABELS, mode=mode, lr=lr, n_epochs=epochs,
+                             batch_size=8, random_state=0)
     enc = tok(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         pred = model(**enc).logits.argmax(-1).numpy()
@@ -105,7 +108,8 @@ def test_head_mode_respects_sample_weight(tiny_lm):
     # With all weight on the label-1 examples, the head must predict 1 everywhere it is unsure.
     model, tok = load_sequence_classifier(tiny_lm, device="cpu")
     w = (LABELS == 1).astype(float)
-    model = train_classifier(model, tok, TEXTS, LABELS, w, mode="head", lr=0.1, n_epochs=200, random_state=0)
+    model = train_classifier(model, tok, TEXTS, LABELS, w, mode="head", lr=0.1, n_epochs=200,
+                             random_state=0)
     enc = tok(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         pred = model(**enc).logits.argmax(-1).numpy()
