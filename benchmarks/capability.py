@@ -50,7 +50,8 @@ logger = logging.getLogger("capability")
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "capability"
 MODELS = [
-    "smollm2-135m[:6]", "smollm2-135m[:12]", "smollm2-135m[:18]", "smollm2-135m[:24]", "smollm2-135m", "gemma3-270m",
+    "smollm2-135m[:6]", "smollm2-135m[:12]", "smollm2-135m[:18]", "smollm2-135m[:24]",
+    "smollm2-135m", "gemma3-270m",
 ]
 TASKS = ["sciq_binary", "sciq_binary_scores", "sciq_mc", "quartz", "arc_easy"]
 BUDGET = {
@@ -67,11 +68,13 @@ def _slug(model):
 
 
 def _task_data(task, data_dir, seed, budget):
-    from skw2s.data.datasets import binarize_sciq, load_dataset, to_classification, to_multiple_choice
+    from skw2s.data.datasets import (binarize_sciq, load_dataset, to_classification,
+                                     to_multiple_choice)
 
     name = {"sciq_binary": "sciq", "sciq_binary_scores": "sciq", "sciq_mc": "sciq"}.get(task, task)
     train = load_dataset(name, "train", data_dir=data_dir)
-    test = load_dataset(name, "test", data_dir=data_dir).iloc[: budget["n_test"]].reset_index(drop=True)
+    test = (load_dataset(name, "test", data_dir=data_dir).iloc[: budget["n_test"]]
+            .reset_index(drop=True))
     rows = np.random.RandomState(seed).choice(len(train), budget["n_train"], replace=False)
     train = train.iloc[np.sort(rows)].reset_index(drop=True)
     if task.startswith("sciq_binary"):
@@ -90,8 +93,8 @@ def _zero_shot(task, model_spec, test, test_frame, budget):
     model, tok = load_causal_lm(model_spec, device="auto")
     if task.startswith("sciq_binary"):
         prompts = [f"Question: {q}\nAnswer:" for q in test_frame.question]
-        nll = choice_nll(model, tok, prompts, [[a] for a in test_frame.answer_text], reduction="mean",
-                         batch_size=16, max_length=budget["max_length"])
+        nll = choice_nll(model, tok, prompts, [[a] for a in test_frame.answer_text],
+                         reduction="mean", batch_size=16, max_length=budget["max_length"])
         score = -np.array([n[0] for n in nll])
         pred = (score > np.median(score)).astype(int)
         acc = float(np.mean(pred == test[1]))
@@ -113,7 +116,8 @@ def _trained(task, model_spec, train, test, seed, budget):
         est = LLMClassifier(model_spec, max_length=budget["max_length"], random_state=seed,
                             head_features=features, **budget["binary"])
     else:
-        est = LLMGenerator(model_spec, max_length=budget["max_length"], random_state=seed, **budget["mc"])
+        est = LLMGenerator(model_spec, max_length=budget["max_length"], random_state=seed,
+                           **budget["mc"])
     start = time.perf_counter()
     est.fit(*train)
     fit_seconds = time.perf_counter() - start
@@ -151,9 +155,12 @@ def report(out, path):
         raise SystemExit(f"no results under {out}")
     df = pd.DataFrame(records)
     lines = []
-    for column, title in (("zero_shot", "Zero-shot accuracy"), ("trained", "Accuracy after the training budget")):
-        lines += [f"### {title}", "", "| model | " + " | ".join(TASKS) + " |", "|---" * (len(TASKS) + 1) + "|"]
-        for model in [m for m in MODELS if m in set(df.model)] + sorted(set(df.model) - set(MODELS)):
+    for column, title in (("zero_shot", "Zero-shot accuracy"),
+                          ("trained", "Accuracy after the training budget")):
+        lines += [f"### {title}", "", "| model | " + " | ".join(TASKS) + " |",
+                  "|---" * (len(TASKS) + 1) + "|"]
+        for model in ([m for m in MODELS if m in set(df.model)]
+                      + sorted(set(df.model) - set(MODELS))):
             cells = []
             for task in TASKS:
                 vals = df[(df.model == model) & (df.task == task)][column].dropna()
@@ -161,7 +168,8 @@ def report(out, path):
                     cells.append("–")
                     continue
                 mean, sem = mean_sem(vals)
-                cells.append(f"{mean:.3f}" + (f" ± {sem:.3f}" if np.isfinite(sem) else "") + f" (n={len(vals)})")
+                cells.append(f"{mean:.3f}" + (f" ± {sem:.3f}" if np.isfinite(sem) else "")
+                             + f" (n={len(vals)})")
             lines.append(f"| `{model}` | " + " | ".join(cells) + " |")
         lines.append("")
     table = "\n".join(lines)
@@ -177,7 +185,8 @@ def report(out, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", help="the folder holding sciq/, quartz/, arc_easy/; default: SKW2S_DATA_DIR")
+    parser.add_argument("--data-dir", help="the folder holding sciq/, quartz/, arc_easy/; "
+                                           "default: SKW2S_DATA_DIR")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--models", nargs="+", default=MODELS)
     parser.add_argument("--tasks", nargs="+", default=TASKS, choices=TASKS)

@@ -401,7 +401,8 @@ def part_correctness(ctx):
         same = [int(np.argmin(r)) for r in dev_nll] == [int(np.argmin(r)) for r in cpu_nll]
         return {"ok": rel <= NLL_TOL and same, "max_rel_diff": rel, "tolerance": NLL_TOL,
                 "same_choices": same,
-                "detail": f"{name}: max rel |dNLL| {rel:.1e} (tol {NLL_TOL:g}), same choices {same}"}
+                "detail": f"{name}: max rel |dNLL| {rel:.1e} (tol {NLL_TOL:g}), "
+                          f"same choices {same}"}
 
     def check_stacked():
         (ea, tok), (eb, _) = lora_pair(dev), lora_pair("cpu")

@@ -42,7 +42,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CONFIGS = HERE / "paired"
 RESULTS = HERE / "results" / "paired"
-METHODS = HERE / "results" / "methods"  # the standard w2s methods side by side (benchmarks/methods/)
+# the standard w2s methods side by side (benchmarks/methods/)
+METHODS = HERE / "results" / "methods"
 MARKDOWN = HERE / "RESULTS.md"
 CELLS = ["sciq-binary-random", "sciq-binary-easy-hard", "arc-easy-random", "arc-easy-easy-hard",
          "sciq-binary-reweight"]
@@ -152,8 +153,8 @@ def seeds_needed(half_width, seed_half_width, seed_sd, n_seeds):
 def compute_block(dirs, table):
     """CPU time per seed and per cell, measured; the target judged on the wider interval.
 
-    ``table`` is the :func:`skw2s.experiment.comparison.paired_table` of ``dirs`` that the main block
-    shows, so the half-widths here are the ones printed there. The last column prices the
+    ``table`` is the :func:`skw2s.experiment.comparison.paired_table` of ``dirs`` that the main
+    block shows, so the half-widths here are the ones printed there. The last column prices the
     seeds still missing at the mean measured CPU time of a seed (the 2 x wall bound where no
     seed of the cell measured it).
     """
@@ -210,9 +211,10 @@ def cost_block(dirs):
     One row per cell and path: each seed's measured CPU seconds, the mean CPU and wall hours per
     seed and their ratio to the plain path's, the students' hard-test accuracy (mean ± SEM over
     seeds) with ours − baseline, and each seed's training efficiency where its file records it
-    (useful FLOPs / (training seconds x the matmul rate timed in that run, also shown)). The fast row adds the change in ours − baseline against
-    the plain seeds, with a Welch 95% t interval over the two groups' per-seed differences:
-    whether the cheaper training moved the result beyond seed-to-seed noise.
+    (useful FLOPs / (training seconds x the matmul rate timed in that run, also shown)). The fast
+    row adds the change in ours − baseline against the plain seeds, with a Welch 95% t interval
+    over the two groups' per-seed differences: whether the cheaper training moved the result
+    beyond seed-to-seed noise.
     """
     import pandas as pd
     from scipy.stats import ttest_ind
@@ -394,7 +396,8 @@ def report(markdown=MARKDOWN, results=RESULTS, methods=METHODS):
 
     dirs = _dirs(results)
     if not dirs:
-        raise SystemExit(f"No results under {results}: run `python benchmarks/paired.py run` first.")
+        raise SystemExit(
+            f"No results under {results}: run `python benchmarks/paired.py run` first.")
     write_report(dirs, results / "report")
     table = paired_table(dirs)
     blocks = {
@@ -407,7 +410,8 @@ def report(markdown=MARKDOWN, results=RESULTS, methods=METHODS):
         "paired-replication": replication_block(results),
     }
     (results / "report" / "cost_by_path.md").write_text(blocks["paired-cost"] + "\n")
-    method_dirs = _dirs(methods, sorted(p.name for p in methods.iterdir())) if methods.is_dir() else []
+    method_dirs = (_dirs(methods, sorted(p.name for p in methods.iterdir())) if methods.is_dir()
+                   else [])
     if method_dirs:
         method_table = paired_table(method_dirs)
         blocks["methods-main"] = paired_block(method_table)
@@ -429,7 +433,8 @@ def main(argv=None):
     r.add_argument("--only", nargs="+", choices=CELLS, help=f"default: {' '.join(CELLS)}")
     sub.add_parser("report", help="rebuild the tables")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "run":
         from skw2s.data.datasets import resolve_data_dir
 

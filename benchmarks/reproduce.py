@@ -32,7 +32,8 @@ ROOT = HERE.parent
 CONFIGS = HERE / "reproduce"
 RESULTS = HERE / "results" / "reproduce"
 MARKDOWN = HERE / "RESULTS.md"
-MAIN = ["sciq-binary-random", "sciq-binary-easy-hard", "sciq-binary-scores-random", "sciq-binary-scores-easy-hard",
+MAIN = ["sciq-binary-random", "sciq-binary-easy-hard", "sciq-binary-scores-random",
+        "sciq-binary-scores-easy-hard",
         "arc-easy-random", "arc-easy-easy-hard",
         "quartz-random", "quartz-easy-hard"]
 # The paper's ablations on ARC-Easy change the boosting settings only; the weak-side variants
@@ -107,7 +108,8 @@ def _paper_table(runs):
     rows = []
     hard = runs[runs.test == "hard"]
     for run, group in hard.groupby("run", sort=False):
-        by_seed = group[group.model != "weak_round"].pivot_table(index="seed", columns="model", values="accuracy")
+        by_seed = group[group.model != "weak_round"].pivot_table(index="seed", columns="model",
+                                                                 values="accuracy")
         if not {"ensemble_student", "baseline_student", "ceiling"} <= set(by_seed.columns):
             continue
         diff = by_seed.ensemble_student - by_seed.baseline_student
@@ -117,7 +119,8 @@ def _paper_table(runs):
             "paper": claim,
             "measured: ours - baseline": _mean_sem_text(diff, sign=True),
             "seeds with ours > baseline": f"{int((diff > 0).sum())} of {len(diff)}",
-            "seeds with ours > ceiling": f"{int((by_seed.ensemble_student > by_seed.ceiling).sum())} of {len(diff)}",
+            "seeds with ours > ceiling":
+                f"{int((by_seed.ensemble_student > by_seed.ceiling).sum())} of {len(diff)}",
             "gap (ceiling - weak)": _mean_sem_text(by_seed.ceiling - by_seed.weak_single),
         })
     return pd.DataFrame(rows)
@@ -133,7 +136,8 @@ def _ablation_deltas(runs, default="arc-easy-random"):
     values = {"weak ensemble": ("weak_ensemble", "accuracy"),
               "weak ensemble token error": ("weak_ensemble", "token_error"),
               "ensemble student": ("ensemble_student", "accuracy")}
-    tables = {name: hard[hard.model == model].pivot_table(index="seed", columns="run", values=column)
+    tables = {name: hard[hard.model == model].pivot_table(index="seed", columns="run",
+                                                          values=column)
               for name, (model, column) in values.items()}
     rows = []
     for run in dict.fromkeys(hard.run):
@@ -174,7 +178,8 @@ def _md(frame):
 def report(markdown=MARKDOWN, results=RESULTS):
     """Rebuild the plots under ``results/report`` and the tables of ``markdown``."""
     from skw2s.experiment.report import write_report
-    from skw2s.experiment.report import aggregate, id_ood_table, load_runs, rounds_table, summary_table
+    from skw2s.experiment.report import (aggregate, id_ood_table, load_runs, rounds_table,
+                                         summary_table)
 
     out = results / "report"
     text = markdown.read_text() if markdown.exists() else "# Results\n"
@@ -192,9 +197,10 @@ def report(markdown=MARKDOWN, results=RESULTS):
         write_report(base + ablation_dirs, out / "ablations")
         agg = aggregate(load_runs(base + ablation_dirs))
         table = summary_table(agg)
-        keep = [c for c in ["run", "seeds", "weak_single", "weak_ensemble", "weak_ensemble token error",
-                            "baseline_student", "ensemble_student", "ceiling", "pgr_ours", "ensemble - single",
-                            "ours - baseline"] if c in table]
+        keep = [c for c in ["run", "seeds", "weak_single", "weak_ensemble",
+                            "weak_ensemble token error", "baseline_student", "ensemble_student",
+                            "ceiling", "pgr_ours", "ensemble - single", "ours - baseline"]
+                if c in table]
         blocks["ablations"] = _md(table[keep])
         blocks["ablation-deltas"] = _md(_ablation_deltas(load_runs(base + ablation_dirs)))
         blocks["ablation-rounds"] = _md(rounds_table(agg))
@@ -210,13 +216,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run cells (resumable), then rebuild the report")
-    r.add_argument("--data-dir", help="the folder holding sciq/, quartz/, arc_easy/; default: SKW2S_DATA_DIR")
+    r.add_argument("--data-dir", help="the folder holding sciq/, quartz/, arc_easy/; "
+                                      "default: SKW2S_DATA_DIR")
     r.add_argument("--only", nargs="+", help=f"cell names; default: {' '.join(MAIN + ABLATIONS)}")
-    r.add_argument("--seeds", nargs="+", type=int, help="run these seeds, each over all cells first")
+    r.add_argument("--seeds", nargs="+", type=int,
+                   help="run these seeds, each over all cells first")
     r.add_argument("--no-report", action="store_true")
     sub.add_parser("report", help="rebuild RESULTS.md's tables and the plots from the raw JSON")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "run":
         from skw2s.data.datasets import resolve_data_dir
 

@@ -61,7 +61,8 @@ def binary(data_dir):
     X, y = np.asarray(X, dtype=object), np.asarray(y)
     idx = np.random.RandomState(123).permutation(len(X))[:1000]
     tr, va = idx[:800], idx[800:]
-    for n_epochs, sampling, rate in itertools.product([3, 10, 30], ["reweight", "resample"], [1.0, 0.5]):
+    for n_epochs, sampling, rate in itertools.product([3, 10, 30], ["reweight", "resample"],
+                                                      [1.0, 0.5]):
         accs = []
         for seed in range(2):
             learner = LLMClassifier("smollm2-135m[:6]", mode="head", lr=1e-2, n_epochs=n_epochs,
