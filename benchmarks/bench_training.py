@@ -194,7 +194,6 @@ def profile_step(base, tok, encoded, *, lora_r):
     their rate, and the float32 rate timed just before, so that efficiency = (useful / matmul
     FLOPs) x (matmul share) x (matmul rate / float32 rate), up to the profiler's overhead.
     """
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
     from skw2s.hf.efficiency import matmul_rate, parameter_counts, useful_flops

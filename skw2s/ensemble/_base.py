@@ -126,7 +126,7 @@ class FitContext:
 def _check_round(entry, prototype, weights):
     """Raise ``ValueError`` unless a stored round holds a fitted learner of the prototype's
     type and one finite mistake indicator in [0, 1] per weight (see
-    :meth:`skw2s._cache.Store.load`)."""
+    :meth:`skw2s._infra.cache.Store.load`)."""
     if not isinstance(entry, dict) or not {"learner", "incorrect", "fit_seconds",
                                            "info"} <= entry.keys():
         raise ValueError(f"a round is a dict of learner, incorrect, fit_seconds and info; got "

@@ -65,7 +65,7 @@ class TokenAdaBoostGenerator(BaseGeneratorEnsemble):
         expert's ``alpha_t`` times its confidence at that step (the probability of its own
         most likely next token), normalised; no training. It follows Dynamic Logits Fusion's
         per-step re-weighting (Fan et al., NeurIPS 2024) without its optimisation against a
-        larger model (:func:`skw2s._mixture.confidence_step_weights`).
+        larger model (:func:`skw2s.core.mixture.confidence_step_weights`).
         ``"router"`` (multiple choice only): per question, the experts' own choice
         probabilities mixed by a gate fitted on the held-out ``validation_fraction`` after
         boosting (a logistic regression from the experts' choice log-probabilities to the

@@ -454,7 +454,7 @@ class WeakToStrongPipeline(BaseEstimator):
 
     def _check_split(self, parts, n_rows, X_test):
         """Raise ``ValueError`` unless a stored split fits this data (see
-        :meth:`skw2s._cache.Store.load`)."""
+        :meth:`skw2s._infra.cache.Store.load`)."""
         if not isinstance(parts, dict):
             raise ValueError(f"a split is a dict; got {type(parts).__name__}")
         for name in ("easy", "hard_train", "test", "id_test"):
