@@ -96,11 +96,26 @@ def test_gold_rows_get_one_hot_soft_labels_and_full_confidence():
     assert np.all(out["confidence"][rows] == 1) and np.all(labels["proba"] == 0.5)  # no aliasing
 
 
+def _out_of_fold(make, X_hard, labels):
+    """A cascade step's labels as the pipeline defines them: each seeded fold labelled by a
+    copy of the step trained on the other folds (random_state=0: the strong seed)."""
+    from skw2s.core.random import cascade_fold_rng, stage_seeds
+    from skw2s.w2s.pipeline import CASCADE_FOLDS
+
+    n = len(X_hard)
+    fold = cascade_fold_rng(stage_seeds(0)["strong"]).permutation(n) % CASCADE_FOLDS
+    out = np.empty(n, dtype=labels.dtype)
+    for f in range(CASCADE_FOLDS):
+        held = fold == f
+        out[held] = make().fit(X_hard[~held], labels[~held]).predict(X_hard[held])
+    return out
+
+
 def test_cascade_chains_students_and_reports_each_step():
     X, y = _data()
-    mid = [LogisticRegression(C=0.01), LogisticRegression(C=0.1)]
+    mid = [LogisticRegression(C=0.3), LogisticRegression(C=3.0)]
     pipe = _pipe(cascade=mid).fit(X, y)
-    assert len(pipe.cascade_steps_) == 2 and pipe.cascade_steps_[0].C == 0.01
+    assert len(pipe.cascade_steps_) == 2 and pipe.cascade_steps_[0].C == 0.3
     steps = pipe.report_[pipe.report_.model == "cascade_step"]
     assert list(steps["round"]) == [1, 2] and set(steps.weak_side) == {CASCADE}
     assert steps.pgr.notna().all()
@@ -108,14 +123,38 @@ def test_cascade_chains_students_and_reports_each_step():
     assert steps.accuracy.iloc[0] == pytest.approx(pipe.cascade_steps_[0].score(Xt, yt))
     final = pipe.students_[(CASCADE, "xent")]
     assert f"{CASCADE}/ensemble_student/xent" in pipe.predictions_["hard"]["models"]
-    # the last student learned from the second step's labels of the hard rows
-    X_hard = X[pipe.hard_train_indices_]
-    relabel = LogisticRegression().fit(X_hard, pipe.cascade_steps_[1].predict(X_hard))
-    np.testing.assert_allclose(final.coef_, relabel.coef_)
-    # the second step learned from the first step's labels
-    second = LogisticRegression(C=0.1).fit(X_hard, pipe.cascade_steps_[0].predict(X_hard))
-    np.testing.assert_allclose(pipe.cascade_steps_[1].coef_, second.coef_)
-    assert CASCADE in set(pipe.labels_.weak_side)
+    # each step's labels are out of fold; the reported step trains on all rows
+    X_hard, y_hard = X[pipe.hard_train_indices_], y[pipe.hard_train_indices_]
+    first = _out_of_fold(lambda: LogisticRegression(C=0.3), X_hard, pipe.pseudo_labels_)
+    second = _out_of_fold(lambda: LogisticRegression(C=3.0), X_hard, first)
+    np.testing.assert_allclose(final.coef_, LogisticRegression().fit(X_hard, second).coef_)
+    np.testing.assert_allclose(pipe.cascade_steps_[1].coef_,
+                               LogisticRegression(C=3.0).fit(X_hard, first).coef_)
+    labels = pipe.labels_.set_index("weak_side")
+    assert labels.loc[CASCADE, "accuracy"] == pytest.approx(np.mean(second == y_hard))
+
+
+def test_a_step_that_fits_its_labels_still_relabels_the_rows():
+    # An unpruned tree reproduces its training labels: labelling the rows it trained on, the
+    # cascade gave back the weak side's labels, and its students were the weak side's
+    from sklearn.ensemble import BaggingClassifier
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y = _data()
+    weak = BaggingClassifier(KNeighborsClassifier(n_neighbors=1), n_estimators=3, random_state=0)
+    pipe = WeakToStrongPipeline(weak=weak, strong=LogisticRegression(), random_state=0,
+                                cascade=[DecisionTreeClassifier(random_state=0)]).fit(X, y)
+    from skw2s.core.random import stage_seeds
+
+    X_hard, seed = X[pipe.hard_train_indices_], stage_seeds(0)["strong"]  # the strong models'
+    assert np.array_equal(DecisionTreeClassifier(random_state=seed).fit(
+        X_hard, pipe.pseudo_labels_).predict(X_hard), pipe.pseudo_labels_)
+    labels = _out_of_fold(lambda: DecisionTreeClassifier(random_state=seed), X_hard,
+                          pipe.pseudo_labels_)
+    assert 0 < np.mean(labels != pipe.pseudo_labels_) < 0.5
+    final = pipe.students_[(CASCADE, "xent")]
+    np.testing.assert_allclose(final.coef_, LogisticRegression().fit(X_hard, labels).coef_)
+    assert not np.allclose(final.coef_, pipe.students_[("ours", "xent")].coef_)
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -24,8 +24,13 @@ def test_extended_methods_config_dry_run(tiny_lm, tmp_path, data_dir):
     raw.update(n_examples=64, n_test=30, seeds=[0], weak=tiny,
                strong={**tiny, "model": tiny_lm + "[:1]"}, cascade=[{"model": tiny_lm}],
                output_dir=str(tmp_path / "run"), cache_dir=str(tmp_path / "cache"))
-    out = run_config(load_config(raw), data_dir=data_dir)
+    config = load_config(raw)
+    out = run_config(config, data_dir=data_dir)
     record = json.loads((out / "seed0.json").read_text())
+    # the dry run's plan lists the stages the run ran, the gold side's and the cascade's too
+    from skw2s.experiment._plan import _stages
+
+    assert [name for name, _ in _stages(config)] == [s["stage"] for s in record["stages"]]
     models = record["predictions"]["hard"]["models"]
     for side in ROWS:
         for loss in ("xent", "logconf"):

@@ -54,6 +54,7 @@ import numpy as np
 
 __all__ = [
     "BATCH_ORDER_SALT",
+    "CASCADE_FOLD_SALT",
     "DEFAULT_TORCH_SEED",
     "GOLD_SALT",
     "HOLDOUT_SALT",
@@ -62,6 +63,7 @@ __all__ = [
     "STAGE_SALT",
     "THRESHOLD_TIE_SALT",
     "batch_order_rng",
+    "cascade_fold_rng",
     "check_random_state",
     "decoding_seed",
     "fold_rng",
@@ -94,6 +96,9 @@ STAGE_SALT = 2026
 
 GOLD_SALT = 2027
 """Salt of :func:`gold_rng`, the pipeline's gold-labelled rows."""
+
+CASCADE_FOLD_SALT = 2028
+"""Salt of :func:`cascade_fold_rng`, the folds of a cascade step's out-of-fold labels."""
 
 THRESHOLD_TIE_SALT = 1
 """Salt of :func:`threshold_tie_rng`: a stream apart from the pool's tie order."""
@@ -209,6 +214,12 @@ def split_rng(seed):
 def gold_rng(seed):
     """The generator of the pipeline's gold-labelled rows: ``default_rng([seed, GOLD_SALT])``."""
     return np.random.default_rng([int(seed), GOLD_SALT])
+
+
+def cascade_fold_rng(seed):
+    """The generator of the folds in which a cascade step labels the hard training rows:
+    ``default_rng([seed, CASCADE_FOLD_SALT])``."""
+    return np.random.default_rng([int(seed), CASCADE_FOLD_SALT])
 
 
 def fold_rng(random_state):

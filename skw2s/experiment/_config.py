@@ -127,8 +127,9 @@ CONFIG_KEYS = (
     Key("cascade", "list of mappings or null", None,
         "Intermediate strong models, weakest first (each a mapping of learner parameters over "
         "strong's, at least model): a weak -> intermediate(s) -> strong chain, each step "
-        "trained on the previous one's labels of the hard rows; its students are the weak "
-        "side cascade and each step is reported as model cascade_step."),
+        "trained on the previous one's labels of the hard rows, which it labels out of fold "
+        "(2 folds, each by a copy trained on the other); its students are the weak side "
+        "cascade and each step is reported as model cascade_step."),
     Key("test_split", "str or null", None,
         "Score on this split of the built-in dataset (train, validation or test: e.g. test, the "
         "official test split), or of your own dataset.test_path (or dataset.path when that is "

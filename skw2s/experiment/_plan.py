@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..w2s.names import MAIN
+from ..w2s.names import CASCADE, GOLD, MAIN
+from ..w2s.pipeline import CASCADE_FOLDS
 from ._data import load_task_data
 
 __all__ = ["estimate_training_flops", "plan_text"]
@@ -145,8 +146,15 @@ def estimate_training_flops(config, data):
 
     default = _estimator_classes(config["task"])[0]().get_params()["loss"]
     losses = config.get("student_losses") or [config["strong"].get("loss", default)]
+    extra = [GOLD] * bool(config.get("gold_fraction"))
+    for k, step in enumerate(config.get("cascade") or [], start=1):
+        params = {**config["strong"], **step, "loss": losses[0]}
+        flops[f"cascade[{k}]"] = fit(params, n_hard) + sum(
+            fit(params, n_hard * (CASCADE_FOLDS - 1) / CASCADE_FOLDS)
+            for _ in range(CASCADE_FOLDS))
+    extra += [CASCADE] * bool(config.get("cascade"))
     for loss in losses:
-        for name in sides:
+        for name in [*sides, *extra]:
             flops[f"student[{name},{loss}]"] = fit({**config["strong"], "loss": loss}, n_hard)
     if config["baseline"]:
         for loss in config.get("baseline_losses") or losses:
@@ -216,6 +224,15 @@ def _stages(config):
         stages.append(("labels[baseline]", "none"))
     for side in sides:
         stages += [(f"student[{side},{loss}]", "the strong model") for loss in losses]
+    if config.get("gold_fraction"):
+        stages += [(f"student[{GOLD},{loss}]", "the strong model") for loss in losses]
+    for k, _ in enumerate(config.get("cascade") or [], start=1):
+        stages.append((f"cascade[{k}]", f"cascade step {k}"))
+        for f in range(1, CASCADE_FOLDS + 1):
+            stages += [(f"cascade[{k}]/fold{f}", f"cascade step {k} on the other fold(s)"),
+                       (f"labels[{CASCADE}{k}]/fold{f}", "none")]
+    if config.get("cascade"):
+        stages += [(f"student[{CASCADE},{loss}]", "the strong model") for loss in losses]
     if config["baseline"]:
         stages += [(f"baseline[{loss}]", "the strong model") for loss in baseline_losses]
     if config["ceiling"]:

@@ -48,7 +48,7 @@ from .._infra.validation import (
     take_rows,
     validate_params,
 )
-from ..core.random import gold_rng, split_rng, stage_seeds
+from ..core.random import cascade_fold_rng, gold_rng, split_rng, stage_seeds
 from ._constraints import (
     NamedEstimatorsConstraint,
     NameListConstraint,
@@ -63,6 +63,9 @@ from .stages import StageRunner, stage_key
 __all__ = ["WeakToStrongPipeline"]
 
 _MIN_TEST = 20  # fewer test questions than this give a warning: accuracies move in 5% steps
+CASCADE_FOLDS = 2
+"""Folds of a cascade step's out-of-fold labels: each labels the rows of one fold and trains on
+the others' (see ``WeakToStrongPipeline``'s ``cascade``)."""
 
 
 def _is_generator(estimator):
@@ -161,10 +164,15 @@ class WeakToStrongPipeline(BaseEstimator):
     cascade : list of estimators or None, default=None
         Intermediate strong models, weakest first, for a weak → intermediate(s) → strong chain
         (Burns et al.'s bootstrapping): the first is trained on ``weak``'s labels of the hard
-        training rows (with the first student loss), its predictions on the same rows label
-        the next, and the last one's labels train the students of ``strong``, reported as the
-        weak side ``"cascade"``. Each intermediate's accuracy and PGR are reported as
-        ``model="cascade_step"`` with ``round`` its place in the chain. None: no cascade.
+        training rows (with the first student loss), its labels of the same rows train the
+        next, and the last one's labels train the students of ``strong``, reported as the
+        weak side ``"cascade"``. A step's labels are out of fold: the rows fall in
+        ``CASCADE_FOLDS`` (2) seeded folds, and each fold is labelled by a copy of the step
+        trained on the other folds only, since a step that labelled the rows it trained on
+        would give back its training labels wherever it fits them (the chain would then be
+        ``weak`` again). Each intermediate trained on all the rows is reported, its accuracy
+        and PGR as ``model="cascade_step"`` with ``round`` its place in the chain. None: no
+        cascade.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, the weak sides (all the same seed) and the strong models (all the
         same seed).
@@ -610,7 +618,8 @@ class WeakToStrongPipeline(BaseEstimator):
         """How many stages ``fit`` runs (for the progress bar)."""
         sides, losses, cascade = self._weak_sides(), self._losses(), list(self.cascade or [])
         n = 1 + 2 * len(sides) + len(sides) * len(losses)
-        n += len(losses) * (bool(self.gold_fraction) + bool(cascade)) + 2 * len(cascade)
+        n += len(losses) * (bool(self.gold_fraction) + bool(cascade))
+        n += (1 + 2 * CASCADE_FOLDS) * len(cascade)  # a step, and per fold a copy and its labels
         return n + (1 + len(self._baseline_losses())) * bool(self.baseline) + bool(self.ceiling)
 
     def _split_stage(self, run, seed, split_seed, X, y, X_test, y_test):
@@ -653,23 +662,30 @@ class WeakToStrongPipeline(BaseEstimator):
                 lambda v: self._check_labels(v, len(fit.y_hard)))
         return fitted, labels
 
-    def _labels_stage(self, fit, name, labeller, labeller_key):
+    def _labels_stage(self, fit, name, labeller, labeller_key, rows=None):
         """The labels of a fitted ``labeller`` (stored under ``labeller_key``) for the hard
-        training rows."""
-        key = stage_key("labels", labeller=labeller_key, soft_labels=self.soft_labels,
-                        label_fraction=self.label_fraction)
-        return fit.run(name, key, lambda: self._labels(labeller, fit.X_hard),
-                       lambda v: self._check_labels(v, len(fit.y_hard)))
+        training rows, or for those of them in ``rows``."""
+        if rows is None:
+            key = stage_key("labels", labeller=labeller_key, soft_labels=self.soft_labels,
+                            label_fraction=self.label_fraction)
+            return fit.run(name, key, lambda: self._labels(labeller, fit.X_hard),
+                           lambda v: self._check_labels(v, len(fit.y_hard)))
+        key = stage_key("fold-labels", labeller=labeller_key, rows=rows,
+                        soft_labels=self.soft_labels, label_fraction=self.label_fraction)
+        return fit.run(name, key, lambda: self._labels(labeller, take_rows(fit.X_hard, rows)),
+                       lambda v: self._check_labels(v, len(rows)))
 
     def _student_stages(self, fit, side, labels):
         """The students of weak side ``side``, by ``(side, loss)``: one per student loss."""
         return {(side, loss): self._student_stage(fit, f"student[{side},{loss}]", loss, labels)[0]
                 for loss in self._losses()}
 
-    def _student_stage(self, fit, name, loss, labels, model=None):
+    def _student_stage(self, fit, name, loss, labels, model=None, among=None):
         """``model`` (the strong estimator when None) trained with ``loss`` on the kept rows
-        of ``labels``, and its key."""
+        of ``labels`` (those in ``among`` only, when given), and its key."""
         rows = self._kept(labels)
+        if among is not None:
+            rows = np.intersect1d(rows, among)
         model = self.strong if model is None else model
         key = stage_key("student", split=fit.split, model=model, seed=fit.seeds["strong"],
                         loss=loss, rows=rows, labels=labels)
@@ -692,14 +708,37 @@ class WeakToStrongPipeline(BaseEstimator):
 
     def _cascade_stages(self, fit, labels):
         """Each step of ``cascade`` trained on the labels of the one before (the first on
-        ``labels``), and the last step's labels."""
-        steps = []
+        ``labels``), and the last step's out-of-fold labels."""
+        steps, loss = [], self._losses()[0]
         for k, model in enumerate(self.cascade, start=1):
-            step, step_key = self._student_stage(fit, f"cascade[{k}]", self._losses()[0],
-                                                 labels, model)
-            steps.append(step)
-            labels = self._labels_stage(fit, f"labels[{CASCADE}{k}]", step, step_key)
+            steps.append(self._student_stage(fit, f"cascade[{k}]", loss, labels, model)[0])
+            labels = self._out_of_fold_labels(fit, k, model, loss, labels)
         return steps, labels
+
+    def _out_of_fold_labels(self, fit, k, model, loss, labels):
+        """Cascade step ``k``'s labels of the hard training rows, each row labelled by a copy
+        of ``model`` that did not train on it: the rows fall in ``CASCADE_FOLDS`` seeded
+        folds, and the copy trained on the other folds' ``labels`` labels a fold. A step that
+        labelled the rows it trained on would give back its own training labels wherever it
+        fits them, and the cascade would be its first weak side again."""
+        n = len(fit.y_hard)
+        fold = cascade_fold_rng(fit.seeds["strong"]).permutation(n) % CASCADE_FOLDS
+        parts = []
+        for f in range(CASCADE_FOLDS):
+            held = np.flatnonzero(fold == f)
+            trained, key = self._student_stage(fit, f"cascade[{k}]/fold{f + 1}", loss, labels,
+                                               model, among=np.flatnonzero(fold != f))
+            parts.append((held, self._labels_stage(
+                fit, f"labels[{CASCADE}{k}]/fold{f + 1}", trained, key, rows=held)))
+        first = parts[0][1]
+        hard = np.empty(n, dtype=np.result_type(*(p["hard"].dtype for _, p in parts)))
+        proba = None if first["proba"] is None else np.empty((n, first["proba"].shape[1]))
+        confidence = np.empty(n)
+        for held, part in parts:
+            hard[held], confidence[held] = part["hard"], part["confidence"]
+            if proba is not None:
+                proba[held] = part["proba"]
+        return {"hard": hard, "proba": proba, "confidence": confidence}
 
     def _ceiling_stage(self, fit):
         """The strong model trained on the gold labels of the hard training rows."""

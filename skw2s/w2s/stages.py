@@ -52,6 +52,9 @@ STAGE_KEYS = {
     # the labels of a fitted labeller (a weak side or a cascade step), keyed by its own key
     "labels": lambda labeller, soft_labels, label_fraction: (
         labeller, "labels", soft_labels, label_fraction),
+    # a cascade step's labels of the held-out fold ``rows``, by the model trained on the rest
+    "fold-labels": lambda labeller, rows, soft_labels, label_fraction: (
+        labeller, "fold-labels", rows, soft_labels, label_fraction),
     # the first weak learner's labels: they depend on the weak side, not on its rounds
     "baseline-labels": lambda split, seed, weak, soft_labels, label_fraction: (
         split, "baseline-labels",
