@@ -58,9 +58,12 @@ def _leftovers(directory):
 def test_ctrl_c_says_what_finished_and_how_to_resume(tiny_lm, tmp_path, data_dir):
     import re
 
-    # Many seeds, so that one is running when the signal comes however fast the tiny seeds
-    # are (with 3, a busy machine saw all 3 finish between two polls).
-    path = _config_file(tiny_lm, tmp_path, seeds=list(range(40)))
+    # Seeds that take a while (the weak learners fine-tune the whole tiny model, where head
+    # mode reuses one feature cache and a seed took milliseconds), and many of them, so that
+    # one is running when the signal comes even on a busy machine (with 3 fast seeds, all 3
+    # finished between two polls).
+    weak = {"model": tiny_lm, "mode": "full", "n_epochs": 20, "lr": 0.05, "device": "cpu"}
+    path = _config_file(tiny_lm, tmp_path, seeds=list(range(40)), weak=weak)
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.Popen(
