@@ -156,7 +156,9 @@ def compute_block(dirs, table):
     ``table`` is the :func:`skw2s.experiment.comparison.paired_table` of ``dirs`` that the main
     block shows, so the half-widths here are the ones printed there. The last column prices the
     seeds still missing at the mean measured CPU time of a seed (the 2 x wall bound where no
-    seed of the cell measured it).
+    seed of the cell measured it). The CPU time is that of the runs that wrote the seed files:
+    the stages they loaded from a cache (an earlier run's), counted in the last column, cost
+    nothing there, so a cell with some has cost more than its CPU hours say.
     """
     import pandas as pd
 
@@ -189,6 +191,9 @@ def compute_block(dirs, table):
             else:
                 row["CPU hours for the missing seeds"] = (
                     f"at most {(n - len(records)) * np.mean(cpu) / 3600:.1f} (2 x wall)")
+        stages = [s for r in records for s in r.get("stages") or []]
+        row["stages loaded from a cache"] = (
+            f"{sum(bool(s.get('cached')) for s in stages)} of {len(stages)}" if stages else "–")
         rows.append(row)
     if not rows:
         return "(no results yet)"
