@@ -224,8 +224,10 @@ def cost_block(dirs):
     import pandas as pd
     from scipy.stats import ttest_ind
 
+    from skw2s.metrics import mean_sem
+
     def sem(x):
-        return np.std(x, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
+        return mean_sem(x)[1]
 
     rows = []
     for d in dirs:
@@ -324,8 +326,9 @@ def seeds_block(dirs):
 
 
 def _mean_sem(x):
-    sem = np.std(x, ddof=1) / np.sqrt(len(x)) if len(x) > 1 else float("nan")
-    return f"{np.mean(x):.3f} ± {sem:.3f}"
+    from skw2s.metrics import mean_sem
+
+    return "{:.3f} ± {:.3f}".format(*mean_sem(x))
 
 
 def replication_block(results, pairs=REPLICATES):
