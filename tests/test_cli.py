@@ -48,11 +48,26 @@ def _config(tiny_lm, tmp_path, **overrides):
          r"Unknown key\(s\) \['n_rounds'\] in 'boost'. Allowed: .*n_estimators"),
         ({"split_kind": "easy_hard", "difficulty": {"folds": 3}},
          r"Unknown key\(s\) \['folds'\] in 'difficulty'"),
+        ({"cascade_folds": 1}, r"'cascade_folds' must be an int >= 2; got 1"),
+        ({"cascade_folds": "3"}, r"'cascade_folds' must be an int >= 2"),
     ],
 )
 def test_bad_config_names_key_and_allowed_values(tiny_lm, tmp_path, overrides, match):
     with pytest.raises(ConfigError, match=match):
         load_config(_config(tiny_lm, tmp_path, **overrides))
+
+
+def test_cascade_folds_reach_the_pipeline_and_the_plan(tiny_lm, tmp_path):
+    from skw2s.experiment import build_pipeline
+    from skw2s.experiment._plan import _stages
+
+    config = load_config(_config(tiny_lm, tmp_path, cascade=[{"model": tiny_lm}],
+                                 cascade_folds=3))
+    assert build_pipeline(config, seed=0).cascade_folds == 3
+    folds = [name for name, _ in _stages(config) if name.startswith("cascade[1]/")]
+    assert folds == ["cascade[1]/fold1", "cascade[1]/fold2", "cascade[1]/fold3"]
+    default = load_config(_config(tiny_lm, tmp_path, cascade=[{"model": tiny_lm}]))
+    assert default["cascade_folds"] == 2 and build_pipeline(default, seed=0).cascade_folds == 2
 
 
 def test_config_file_roundtrip(tiny_lm, tmp_path):

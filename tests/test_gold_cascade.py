@@ -96,16 +96,15 @@ def test_gold_rows_get_one_hot_soft_labels_and_full_confidence():
     assert np.all(out["confidence"][rows] == 1) and np.all(labels["proba"] == 0.5)  # no aliasing
 
 
-def _out_of_fold(make, X_hard, labels):
+def _out_of_fold(make, X_hard, labels, folds=2):
     """A cascade step's labels as the pipeline defines them: each seeded fold labelled by a
     copy of the step trained on the other folds (random_state=0: the strong seed)."""
     from skw2s.core.random import cascade_fold_rng, stage_seeds
-    from skw2s.w2s.pipeline import CASCADE_FOLDS
 
     n = len(X_hard)
-    fold = cascade_fold_rng(stage_seeds(0)["strong"]).permutation(n) % CASCADE_FOLDS
+    fold = cascade_fold_rng(stage_seeds(0)["strong"]).permutation(n) % folds
     out = np.empty(n, dtype=labels.dtype)
-    for f in range(CASCADE_FOLDS):
+    for f in range(folds):
         held = fold == f
         out[held] = make().fit(X_hard[~held], labels[~held]).predict(X_hard[held])
     return out
@@ -157,11 +156,39 @@ def test_a_step_that_fits_its_labels_still_relabels_the_rows():
     assert not np.allclose(final.coef_, pipe.students_[("ours", "xent")].coef_)
 
 
+def test_cascade_folds_sets_the_folds_of_the_out_of_fold_labels():
+    from skw2s.w2s.pipeline import CASCADE_FOLDS
+
+    X, y = _data()
+    step = LogisticRegression(C=0.3)
+    default = _pipe(cascade=[step]).fit(X, y)
+    assert CASCADE_FOLDS == 2 and default.get_params()["cascade_folds"] == 2
+    pd.testing.assert_frame_equal(_pipe(cascade=[step], cascade_folds=2).fit(X, y).report_,
+                                  default.report_)
+    three = _pipe(cascade=[step], cascade_folds=3).fit(X, y)
+    X_hard = X[three.hard_train_indices_]
+    labels = _out_of_fold(lambda: LogisticRegression(C=0.3), X_hard, three.pseudo_labels_, 3)
+    two = _out_of_fold(lambda: LogisticRegression(C=0.3), X_hard, three.pseudo_labels_, 2)
+    assert np.any(labels != two)  # the folds matter, so the test sees which were used
+    np.testing.assert_allclose(three.students_[(CASCADE, "xent")].coef_,
+                               LogisticRegression().fit(X_hard, labels).coef_)
+    stages = [record["stage"] for record in three.history_]
+    assert [s for s in stages if s.startswith("cascade[1]/")] == [
+        "cascade[1]/fold1", "cascade[1]/fold2", "cascade[1]/fold3"]
+    assert len(stages) == three._n_stages()  # the progress bar's total counts the folds
+    # the steps reported and everything outside the cascade are the 2-fold run's
+    same = default.report_.weak_side != CASCADE
+    pd.testing.assert_frame_equal(three.report_[same], default.report_[same])
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"controls": [("cascade", AdaBoostClassifier(n_estimators=2))]}, "reserved"),
     ({"cascade": [object()]}, "Step 1 of cascade"),
     ({"cascade": LogisticRegression()}, "cascade"),
     ({"gold_fraction": 1.5}, "gold_fraction"),
+    ({"cascade": [LogisticRegression()], "cascade_folds": 1}, "cascade_folds"),
+    ({"cascade": [LogisticRegression()], "cascade_folds": 2.0}, "cascade_folds"),
+    ({"cascade": [LogisticRegression()], "cascade_folds": 1000}, r"cascade_folds=1000 is more"),
 ])
 def test_bad_gold_and_cascade_parameters(kwargs, match):
     X, y = _data(60)

@@ -128,8 +128,12 @@ CONFIG_KEYS = (
         "Intermediate strong models, weakest first (each a mapping of learner parameters over "
         "strong's, at least model): a weak -> intermediate(s) -> strong chain, each step "
         "trained on the previous one's labels of the hard rows, which it labels out of fold "
-        "(2 folds, each by a copy trained on the other); its students are the weak side "
-        "cascade and each step is reported as model cascade_step."),
+        "(cascade_folds folds, each by a copy trained on the others); its students are the "
+        "weak side cascade and each step is reported as model cascade_step."),
+    Key("cascade_folds", "int", 2,
+        "The folds of each cascade step's out-of-fold labels (at least 2): each step trains "
+        "this many extra copies, each on (cascade_folds - 1) / cascade_folds of the hard "
+        "rows. Unused without cascade."),
     Key("test_split", "str or null", None,
         "Score on this split of the built-in dataset (train, validation or test: e.g. test, the "
         "official test split), or of your own dataset.test_path (or dataset.path when that is "
@@ -649,6 +653,9 @@ def load_config(source, overrides=()) -> dict:
                              for k, step in enumerate(steps)]
         for k, step in enumerate(config["cascade"]):
             _check_keys(f"'cascade[{k}]'", step, learner_params)
+    if not (_is_int(config["cascade_folds"]) and config["cascade_folds"] >= 2):
+        raise ConfigError(f"'cascade_folds' must be an int >= 2; "
+                          f"{_got(config['cascade_folds'])}.")
     _check_optional("label_fraction", config["label_fraction"],
                     lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]")
     for name in ("student_losses", "baseline_losses"):

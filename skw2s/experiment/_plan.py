@@ -147,11 +147,11 @@ def estimate_training_flops(config, data):
     default = _estimator_classes(config["task"])[0]().get_params()["loss"]
     losses = config.get("student_losses") or [config["strong"].get("loss", default)]
     extra = [GOLD] * bool(config.get("gold_fraction"))
+    folds = config.get("cascade_folds", CASCADE_FOLDS)
     for k, step in enumerate(config.get("cascade") or [], start=1):
         params = {**config["strong"], **step, "loss": losses[0]}
         flops[f"cascade[{k}]"] = fit(params, n_hard) + sum(
-            fit(params, n_hard * (CASCADE_FOLDS - 1) / CASCADE_FOLDS)
-            for _ in range(CASCADE_FOLDS))
+            fit(params, n_hard * (folds - 1) / folds) for _ in range(folds))
     extra += [CASCADE] * bool(config.get("cascade"))
     for loss in losses:
         for name in [*sides, *extra]:
@@ -228,7 +228,7 @@ def _stages(config):
         stages += [(f"student[{GOLD},{loss}]", "the strong model") for loss in losses]
     for k, _ in enumerate(config.get("cascade") or [], start=1):
         stages.append((f"cascade[{k}]", f"cascade step {k}"))
-        for f in range(1, CASCADE_FOLDS + 1):
+        for f in range(1, config.get("cascade_folds", CASCADE_FOLDS) + 1):
             stages += [(f"cascade[{k}]/fold{f}", f"cascade step {k} on the other fold(s)"),
                        (f"labels[{CASCADE}{k}]/fold{f}", "none")]
     if config.get("cascade"):

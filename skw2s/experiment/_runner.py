@@ -52,7 +52,7 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbos
         Not fitted.
     """
     from ..w2s.difficulty import DifficultySplitter
-    from ..w2s.pipeline import WeakToStrongPipeline
+    from ..w2s.pipeline import CASCADE_FOLDS, WeakToStrongPipeline
 
     learner_cls, ensemble_cls = _estimator_classes(config["task"])
 
@@ -109,6 +109,7 @@ def build_pipeline(config, *, seed, memory=None, data_dir=None, ids=None, verbos
         gold_fraction=config.get("gold_fraction", 0.0),
         cascade=[learner({**config["strong"], **step}) for step in config["cascade"]]
         if config.get("cascade") else None,
+        cascade_folds=config.get("cascade_folds", CASCADE_FOLDS),
         random_state=seed,
         memory=memory,
         verbose=verbose,

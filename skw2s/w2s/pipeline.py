@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import pandas as pd
@@ -64,8 +64,8 @@ __all__ = ["WeakToStrongPipeline"]
 
 _MIN_TEST = 20  # fewer test questions than this give a warning: accuracies move in 5% steps
 CASCADE_FOLDS = 2
-"""Folds of a cascade step's out-of-fold labels: each labels the rows of one fold and trains on
-the others' (see ``WeakToStrongPipeline``'s ``cascade``)."""
+"""The default of ``cascade_folds``, the folds of a cascade step's out-of-fold labels: a copy
+trained on the other folds' rows labels each fold (see ``WeakToStrongPipeline``'s ``cascade``)."""
 
 
 def _is_generator(estimator):
@@ -167,12 +167,17 @@ class WeakToStrongPipeline(BaseEstimator):
         training rows (with the first student loss), its labels of the same rows train the
         next, and the last one's labels train the students of ``strong``, reported as the
         weak side ``"cascade"``. A step's labels are out of fold: the rows fall in
-        ``CASCADE_FOLDS`` (2) seeded folds, and each fold is labelled by a copy of the step
+        ``cascade_folds`` seeded folds, and each fold is labelled by a copy of the step
         trained on the other folds only, since a step that labelled the rows it trained on
         would give back its training labels wherever it fits them (the chain would then be
         ``weak`` again). Each intermediate trained on all the rows is reported, its accuracy
         and PGR as ``model="cascade_step"`` with ``round`` its place in the chain. None: no
         cascade.
+    cascade_folds : int, default=2
+        The folds of a cascade step's out-of-fold labels (at least 2): each step trains this
+        many copies, each on ``(cascade_folds - 1) / cascade_folds`` of the hard training
+        rows, so more folds give each copy more rows at a proportional cost. The fold of each
+        row depends on the seed and the number of rows only. Unused without ``cascade``.
     random_state : int, RandomState instance or None, default=None
         Seeds the split, the weak sides (all the same seed) and the strong models (all the
         same seed).
@@ -270,6 +275,7 @@ class WeakToStrongPipeline(BaseEstimator):
         "label_fraction": [Interval(Real, 0, 1, closed="right"), NONE],
         "gold_fraction": [Interval(Real, 0, 1, closed="both")],
         "cascade": [InstanceOf((list, tuple), "a list of estimators"), NONE],
+        "cascade_folds": [Interval(Integral, 2, None, closed="left")],
         "random_state": [RANDOM_STATE],
         "memory": [MEMORY],
         "verbose": VERBOSE,
@@ -292,6 +298,7 @@ class WeakToStrongPipeline(BaseEstimator):
         label_fraction=None,
         gold_fraction=0.0,
         cascade=None,
+        cascade_folds=CASCADE_FOLDS,
         random_state=None,
         memory=None,
         verbose=0,
@@ -310,6 +317,7 @@ class WeakToStrongPipeline(BaseEstimator):
         self.label_fraction = label_fraction
         self.gold_fraction = gold_fraction
         self.cascade = cascade
+        self.cascade_folds = cascade_folds
         self.random_state = random_state
         self.memory = memory
         self.verbose = verbose
@@ -584,6 +592,11 @@ class WeakToStrongPipeline(BaseEstimator):
             X_easy, y_easy = take_rows(X, parts["easy"]), y[parts["easy"]]
             fit = _Fit(run=run, split=split_key, seeds=seeds,
                        X_hard=take_rows(X, parts["hard_train"]), y_hard=y[parts["hard_train"]])
+            if self.cascade and self.cascade_folds > len(fit.y_hard):
+                raise ValueError(
+                    f"cascade_folds={self.cascade_folds} is more than the "
+                    f"{len(fit.y_hard)} hard training rows: a fold would be empty. Give fewer "
+                    "folds or more data.")
             fitted, labels = self._weak_stages(fit, X_easy, y_easy)
             gold_rows = np.array([], dtype=int)
             if self.gold_fraction > 0:
@@ -619,7 +632,7 @@ class WeakToStrongPipeline(BaseEstimator):
         sides, losses, cascade = self._weak_sides(), self._losses(), list(self.cascade or [])
         n = 1 + 2 * len(sides) + len(sides) * len(losses)
         n += len(losses) * (bool(self.gold_fraction) + bool(cascade))
-        n += (1 + 2 * CASCADE_FOLDS) * len(cascade)  # a step, and per fold a copy and its labels
+        n += (1 + 2 * self.cascade_folds) * len(cascade)  # a step; per fold a copy, its labels
         return n + (1 + len(self._baseline_losses())) * bool(self.baseline) + bool(self.ceiling)
 
     def _split_stage(self, run, seed, split_seed, X, y, X_test, y_test):
@@ -717,14 +730,14 @@ class WeakToStrongPipeline(BaseEstimator):
 
     def _out_of_fold_labels(self, fit, k, model, loss, labels):
         """Cascade step ``k``'s labels of the hard training rows, each row labelled by a copy
-        of ``model`` that did not train on it: the rows fall in ``CASCADE_FOLDS`` seeded
+        of ``model`` that did not train on it: the rows fall in ``cascade_folds`` seeded
         folds, and the copy trained on the other folds' ``labels`` labels a fold. A step that
         labelled the rows it trained on would give back its own training labels wherever it
         fits them, and the cascade would be its first weak side again."""
         n = len(fit.y_hard)
-        fold = cascade_fold_rng(fit.seeds["strong"]).permutation(n) % CASCADE_FOLDS
+        fold = cascade_fold_rng(fit.seeds["strong"]).permutation(n) % self.cascade_folds
         parts = []
-        for f in range(CASCADE_FOLDS):
+        for f in range(self.cascade_folds):
             held = np.flatnonzero(fold == f)
             trained, key = self._student_stage(fit, f"cascade[{k}]/fold{f + 1}", loss, labels,
                                                model, among=np.flatnonzero(fold != f))
