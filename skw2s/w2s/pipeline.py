@@ -227,10 +227,12 @@ class WeakToStrongPipeline(BaseEstimator):
     report_ : pandas.DataFrame
         One row per model and test set: ``weak_side``, ``model`` (``weak_single``,
         ``weak_round``, ``weak_ensemble``, ``baseline_student``, ``ensemble_student``,
-        ``ceiling``), ``loss``, ``round``, ``test`` (``"hard"``, or ``"easy"`` for the
-        in-distribution rows), ``n_test``, ``accuracy``, ``auroc`` (binary tasks; NaN
-        otherwise), ``token_error`` (generators), ``pgr``, ``gap``, ``pgr_auroc`` and
-        ``gap_auroc``. Students' PGR use the single weak learner as the weak reference.
+        ``ceiling``), ``loss``, ``round``, ``test`` (``"hard"``: the test set of the
+        student side, or ``"easy"`` for the in-distribution rows; under
+        ``splitter="random"`` the "hard" test is a random share of the pool, or all of
+        ``X_test`` when one is given, not harder questions), ``n_test``, ``accuracy``,
+        ``auroc`` (binary tasks; NaN otherwise), ``token_error`` (generators), ``pgr``,
+        ``gap``, ``pgr_auroc`` and ``gap_auroc``. Students' PGR use the single weak learner as the weak reference.
     predictions_ : dict
         Per test set: ``{"y": gold labels, "rows": their indices, "models": {name: labels},
         "scores": {name: positive-class probabilities (binary)}, "members": {weak_side:
