@@ -232,7 +232,8 @@ class WeakToStrongPipeline(BaseEstimator):
         ``splitter="random"`` the "hard" test is a random share of the pool, or all of
         ``X_test`` when one is given, not harder questions), ``n_test``, ``accuracy``,
         ``auroc`` (binary tasks; NaN otherwise), ``token_error`` (generators), ``pgr``,
-        ``gap``, ``pgr_auroc`` and ``gap_auroc``. Students' PGR use the single weak learner as the weak reference.
+        ``gap``, ``pgr_auroc`` and ``gap_auroc``. Students' PGR use the single weak learner
+        as the weak reference.
     predictions_ : dict
         Per test set: ``{"y": gold labels, "rows": their indices, "models": {name: labels},
         "scores": {name: positive-class probabilities (binary)}, "members": {weak_side:
