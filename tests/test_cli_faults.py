@@ -66,9 +66,13 @@ def test_ctrl_c_says_what_finished_and_how_to_resume(tiny_lm, tmp_path, data_dir
     path = _config_file(tiny_lm, tmp_path, seeds=list(range(40)), weak=weak)
     env = dict(os.environ, OMP_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    # SIGINT at its default in the child: a suite started in the background by a
+    # non-interactive shell (`nohup ... &`) ignores SIGINT, the child inherits that, and
+    # Python then installs no KeyboardInterrupt handler, so the signal would be lost.
     proc = subprocess.Popen(
         [sys.executable, "-m", "skw2s.cli", "run", str(path), "--data-dir", str(data_dir),
-         "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+         "--quiet"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     seed0 = tmp_path / "run" / "seed0.json"
     deadline = time.monotonic() + 240
     while not seed0.exists() and proc.poll() is None and time.monotonic() < deadline:
