@@ -1,6 +1,7 @@
 """Watching and tracking training runs: run names, saved loss curves, tracking parameters kept
-out of cache keys, and a real TensorBoard round trip (event files written by the Trainer's
-TensorBoard callback through tensorboardX, read back here)."""
+out of cache keys, and real tracker round trips: TensorBoard (event files written by the
+Trainer's callback through tensorboardX, read back here) and MLflow (a local file store,
+read back with MLflow's client)."""
 
 from __future__ import annotations
 
@@ -95,6 +96,33 @@ def test_tensorboard_round_trip_under_the_stage_and_round_name(tiny_lm, tmp_path
     # the tracker's curve is the saved one (the Trainer rounds its logs to 4 decimals)
     np.testing.assert_allclose([v for _, v in logged], [v for _, v in curve["points"]], atol=2e-4)
     assert len(scalars["train/learning_rate"]) == len(steps)
+
+
+def test_mlflow_round_trip_under_the_stage_and_round_name(tiny_lm, tmp_path, monkeypatch):
+    # The Trainer's MLflow callback, a local file store (MLflow 3 asks for the opt-in), read
+    # back with MLflow's own client: the run carries the stage and round name and the loss
+    # curve that the run's results save.
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "skw2s-test")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    X, y = _mc()
+    gen = _generator(tiny_lm, report_to="mlflow", logging_steps=1)
+    with collect_training_stats() as stats, training_run("weak[ours]"), training_run("round2"):
+        gen.fit(X, y)
+    [curve] = stats.loss_curves
+    client = MlflowClient(uri)
+    [run] = client.search_runs([client.get_experiment_by_name("skw2s-test").experiment_id])
+    assert run.info.run_name == "weak[ours]/round2" and run.info.status == "FINISHED"
+    logged = client.get_metric_history(run.info.run_id, "loss")
+    steps = list(range(1, 9))  # 16 rows, batches of 4, 2 epochs
+    assert sorted(m.step for m in logged) == steps
+    np.testing.assert_allclose([m.value for m in sorted(logged, key=lambda m: m.step)],
+                               [v for _, v in curve["points"]], atol=2e-4)
+    assert run.data.params["learning_rate"] == "0.005"  # the Trainer's arguments, as params
 
 
 def test_loss_curve_is_saved_without_a_tracker_and_nothing_is_logged(tiny_lm, tmp_path,
