@@ -3,6 +3,8 @@ student losses in the estimators, confident-label filtering, AUROC and the paire
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -226,8 +228,11 @@ def test_student_labels_of_one_class_get_a_clear_error(tiny_lm):
     pipe = WeakToStrongPipeline(
         LLMAdaBoostClassifier(_head(tiny_lm), n_estimators=1), _head(tiny_lm),
         label_fraction=0.05, random_state=0)
-    with pytest.raises(ValueError, match="a classifier cannot learn from one class"):
+    with pytest.raises(ValueError, match="a classifier cannot learn from one class") as info:
         pipe.fit(TEXTS, LABELS)
+    # the label as the user wrote it, not numpy's repr of it
+    assert re.search(r"are all ([01]|'[^']*') on the \d+ hard", str(info.value)), str(info.value)
+    assert "np." not in str(info.value)
 
 
 # -- paired statistics ----------------------------------------------------------------------------

@@ -708,8 +708,10 @@ class WeakToStrongPipeline(BaseEstimator):
 
         def compute():
             if is_classifier(self.strong) and len(np.unique(labels["hard"][rows])) < 2:
+                only = labels["hard"][rows][0]
+                only = only.item() if isinstance(only, np.generic) else only  # 1, not np.int64(1)
                 raise ValueError(
-                    f"The labels for {name} are all {labels['hard'][rows][0]!r} on the "
+                    f"The labels for {name} are all {only!r} on the "
                     f"{len(rows)} hard training rows it would train on: a classifier cannot "
                     "learn from one class. The weak side predicts a constant there; train it "
                     "longer, or keep more labels (label_fraction)."
